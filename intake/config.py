@@ -1,0 +1,644 @@
+"""Configuration: ``config.toml`` parsed once into frozen dataclasses.
+
+Every section parses itself (``from_toml``) with a strict key check: an
+unknown key, a missing required key or a value of the wrong kind raises one
+:class:`~intake.errors.ConfigurationError` naming the key and the file.
+Secrets never live in the file: ``*_env`` keys name environment variables,
+which are read when the secret is needed and never printed.
+
+Relative paths are resolved against the directory holding the config file,
+so ``pasts --config /etc/pasts/config.toml`` works from any directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from intake.errors import ConfigurationError
+
+T = TypeVar("T")
+
+REVOCATION_MODES = ("hard-fail", "soft-fail", "off")
+
+
+class _Section:
+    """Reads one TOML table with a strict key check."""
+
+    def __init__(self, data: Any, name: str, path: Path):
+        if not isinstance(data, Mapping):
+            raise ConfigurationError("must be a table", key=name, path=str(path))
+        # TOML operators write hyphens or underscores; both mean the same key.
+        self.data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        self.name = name
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, k: str) -> str:
+        return f"{self.name}.{k}" if self.name else k
+
+    def error(self, k: str, message: str) -> ConfigurationError:
+        return ConfigurationError(message, key=self.key(k), path=str(self.path))
+
+    def get(self, k: str, kind: type[T] | tuple[type, ...], default: Any = ..., ) -> Any:
+        self.used.add(k)
+        if k not in self.data:
+            if default is ...:
+                raise self.error(k, "is required")
+            return default
+        value = self.data[k]
+        # bool is an int in Python; do not accept true for a number.
+        if (kind is int or kind is float or kind == (int, float)) and isinstance(value, bool):
+            raise self.error(k, f"must be a number, not {value!r}")
+        if kind is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kind):
+            want = kind.__name__ if isinstance(kind, type) else " or ".join(t.__name__ for t in kind)
+            raise self.error(k, f"must be {want}, not {type(value).__name__} {value!r}")
+        return value
+
+    def choice(self, k: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(k, str, default)
+        if value not in choices:
+            raise self.error(k, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def positive(self, k: str, kind: type, default: Any) -> Any:
+        value = self.get(k, kind, default)
+        if value is not None and value <= 0:
+            raise self.error(k, f"must be greater than 0; got {value!r}")
+        return value
+
+    def path_value(self, k: str, default: Any = ...) -> Path | None:
+        value = self.get(k, str, default)
+        if value is None:
+            return None
+        return resolve_path(value, self.path)
+
+    def str_list(self, k: str, default: Any = ...) -> tuple[str, ...]:
+        value = self.get(k, (list, str), default)
+        if isinstance(value, str):
+            value = [value]
+        if not all(isinstance(v, str) for v in value):
+            raise self.error(k, "must be a list of strings")
+        return tuple(value)
+
+    def env_name(self, k: str) -> str | None:
+        value = self.get(k, str, None)
+        if value is not None and not value.replace("_", "").isalnum():
+            raise self.error(k, f"must name an environment variable; got {value!r}")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "is not a known key")
+
+    def sub(self, k: str) -> _Section:
+        self.used.add(k)
+        return _Section(self.data.get(k, {}), self.key(k), self.path)
+
+
+def resolve_path(value: str, config_path: Path) -> Path:
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else (config_path.parent / p).resolve()
+
+
+def read_secret(env_name: str | None, what: str) -> str | None:
+    """The secret held in environment variable ``env_name`` (None if unset)."""
+    if env_name is None:
+        return None
+    value = os.environ.get(env_name)
+    if value is None:
+        raise ConfigurationError(
+            f"environment variable {env_name} (for {what}) is not set", key=what
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    #: SQLAlchemy URL; SQLite paths are relative to the config file.
+    url: str = "sqlite:///var/pasts.db"
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> DatabaseConfig:
+        url = s.get("url", str, cls.url)
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rel = url[len("sqlite:///"):]
+            if rel and rel != ":memory:":
+                url = "sqlite:///" + str(resolve_path(rel, s.path))
+        s.finish()
+        return cls(url=url)
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    """One mailbox to read: ``imap://``, ``imaps://``, or ``maildir:PATH``."""
+
+    name: str
+    url: str
+    #: scheme: "imap" (plain or STARTTLS), "imaps" (implicit TLS), "maildir".
+    scheme: Literal["imap", "imaps", "maildir"]
+    host: str | None
+    port: int | None
+    username: str | None
+    folder: str
+    #: Maildir root for ``maildir:`` mailboxes.
+    path: Path | None
+    password_env: str | None = field(default=None, repr=False)
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    #: The workflow used when a form has no recognisable ``form_id``.
+    workflow: str | None = None
+    #: "auto" = STARTTLS when the server offers it, "require" = must, "off".
+    starttls: Literal["auto", "require", "off"] = "auto"
+    #: Extra CA file to trust for the server certificate (self-hosted servers).
+    tls_ca: Path | None = None
+    idle: bool = True
+    poll_seconds: float = 60.0
+
+    @property
+    def password(self) -> str | None:
+        return read_secret(self.password_env, f"mailbox '{self.name}' password_env")
+
+    @classmethod
+    def from_toml(cls, s: _Section, workflows: set[str]) -> MailboxConfig:
+        name = s.get("name", str)
+        url = s.get("url", str)
+        scheme: Any
+        host = username = None
+        port: int | None = None
+        path: Path | None = None
+        folder = "INBOX"
+        if url.startswith("maildir:"):
+            scheme = "maildir"
+            raw = url[len("maildir:"):]
+            if raw.startswith("//"):
+                raw = raw[2:]
+            if not raw:
+                raise s.error("url", "maildir: needs a path, e.g. maildir:./var/inbox")
+            path = resolve_path(raw, s.path)
+            folder = ""
+        else:
+            parts = urlsplit(url)
+            if parts.scheme not in ("imap", "imaps"):
+                raise s.error("url", f"must start with imap://, imaps:// or maildir:; got {url!r}")
+            scheme = parts.scheme
+            if not parts.hostname:
+                raise s.error("url", f"has no host: {url!r}")
+            host = parts.hostname
+            try:
+                port = parts.port or (993 if scheme == "imaps" else 143)
+            except ValueError as exc:
+                raise s.error("url", f"bad port: {exc}") from None
+            username = unquote(parts.username) if parts.username else None
+            if parts.password:
+                raise s.error("url", "must not contain a password; use password_env")
+            folder = unquote(parts.path.lstrip("/")) or "INBOX"
+        workflow = s.get("workflow", str, None)
+        if workflow is not None and workflows and workflow not in workflows:
+            raise s.error("workflow", f"names no configured workflow: {workflow!r}")
+        cfg = cls(
+            name=name,
+            url=url,
+            scheme=scheme,
+            host=host,
+            port=port,
+            username=username,
+            folder=folder,
+            path=path,
+            password_env=s.env_name("password_env"),
+            processed_folder=s.get("processed_folder", str, "Processed"),
+            quarantine_folder=s.get("quarantine_folder", str, "Quarantine"),
+            workflow=workflow,
+            starttls=s.choice("starttls", ("auto", "require", "off"), "auto"),  # type: ignore[arg-type]
+            tls_ca=s.path_value("tls_ca", None),
+            idle=s.get("idle", bool, True),
+            poll_seconds=s.positive("poll_seconds", float, 60.0),
+        )
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """Where replies go: ``smtp://host:587`` (STARTTLS), ``smtps://host:465``, or ``maildir:PATH``."""
+
+    url: str = "maildir:./var/outbox"
+    scheme: Literal["smtp", "smtps", "maildir"] = "maildir"
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    path: Path | None = None
+    sender: str = "pasts@localhost"
+    password_env: str | None = field(default=None, repr=False)
+    starttls: Literal["auto", "require", "off"] = "require"
+    tls_ca: Path | None = None
+    timeout_seconds: float = 30.0
+    #: At most this many replies to one sender address per hour (RFC 3834).
+    rate_limit_per_hour: int = 20
+    #: Give up on a reply after this many failed attempts.
+    max_attempts: int = 8
+
+    @property
+    def password(self) -> str | None:
+        return read_secret(self.password_env, "smtp.password_env")
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> SmtpConfig:
+        url = s.get("url", str, cls.url)
+        scheme: Any
+        host = username = None
+        port: int | None = None
+        path: Path | None = None
+        if url.startswith("maildir:"):
+            scheme = "maildir"
+            raw = url[len("maildir:"):].removeprefix("//")
+            if not raw:
+                raise s.error("url", "maildir: needs a path, e.g. maildir:./var/outbox")
+            path = resolve_path(raw, s.path)
+        else:
+            parts = urlsplit(url)
+            if parts.scheme not in ("smtp", "smtps"):
+                raise s.error("url", f"must start with smtp://, smtps:// or maildir:; got {url!r}")
+            scheme = parts.scheme
+            if not parts.hostname:
+                raise s.error("url", f"has no host: {url!r}")
+            host = parts.hostname
+            try:
+                port = parts.port or (465 if scheme == "smtps" else 587)
+            except ValueError as exc:
+                raise s.error("url", f"bad port: {exc}") from None
+            username = unquote(parts.username) if parts.username else None
+            if parts.password:
+                raise s.error("url", "must not contain a password; use password_env")
+        sender = s.get("from", str, cls.sender)
+        if "@" not in sender or any(c in sender for c in "\r\n"):
+            raise s.error("from", f"must be an e-mail address; got {sender!r}")
+        cfg = cls(
+            url=url,
+            scheme=scheme,
+            host=host,
+            port=port,
+            username=username,
+            path=path,
+            sender=sender,
+            password_env=s.env_name("password_env"),
+            starttls=s.choice("starttls", ("auto", "require", "off"), "require"),  # type: ignore[arg-type]
+            tls_ca=s.path_value("tls_ca", None),
+            timeout_seconds=s.positive("timeout_seconds", float, 30.0),
+            rate_limit_per_hour=s.positive("rate_limit_per_hour", int, 20),
+            max_attempts=s.positive("max_attempts", int, 8),
+        )
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    #: PEM files or directories of PEM files: the only trust anchors.
+    trust_roots: tuple[Path, ...] = ()
+    require_timestamp: bool = True
+    require_qualified: bool = True
+    revocation: Literal["hard-fail", "soft-fail", "off"] = "soft-fail"
+    #: Forms time-stamped longer ago than this are SIG-TOO-OLD.
+    max_age_days: int = 90
+    #: Fetch OCSP/CRL over the network when the file carries none.
+    allow_fetching: bool = True
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> SigningConfig:
+        roots = tuple(resolve_path(p, s.path) for p in s.str_list("trust_roots", []))
+        cfg = cls(
+            trust_roots=roots,
+            require_timestamp=s.get("require_timestamp", bool, True),
+            require_qualified=s.get("require_qualified", bool, True),
+            revocation=s.choice("revocation", REVOCATION_MODES, "soft-fail"),  # type: ignore[arg-type]
+            max_age_days=s.positive("max_age_days", int, 90),
+            allow_fetching=s.get("allow_fetching", bool, True),
+        )
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class CsrConfig:
+    """Key policy for certificate requests (CSR-KEY-WEAK)."""
+
+    rsa_min_bits: int = 2048
+    #: Allowed EC curves by their SEC names.
+    ec_curves: tuple[str, ...] = ("secp256r1", "secp384r1")
+    allow_ed25519: bool = False
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> CsrConfig:
+        curves = s.str_list("ec_curves", list(cls.ec_curves))
+        known = ("secp256r1", "secp384r1", "secp521r1")
+        for c in curves:
+            if c not in known:
+                raise s.error("ec_curves", f"unknown curve {c!r}; known: {', '.join(known)}")
+        cfg = cls(
+            rsa_min_bits=s.positive("rsa_min_bits", int, 2048),
+            ec_curves=curves,
+            allow_ed25519=s.get("allow_ed25519", bool, False),
+        )
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class CaConfig:
+    certificate: Path | None = None
+    key: Path | None = None
+    key_password_env: str | None = field(default=None, repr=False)
+    validity_days: int = 365
+    crl: Path | None = None
+    #: How long a freshly signed CRL is valid (its nextUpdate).
+    crl_next_update_hours: float = 168.0
+    #: URL written into issued certificates' CRL distribution point.
+    crl_url: str | None = None
+
+    @property
+    def key_password(self) -> str | None:
+        return read_secret(self.key_password_env, "ca.key_password_env")
+
+    @property
+    def enabled(self) -> bool:
+        return self.certificate is not None and self.key is not None
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> CaConfig:
+        cfg = cls(
+            certificate=s.path_value("certificate", None),
+            key=s.path_value("key", None),
+            key_password_env=s.env_name("key_password_env"),
+            validity_days=s.positive("validity_days", int, 365),
+            crl=s.path_value("crl", None),
+            crl_next_update_hours=s.positive("crl_next_update_hours", float, 168.0),
+            crl_url=s.get("crl_url", str, None),
+        )
+        if (cfg.certificate is None) != (cfg.key is None):
+            raise s.error("key" if cfg.key is None else "certificate",
+                          "ca.certificate and ca.key go together")
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class VerificationConfig:
+    required: bool = True
+    ttl_hours: float = 72.0
+    public_url: str = "http://127.0.0.1:8025"
+    listen: str = "127.0.0.1:8025"
+
+    @property
+    def ttl(self) -> timedelta:
+        return timedelta(hours=self.ttl_hours)
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> VerificationConfig:
+        listen = s.get("listen", str, cls.listen)
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise s.error("listen", f"must be HOST:PORT; got {listen!r}")
+        cfg = cls(
+            required=s.get("required", bool, True),
+            ttl_hours=s.positive("ttl_hours", float, 72.0),
+            public_url=s.get("public_url", str, cls.public_url).rstrip("/"),
+            listen=listen,
+        )
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    recipients: tuple[str, ...] = ()
+    #: Five-field cron expression (minute hour day month weekday).
+    schedule: str = "0 7 * * 1-5"
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> DigestConfig:
+        schedule = s.get("schedule", str, cls.schedule)
+        if len(schedule.split()) != 5:
+            raise s.error("schedule", f"must be a 5-field cron expression; got {schedule!r}")
+        cfg = cls(recipients=s.str_list("recipients", []), schedule=schedule)
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds on hostile input."""
+
+    max_message_bytes: int = 25 * 1024 * 1024
+    max_attachment_bytes: int = 15 * 1024 * 1024
+    max_pdf_pages: int = 200
+    #: Wall-clock bound for verifying one form (seconds).
+    verify_timeout_seconds: float = 60.0
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> LimitsConfig:
+        cfg = cls(
+            max_message_bytes=s.positive("max_message_bytes", int, cls.max_message_bytes),
+            max_attachment_bytes=s.positive("max_attachment_bytes", int, cls.max_attachment_bytes),
+            max_pdf_pages=s.positive("max_pdf_pages", int, cls.max_pdf_pages),
+            verify_timeout_seconds=s.positive(
+                "verify_timeout_seconds", float, cls.verify_timeout_seconds
+            ),
+        )
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    #: Processing attempts before a message goes to quarantine.
+    max_attempts: int = 3
+    #: Where raw messages are kept (besides the database row).
+    state_dir: Path = Path("var")
+    #: Replies in this language unless a workflow says otherwise.
+    language: str = "en"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> DaemonConfig:
+        cfg = cls(
+            max_attempts=s.positive("max_attempts", int, 3),
+            state_dir=s.path_value("state_dir", "var") or Path("var"),
+            language=s.choice("language", ("en", "lv", "it"), "en"),
+            log_level=s.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        )
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One AcroForm field of a workflow's form."""
+
+    name: str
+    required: bool = False
+    #: A named format (see ``intake.formats``) checked by FORM-FIELD-INVALID.
+    format: str | None = None
+    label: str = ""
+    min_length: int | None = None
+    max_length: int | None = None
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> FieldSpec:
+        cfg = cls(
+            name=s.get("name", str),
+            required=s.get("required", bool, False),
+            format=s.get("format", str, None),
+            label=s.get("label", str, ""),
+            min_length=s.positive("min_length", int, None),
+            max_length=s.positive("max_length", int, None),
+        )
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    """A procedure, as data."""
+
+    id: str
+    prefix: str
+    title: str = ""
+    fields: tuple[FieldSpec, ...] = ()
+    #: Attachment kinds the applicant must send besides the form: "csr".
+    requires: tuple[str, ...] = ()
+    #: Registry rules to run (TEST-ENV-NOT-COMPLETED, SIGNER-NOT-AUTHORISED,
+    #: CONTRACT-MISSING); form, signature, CSR and DUPLICATE rules always run.
+    rules: tuple[str, ...] = ()
+    #: What approval does: "certificate", "account", "publication", "answer".
+    outcome: str = "review"
+    #: Whether a form is needed at all (false for consultation).
+    needs_form: bool = True
+    language: str | None = None
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> WorkflowConfig:
+        wid = s.get("id", str)
+        fields_raw = s.get("fields", list, [])
+        s.used.add("fields")
+        fields = tuple(
+            FieldSpec.from_toml(_Section(f, f"{s.key('fields')}[{i}]", s.path))
+            for i, f in enumerate(fields_raw)
+        )
+        cfg = cls(
+            id=wid,
+            prefix=s.get("prefix", str),
+            title=s.get("title", str, ""),
+            fields=fields,
+            requires=s.str_list("requires", []),
+            rules=s.str_list("rules", []),
+            outcome=s.choice(
+                "outcome", ("certificate", "account", "publication", "answer", "review"), "review"
+            ),
+            needs_form=s.get("needs_form", bool, True),
+            language=s.get("language", str, None),
+        )
+        if not cfg.prefix.isalnum() or not cfg.prefix.isupper():
+            raise s.error("prefix", f"must be upper-case letters/digits; got {cfg.prefix!r}")
+        s.finish()
+        return cfg
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: DatabaseConfig
+    mailboxes: tuple[MailboxConfig, ...]
+    smtp: SmtpConfig
+    signing: SigningConfig
+    csr: CsrConfig
+    ca: CaConfig
+    verification: VerificationConfig
+    digest: DigestConfig
+    limits: LimitsConfig
+    daemon: DaemonConfig
+    workflows: tuple[WorkflowConfig, ...]
+
+    def workflow(self, wid: str) -> WorkflowConfig | None:
+        return next((w for w in self.workflows if w.id == wid), None)
+
+    def mailbox(self, name: str) -> MailboxConfig | None:
+        return next((m for m in self.mailboxes if m.name == name), None)
+
+
+def default_workflows() -> tuple[WorkflowConfig, ...]:
+    """The procedures pasts ships (SPEC section 1), from ``intake/workflows.toml``."""
+    path = Path(__file__).with_name("workflows.toml")
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    top = _Section(data, "", path)
+    raw = top.get("workflow", list)
+    top.finish()
+    return tuple(
+        WorkflowConfig.from_toml(_Section(w, f"workflow[{i}]", path)) for i, w in enumerate(raw)
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and check ``path``; raise ConfigurationError naming the key."""
+    p = Path(path).resolve()
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigurationError("configuration file not found", path=str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"not valid TOML: {exc}", path=str(p)) from None
+    return parse_config(data, p)
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    top = _Section(data, "", path)
+
+    # Shipped workflows first; [[workflow]] entries with the same id replace them.
+    workflows = {w.id: w for w in default_workflows()}
+    for i, raw in enumerate(top.get("workflow", list, [])):
+        w = WorkflowConfig.from_toml(_Section(raw, f"workflow[{i}]", path))
+        workflows[w.id] = w
+    prefixes: dict[str, str] = {}
+    for w in workflows.values():
+        if w.prefix in prefixes:
+            raise ConfigurationError(
+                f"prefix {w.prefix!r} is used by both {prefixes[w.prefix]} and {w.id}",
+                key="workflow.prefix", path=str(path),
+            )
+        prefixes[w.prefix] = w.id
+
+    mailboxes = []
+    for i, raw in enumerate(top.get("mailbox", list, [])):
+        mailboxes.append(MailboxConfig.from_toml(_Section(raw, f"mailbox[{i}]", path), set(workflows)))
+    names = [m.name for m in mailboxes]
+    for n in names:
+        if names.count(n) > 1:
+            raise ConfigurationError(f"two mailboxes are named {n!r}", key="mailbox.name", path=str(path))
+
+    cfg = Config(
+        path=path,
+        database=DatabaseConfig.from_toml(top.sub("database")),
+        mailboxes=tuple(mailboxes),
+        smtp=SmtpConfig.from_toml(top.sub("smtp")),
+        signing=SigningConfig.from_toml(top.sub("signing")),
+        csr=CsrConfig.from_toml(top.sub("csr")),
+        ca=CaConfig.from_toml(top.sub("ca")),
+        verification=VerificationConfig.from_toml(top.sub("verification")),
+        digest=DigestConfig.from_toml(top.sub("digest")),
+        limits=LimitsConfig.from_toml(top.sub("limits")),
+        daemon=DaemonConfig.from_toml(top.sub("daemon")),
+        workflows=tuple(workflows.values()),
+    )
+    top.finish()
+    return cfg
