@@ -1,0 +1,887 @@
+"""Strict verification of PAdES / CMS signatures and their time-stamps.
+
+The verifier turns pyHanko's rich status objects into the SPEC's rule codes
+(``SIG-*`` and ``TS-*``) and into frozen result objects that rules read. It
+raises only :class:`UnreadableInput`, and only when the input cannot be read at
+all; every problem with one signature becomes codes and notes on that
+signature.
+
+Judgement is strict: a later revision that changes form data, pages or
+annotations after the last signature is ``SIG-MODIFIED`` even when pyHanko would
+call it harmless form filling, because the daemon must read exactly the values
+the signature covers (see :attr:`FormVerdict.signed_revision`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Literal
+
+from asn1crypto import cms, pem
+from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import ModificationLevel
+from pyhanko.sign.fields import enumerate_sig_fields
+from pyhanko.sign.general import find_unique_cms_attribute
+from pyhanko.sign.validation import (
+    async_validate_detached_cms,
+    async_validate_pdf_signature,
+    async_validate_pdf_timestamp,
+)
+from pyhanko.sign.validation.dss import DocumentSecurityStore, NoDSSFoundError
+from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+from pyhanko.sign.validation.status import SignatureCoverageLevel, StandardCMSSignatureStatus
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.policy_decl import (
+    NO_REVOCATION,
+    CertRevTrustPolicy,
+)
+
+from signing.qc import qc_info
+
+# The SubFilters of approval signatures this intake accepts.
+_ACCEPTED_SUBFILTERS = ("/ETSI.CAdES.detached", "/adbe.pkcs7.detached")
+# Modification levels after a signature that leave the signed content untouched.
+_HARMLESS_LEVELS = (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES)
+# Trust problems meaning "the certificate was not valid at the validation time".
+_EXPIRY_PROBLEMS = {
+    "EXPIRED",
+    "NOT_YET_VALID",
+    "OUT_OF_BOUNDS_NO_POE",
+    "OUT_OF_BOUNDS_NOT_REVOKED",
+}
+# Trust problems meaning "revoked".
+_REVOCATION_PROBLEMS = {"REVOKED", "REVOKED_NO_POE", "REVOKED_CA_NO_POE"}
+# Trust problems meaning "revocation status could not be determined".
+_REVINFO_UNAVAILABLE = {"TRY_LATER", "REVOCATION_OUT_OF_BOUNDS_NO_POE"}
+# A bound on the depth of the AcroForm field tree we walk ourselves.
+_MAX_FIELD_DEPTH = 32
+
+
+class UnreadableInput(ValueError):
+    """The input cannot be read at all (not a PDF, truncated, encrypted, over limits)."""
+
+    code = "FORM-UNREADABLE"
+
+
+@dataclass(frozen=True)
+class SignerIdentity:
+    """Who signed, as the signer's certificate states it (strings NFC-normalised)."""
+
+    common_name: str
+    """Subject commonName."""
+
+    given_name: str | None
+    """Subject givenName."""
+
+    surname: str | None
+    """Subject surname."""
+
+    personal_code: str | None
+    """Subject serialNumber as-is, e.g. ``PNOLV-010190-12345`` (ETSI EN 319 412-1)."""
+
+    organisation: str | None
+    """Subject organizationName (for seals or organisation-bound certificates)."""
+
+    organisation_identifier: str | None
+    """Subject organizationIdentifier (2.5.4.97), e.g. ``NTRLV-40003000000``."""
+
+    country: str | None
+    """Subject countryName."""
+
+    issuer: str
+    """The issuer's distinguished name in RFC 4514 form."""
+
+    serial_number: int
+    """The certificate's serial number."""
+
+    not_before: datetime
+    """Start of the certificate's validity (UTC)."""
+
+    not_after: datetime
+    """End of the certificate's validity (UTC)."""
+
+    qc_compliance: bool
+    """The certificate declares QcCompliance (EU qualified certificate)."""
+
+    qc_esign: bool
+    """The certificate's QcType includes e-signature (``id-etsi-qct-esign``)."""
+
+    qc_sscd: bool
+    """The certificate declares the key is held in a QSCD."""
+
+    certificate_der: bytes = field(repr=False)
+    """The signer's certificate, DER-encoded."""
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    """The verdict on one signature."""
+
+    field_name: str | None
+    """Fully qualified name of the PDF signature field (``None`` for detached CMS)."""
+
+    kind: Literal["pades", "cms", "smime"]
+    """Where the signature came from: a PDF, a detached ``.p7s``, or S/MIME."""
+
+    intact: bool
+    """The signed data's digest matches the digest the signature covers."""
+
+    valid: bool
+    """The cryptographic signature verifies against the signer's public key."""
+
+    trusted: bool
+    """The signer's chain reaches a configured anchor and passed path validation."""
+
+    signer: SignerIdentity | None
+    """The signer's identity, or ``None`` when no signer certificate could be read."""
+
+    signing_time: datetime | None
+    """The signing time the signer claims (signed attribute or ``/M``); not proof."""
+
+    timestamp_present: bool
+    """A signature time-stamp token is attached to the signature."""
+
+    timestamp_valid: bool
+    """The time-stamp token is intact, its signature verifies and its imprint matches."""
+
+    timestamp_trusted: bool
+    """The time-stamp authority's chain reaches a configured anchor."""
+
+    timestamp_time: datetime | None
+    """The time the time-stamp token asserts (``genTime``)."""
+
+    modified_after: bool
+    """A later revision changed form data, pages or annotations after this signature."""
+
+    covered_bytes: int | None
+    """End of the ByteRange: the PDF prefix this signature covers (``None`` for CMS)."""
+
+    codes: tuple[str, ...]
+    """The SPEC rule codes (``SIG-*``, ``TS-*``) raised by this signature, sorted."""
+
+    notes: tuple[str, ...]
+    """Human-readable reasons for logs and staff."""
+
+    @property
+    def ok(self) -> bool:
+        """True when this signature raised no code."""
+        return not self.codes
+
+
+@dataclass(frozen=True)
+class FormVerdict:
+    """The verdict on a signed document: every signature and the union of codes."""
+
+    signatures: tuple[SignatureStatus, ...]
+    """One status per approval signature, in signing order (document time-stamps excluded)."""
+
+    codes: tuple[str, ...]
+    """Sorted union of the signatures' codes; ``("SIG-MISSING",)`` without a signature."""
+
+    signer: SignerIdentity | None
+    """The identity of the last (outermost) signature's signer."""
+
+    signed_revision: bytes | None = field(default=None, repr=False)
+    """``pdf[:covered_bytes]`` of the last signature: form fields must be read from this."""
+
+    notes: tuple[str, ...] = ()
+    """Document-level notes (document time-stamps, ignored signature fields)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when there is at least one signature and no code was raised."""
+        return bool(self.signatures) and not self.codes
+
+
+@dataclass(frozen=True)
+class VerifierSettings:
+    """The ``[signing]`` configuration, as plain values."""
+
+    trust_roots: tuple[Path, ...]
+    """PEM/DER certificate files or directories of them: the only trust anchors."""
+
+    require_timestamp: bool = True
+    """Raise ``TS-MISSING`` when a signature has no signature time-stamp."""
+
+    require_qualified: bool = True
+    """Raise ``SIG-NOT-QUALIFIED`` unless the signer's certificate is QC + esign."""
+
+    revocation: Literal["hard-fail", "soft-fail", "off"] = "soft-fail"
+    """How to treat unknown revocation status: untrusted, accept with a note, or skip."""
+
+    max_age_days: int = 90
+    """Raise ``SIG-TOO-OLD`` when the time-stamp is older than this."""
+
+    allow_fetching: bool = True
+    """Fetch OCSP responses and CRLs named in the certificates."""
+
+    max_pdf_bytes: int = 15 * 1024 * 1024
+    """Inputs larger than this are refused unread."""
+
+    timeout_seconds: float = 60.0
+    """Upper bound on the verification of one document."""
+
+
+def _load_anchor_file(path: Path) -> list[asn1_x509.Certificate]:
+    data = path.read_bytes()
+    if pem.detect(data):
+        return [
+            asn1_x509.Certificate.load(der)
+            for kind, _headers, der in pem.unarmor(data, multiple=True)
+            if kind == "CERTIFICATE"
+        ]
+    return [asn1_x509.Certificate.load(data)]
+
+
+def load_trust_roots(paths: Iterable[Path]) -> tuple[asn1_x509.Certificate, ...]:
+    """Load anchors from PEM/DER files and directories (``*.pem``, ``*.crt``, ``*.cer``)."""
+    roots: list[asn1_x509.Certificate] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.suffix.lower() in (".pem", ".crt", ".cer", ".der") and child.is_file():
+                    roots.extend(_load_anchor_file(child))
+        else:
+            roots.extend(_load_anchor_file(path))
+    return tuple(roots)
+
+
+def _nfc(value: str | None) -> str | None:
+    return unicodedata.normalize("NFC", value) if value is not None else None
+
+
+def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+    values = name.get_attributes_for_oid(oid)
+    if not values:
+        return None
+    value = values[0].value
+    return _nfc(value if isinstance(value, str) else value.decode("utf-8", "replace"))
+
+
+def signer_identity(certificate: asn1_x509.Certificate) -> SignerIdentity:
+    """Describe the signer from their certificate; raises ``ValueError`` if unparsable."""
+    der = certificate.dump()
+    cert = x509.load_der_x509_certificate(der)
+    subject = cert.subject
+    qc = qc_info(certificate)
+    return SignerIdentity(
+        common_name=_attribute(subject, NameOID.COMMON_NAME) or "",
+        given_name=_attribute(subject, NameOID.GIVEN_NAME),
+        surname=_attribute(subject, NameOID.SURNAME),
+        personal_code=_attribute(subject, NameOID.SERIAL_NUMBER),
+        organisation=_attribute(subject, NameOID.ORGANIZATION_NAME),
+        organisation_identifier=_attribute(subject, x509.ObjectIdentifier("2.5.4.97")),
+        country=_attribute(subject, NameOID.COUNTRY_NAME),
+        issuer=_nfc(cert.issuer.rfc4514_string()) or "",
+        serial_number=cert.serial_number,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        qc_compliance=qc.compliance,
+        qc_esign=qc.esign,
+        qc_sscd=qc.sscd,
+        certificate_der=der,
+    )
+
+
+def _timestamp_time(signer_info: cms.SignerInfo) -> datetime | None:
+    """The ``genTime`` of the first signature time-stamp token, without validating it."""
+    for signed_data in extract_tst_data_iter(signer_info, signed=False):
+        tst_info = signed_data["encap_content_info"]["content"].parsed
+        gen_time = tst_info["gen_time"].native
+        if isinstance(gen_time, datetime):
+            return gen_time
+    return None
+
+
+def _adobe_revinfo(signer_info: cms.SignerInfo) -> tuple[list[Any], list[Any]]:
+    """CRLs and OCSP responses from an ``adbe-revocationInfoArchival`` signed attribute."""
+    crls: list[Any] = []
+    ocsps: list[Any] = []
+    try:
+        value = find_unique_cms_attribute(
+            signer_info["signed_attrs"], "adobe_revocation_info_archival"
+        )
+    except Exception:  # noqa: BLE001 - an absent or broken attribute just adds nothing.
+        return crls, ocsps
+    for item in value["crl"] or ():
+        crls.append(item)
+    for item in value["ocsp"] or ():
+        ocsps.append(item)
+    return crls, ocsps
+
+
+def _field_values(root: Any) -> dict[str, str]:
+    """Map fully qualified names of non-signature form fields to their ``/V`` values."""
+    values: dict[str, str] = {}
+
+    def walk(kids: Any, prefix: str, inherited_type: Any, depth: int, seen: set[int]) -> None:
+        if depth > _MAX_FIELD_DEPTH:
+            raise RecursionError("form field tree too deep")
+        for kid_ref in kids:
+            kid = kid_ref.get_object()
+            if not isinstance(kid, generic.DictionaryObject) or id(kid) in seen:
+                continue
+            seen.add(id(kid))
+            partial = kid.get("/T")
+            name = f"{prefix}.{partial}" if prefix and partial else str(partial or prefix)
+            field_type = kid.get("/FT", inherited_type)
+            if "/Kids" in kid:
+                walk(kid["/Kids"], name, field_type, depth + 1, seen)
+            if field_type != "/Sig" and "/V" in kid:
+                values[name] = repr(kid.raw_get("/V").get_object())
+
+    try:
+        fields = root["/AcroForm"]["/Fields"]
+    except KeyError:
+        return values
+    walk(fields, "", None, 0, set())
+    return values
+
+
+class Verifier:
+    """Verifies signed PDFs and detached CMS signatures against configured anchors."""
+
+    def __init__(
+        self, settings: VerifierSettings, *, now: Callable[[], datetime] | None = None
+    ) -> None:
+        self.settings = settings
+        self._now = now or (lambda: datetime.now(UTC))
+        # The anchors are read once; each verification builds fresh, cheap contexts.
+        self._anchors = load_trust_roots(settings.trust_roots)
+
+    # -- public API --------------------------------------------------------------
+
+    async def verify_pdf(self, data: bytes) -> FormVerdict:
+        """Verify every signature in a PDF; raises only :class:`UnreadableInput`."""
+        if len(data) > self.settings.max_pdf_bytes:
+            raise UnreadableInput(
+                f"PDF is {len(data)} bytes, over the limit of {self.settings.max_pdf_bytes}"
+            )
+        return await self._bounded(self._verify_pdf, data)
+
+    async def verify_detached(
+        self,
+        content: bytes,
+        signature_der: bytes,
+        *,
+        kind: Literal["cms", "smime"] = "cms",
+    ) -> FormVerdict:
+        """Verify a detached CMS signature (``.p7s`` or S/MIME) over ``content``."""
+        if len(content) + len(signature_der) > self.settings.max_pdf_bytes:
+            raise UnreadableInput("signed content is over the size limit")
+        return await self._bounded(self._verify_detached, content, signature_der, kind)
+
+    def verify_pdf_sync(self, data: bytes) -> FormVerdict:
+        """Synchronous :meth:`verify_pdf` for command-line use (not inside a running loop)."""
+        return asyncio.run(self.verify_pdf(data))
+
+    def verify_detached_sync(self, content: bytes, signature_der: bytes) -> FormVerdict:
+        """Synchronous :meth:`verify_detached` for command-line use."""
+        return asyncio.run(self.verify_detached(content, signature_der))
+
+    # -- plumbing --------------------------------------------------------------------
+
+    async def _bounded(self, function: Callable[..., Any], *args: Any) -> FormVerdict:
+        """Run ``function`` on a worker thread with its own loop, under the time limit.
+
+        Parsing and difference analysis are CPU-bound; running them on a worker
+        keeps the daemon's event loop responsive and lets the time limit fire.
+        A worker that overruns is abandoned (it cannot be killed), and the input
+        is reported unreadable.
+        """
+
+        def run() -> FormVerdict:
+            result: FormVerdict = asyncio.run(function(*args))
+            return result
+
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(run), timeout=self.settings.timeout_seconds
+            )
+        except TimeoutError as exc:
+            raise UnreadableInput(
+                f"verification did not finish within {self.settings.timeout_seconds} s"
+            ) from exc
+        except RecursionError as exc:
+            raise UnreadableInput("document structure is nested too deeply") from exc
+        except MemoryError as exc:
+            raise UnreadableInput("document needs too much memory to verify") from exc
+
+    def _context(
+        self,
+        *,
+        moment: datetime | None,
+        backend: AIOHttpFetcherBackend | None,
+        other_certs: Iterable[asn1_x509.Certificate] = (),
+        crls: Iterable[Any] = (),
+        ocsps: Iterable[Any] = (),
+    ) -> ValidationContext:
+        """A validation context over the configured anchors only (never the OS store)."""
+        kwargs: dict[str, Any] = {
+            "trust_roots": list(self._anchors),
+            "other_certs": list(other_certs),
+            "crls": list(crls),
+            "ocsps": list(ocsps),
+            "moment": moment,
+            "allow_fetching": backend is not None,
+            "fetcher_backend": backend,
+        }
+        if self.settings.revocation == "off":
+            kwargs["revinfo_policy"] = CertRevTrustPolicy(NO_REVOCATION)
+        else:
+            kwargs["revocation_mode"] = self.settings.revocation
+            # Revocation information issued after the signing time still tells
+            # whether the certificate had been revoked before it.
+            kwargs["retroactive_revinfo"] = True
+        return ValidationContext(**kwargs)
+
+    def _backend(self) -> AIOHttpFetcherBackend | None:
+        if not self.settings.allow_fetching or self.settings.revocation == "off":
+            return None
+        per_request = max(1, int(min(10.0, self.settings.timeout_seconds / 4)))
+        return AIOHttpFetcherBackend(per_request_timeout=per_request)
+
+    # -- PDF ---------------------------------------------------------------------------
+
+    def _open(self, data: bytes) -> PdfFileReader:
+        if not data.lstrip()[:5].startswith(b"%PDF"):
+            raise UnreadableInput("not a PDF file")
+        try:
+            reader = PdfFileReader(BytesIO(data), strict=False)
+            if reader.encrypted:
+                raise UnreadableInput("the PDF is encrypted")
+            # Touch the structures every later step needs, so breakage shows here.
+            _ = reader.root
+            _ = reader.xrefs.total_revisions
+        except UnreadableInput:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any parser failure means unreadable.
+            raise UnreadableInput(f"the PDF cannot be parsed: {exc}") from exc
+        return reader
+
+    async def _verify_pdf(self, data: bytes) -> FormVerdict:
+        reader = self._open(data)
+        try:
+            sig_fields = list(enumerate_sig_fields(reader, filled_status=True))
+        except RecursionError as exc:
+            raise UnreadableInput("form field tree is nested too deeply") from exc
+        except Exception as exc:  # noqa: BLE001 - the form tree itself is unreadable.
+            raise UnreadableInput(f"the form structure cannot be read: {exc}") from exc
+
+        embedded: list[tuple[str, EmbeddedPdfSignature | None, str | None]] = []
+        doc_notes: list[str] = []
+        for fq_name, sig_obj, sig_field in sig_fields:
+            try:
+                sig_dict = sig_obj.get_object()
+                sig_type = sig_dict.get("/Type", "/Sig")
+                if sig_type == "/DocTimeStamp":
+                    embedded.append(
+                        (fq_name, EmbeddedPdfSignature(reader, sig_field, fq_name), "doc-ts")
+                    )
+                    continue
+                subfilter = sig_dict.get("/SubFilter")
+                if subfilter not in _ACCEPTED_SUBFILTERS:
+                    embedded.append((fq_name, None, f"unsupported signature type {subfilter}"))
+                    continue
+                embedded.append((fq_name, EmbeddedPdfSignature(reader, sig_field, fq_name), None))
+            except Exception as exc:  # noqa: BLE001 - a broken signature is SIG-INVALID.
+                embedded.append((fq_name, None, f"signature cannot be parsed: {exc!r}"))
+
+        approvals = [item for item in embedded if item[2] != "doc-ts"]
+        if not approvals:
+            if any(item[2] == "doc-ts" for item in embedded):
+                doc_notes.append("only document time-stamps found; they are not signatures")
+            return FormVerdict(
+                signatures=(),
+                codes=("SIG-MISSING",),
+                signer=None,
+                signed_revision=None,
+                notes=tuple(doc_notes),
+            )
+
+        # The outermost signature is the one in the latest revision.
+        def revision(item: tuple[str, EmbeddedPdfSignature | None, str | None]) -> int:
+            return item[1].signed_revision if item[1] is not None else -1
+
+        approvals.sort(key=revision)
+        last_index = max(range(len(approvals)), key=lambda i: revision(approvals[i]))
+
+        backend = self._backend()
+        try:
+            dss_certs: list[Any] = []
+            dss_crls: list[Any] = []
+            dss_ocsps: list[Any] = []
+            try:
+                dss = DocumentSecurityStore.read_dss(reader)
+                dss_certs = list(dss.load_certs())
+                dss_crls = [
+                    asn1_crl.CertificateList.load(ref.get_object().read_data(DecodePurpose.CRL))
+                    for ref in dss.crls
+                ]
+                dss_ocsps = [
+                    asn1_ocsp.OCSPResponse.load(
+                        ref.get_object().read_data(DecodePurpose.OCSP_RESPONSE)
+                    )
+                    for ref in dss.ocsps
+                ]
+            except NoDSSFoundError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - a broken DSS only loses embedded revinfo.
+                doc_notes.append(f"the document security store cannot be read: {exc!r}")
+
+            try:
+                final_values = _field_values(reader.root)
+            except Exception:  # noqa: BLE001 - unreadable fields are compared as empty.
+                final_values = {}
+
+            statuses: list[SignatureStatus] = []
+            for index, (fq_name, emb, problem) in enumerate(approvals):
+                if emb is None:
+                    statuses.append(_broken(fq_name, problem or "signature cannot be parsed"))
+                    continue
+                try:
+                    status = await self._one_pdf_signature(
+                        reader,
+                        emb,
+                        is_last=index == last_index,
+                        final_values=final_values,
+                        backend=backend,
+                        dss=(dss_certs, dss_crls, dss_ocsps),
+                    )
+                except RecursionError:
+                    status = _broken(fq_name, "signature structure is nested too deeply")
+                except Exception as exc:  # noqa: BLE001 - every validator error is SIG-INVALID.
+                    status = _broken(fq_name, f"signature validation failed: {exc!r}")
+                statuses.append(status)
+
+            for fq_name, emb, kind in embedded:
+                if kind != "doc-ts" or emb is None:
+                    continue
+                doc_notes.append(await self._doc_timestamp_note(fq_name, emb, backend))
+        finally:
+            if backend is not None:
+                await backend.close()
+
+        last = statuses[last_index]
+        codes = tuple(sorted({code for status in statuses for code in status.codes}))
+        signed_revision = data[: last.covered_bytes] if last.covered_bytes else None
+        return FormVerdict(
+            signatures=tuple(statuses),
+            codes=codes,
+            signer=last.signer,
+            signed_revision=signed_revision,
+            notes=tuple(doc_notes),
+        )
+
+    async def _doc_timestamp_note(
+        self, fq_name: str, emb: EmbeddedPdfSignature, backend: AIOHttpFetcherBackend | None
+    ) -> str:
+        try:
+            status = await async_validate_pdf_timestamp(
+                emb, validation_context=self._context(moment=None, backend=backend)
+            )
+        except Exception as exc:  # noqa: BLE001 - reported as a note only.
+            return f"document time-stamp {fq_name} cannot be validated: {exc!r}"
+        verdict = "valid" if status.intact and status.valid else "BROKEN"
+        trust = "trusted" if status.trusted else "untrusted"
+        return (
+            f"document time-stamp {fq_name} at {status.timestamp.isoformat()}: {verdict}, {trust}"
+        )
+
+    async def _one_pdf_signature(
+        self,
+        reader: PdfFileReader,
+        emb: EmbeddedPdfSignature,
+        *,
+        is_last: bool,
+        final_values: dict[str, str],
+        backend: AIOHttpFetcherBackend | None,
+        dss: tuple[list[Any], list[Any], list[Any]],
+    ) -> SignatureStatus:
+        dss_certs, dss_crls, dss_ocsps = dss
+        notes: list[str] = []
+        codes: set[str] = set()
+
+        # The byte range must be four non-negative integers starting at 0.
+        byte_range = [int(x) for x in emb.byte_range]
+        covered = byte_range[2] + byte_range[3] if len(byte_range) == 4 else None
+
+        try:
+            ts_time = _timestamp_time(emb.signer_info)
+        except Exception as exc:  # noqa: BLE001 - a broken token shows up as TS-INVALID below.
+            ts_time = None
+            notes.append(f"time-stamp token cannot be read: {exc!r}")
+        adobe_crls, adobe_ocsps = _adobe_revinfo(emb.signer_info)
+        embedded_certs = [*dss_certs, *emb.other_embedded_certs]
+        revinfo = {"crls": [*dss_crls, *adobe_crls], "ocsps": [*dss_ocsps, *adobe_ocsps]}
+        # The signer's certificate is judged at the time-stamp's time when there
+        # is one (a time-stamp in the future is not believed), else now.
+        now = self._now()
+        moment = ts_time if ts_time is not None and ts_time <= now else now
+        signer_ctx = self._context(
+            moment=moment, backend=backend, other_certs=embedded_certs, **revinfo
+        )
+        # The TSA's certificate is judged at the time-stamp's own time as well.
+        ts_ctx = self._context(
+            moment=moment, backend=backend, other_certs=embedded_certs, **revinfo
+        )
+        status = await async_validate_pdf_signature(
+            emb, signer_validation_context=signer_ctx, ts_validation_context=ts_ctx
+        )
+
+        if not status.intact:
+            codes.add("SIG-INVALID")
+            notes.append("the signed bytes do not match the signature's digest")
+        if not status.valid:
+            codes.add("SIG-INVALID")
+            notes.append("the cryptographic signature does not verify")
+        if status.coverage not in (
+            SignatureCoverageLevel.ENTIRE_REVISION,
+            SignatureCoverageLevel.ENTIRE_FILE,
+        ):
+            codes.add("SIG-INVALID")
+            notes.append(f"the byte range does not cover a whole revision ({status.coverage})")
+
+        self._judge_trust(status, codes, notes, moment)
+
+        # Modifications after signing.
+        level = status.modification_level
+        modified = False
+        if level is None or level not in _HARMLESS_LEVELS:
+            if is_last or level is None or level.value > ModificationLevel.FORM_FILLING.value:
+                modified = True
+            else:
+                # Later signatures fill their own fields; only value changes matter.
+                signed_values = _field_values(reader.get_historical_root(emb.signed_revision))
+                modified = signed_values != final_values
+        if modified:
+            codes.add("SIG-MODIFIED")
+            notes.append(
+                f"the document was changed after this signature (modification level {level})"
+            )
+
+        signer = self._identity(status.signing_cert, notes)
+        if self.settings.require_qualified and not (
+            signer is not None and signer.qc_compliance and signer.qc_esign
+        ):
+            codes.add("SIG-NOT-QUALIFIED")
+            notes.append("the signer's certificate is not a qualified certificate for e-signatures")
+
+        ts = status.timestamp_validity
+        ts_present = ts is not None or ts_time is not None
+        ts_valid = bool(ts is not None and ts.intact and ts.valid)
+        ts_trusted = bool(ts is not None and ts.trusted)
+        self._judge_timestamp(ts, ts_present, ts_valid, ts_trusted, codes, notes, now)
+        timestamp_time = ts.timestamp if ts is not None else ts_time
+
+        return SignatureStatus(
+            field_name=emb.field_name,
+            kind="pades",
+            intact=bool(status.intact),
+            valid=bool(status.valid),
+            trusted=bool(status.trusted),
+            signer=signer,
+            signing_time=status.signer_reported_dt,
+            timestamp_present=ts_present,
+            timestamp_valid=ts_valid,
+            timestamp_trusted=ts_trusted,
+            timestamp_time=timestamp_time,
+            modified_after=modified,
+            covered_bytes=covered,
+            codes=tuple(sorted(codes)),
+            notes=tuple(notes),
+        )
+
+    # -- judgement shared by PDF and CMS ----------------------------------------------
+
+    def _judge_trust(
+        self, status: Any, codes: set[str], notes: list[str], moment: datetime
+    ) -> None:
+        if status.trusted:
+            return
+        problem = status.trust_problem_indic
+        problem_name = getattr(problem, "name", str(problem))
+        if status.revoked or problem_name in _REVOCATION_PROBLEMS:
+            details = status.revocation_details
+            when = f" on {details.revocation_date.isoformat()}" if details is not None else ""
+            codes.add("SIG-CERT-REVOKED")
+            notes.append(f"the signer's certificate was revoked{when}")
+        elif problem_name in _EXPIRY_PROBLEMS:
+            codes.add("SIG-CERT-EXPIRED")
+            notes.append(
+                f"the signer's certificate was not valid at {moment.isoformat()} ({problem_name})"
+            )
+        elif problem_name in _REVINFO_UNAVAILABLE:
+            codes.add("SIG-UNTRUSTED")
+            notes.append("revocation status unavailable")
+        elif status.intact and status.valid:
+            codes.add("SIG-UNTRUSTED")
+            notes.append(f"the signer's chain does not reach a configured anchor ({problem_name})")
+
+    def _judge_timestamp(
+        self,
+        ts: Any,
+        present: bool,
+        valid: bool,
+        trusted: bool,
+        codes: set[str],
+        notes: list[str],
+        now: datetime,
+    ) -> None:
+        if not present:
+            if self.settings.require_timestamp:
+                codes.add("TS-MISSING")
+                notes.append("the signature carries no signature time-stamp")
+            return
+        if ts is None or not valid:
+            codes.add("TS-INVALID")
+            notes.append("the time-stamp token is broken or does not match the signature")
+            return
+        if not trusted:
+            codes.add("TS-UNTRUSTED")
+            notes.append(
+                "the time-stamp authority is not trusted "
+                f"({getattr(ts.trust_problem_indic, 'name', ts.trust_problem_indic)})"
+            )
+        if now - ts.timestamp > timedelta(days=self.settings.max_age_days):
+            codes.add("SIG-TOO-OLD")
+            notes.append(
+                f"the time-stamp {ts.timestamp.isoformat()} is older than "
+                f"{self.settings.max_age_days} days"
+            )
+
+    @staticmethod
+    def _identity(certificate: Any, notes: list[str]) -> SignerIdentity | None:
+        if certificate is None:
+            return None
+        try:
+            return signer_identity(certificate)
+        except Exception as exc:  # noqa: BLE001 - an odd certificate loses only the identity.
+            notes.append(f"the signer's certificate cannot be described: {exc!r}")
+            return None
+
+    # -- detached CMS --------------------------------------------------------------------
+
+    async def _verify_detached(
+        self, content: bytes, signature_der: bytes, kind: Literal["cms", "smime"]
+    ) -> FormVerdict:
+        try:
+            data = signature_der
+            if pem.detect(data):
+                _, _, data = pem.unarmor(data)
+            content_info = cms.ContentInfo.load(data)
+            if content_info["content_type"].native != "signed_data":
+                raise ValueError("not a CMS SignedData")
+            signed_data = content_info["content"]
+            signer_infos = signed_data["signer_infos"]
+            if len(signer_infos) != 1:
+                raise ValueError(f"expected one SignerInfo, found {len(signer_infos)}")
+            signer_info = signer_infos[0]
+        except Exception as exc:  # noqa: BLE001 - a broken container is SIG-INVALID.
+            status = _broken(None, f"the CMS signature cannot be parsed: {exc!r}", kind=kind)
+            return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
+
+        notes: list[str] = []
+        codes: set[str] = set()
+        backend = self._backend()
+        try:
+            try:
+                ts_time = _timestamp_time(signer_info)
+            except Exception as exc:  # noqa: BLE001 - reported as TS-INVALID below.
+                ts_time = None
+                notes.append(f"time-stamp token cannot be read: {exc!r}")
+            adobe_crls, adobe_ocsps = _adobe_revinfo(signer_info)
+            now = self._now()
+            moment = ts_time if ts_time is not None and ts_time <= now else now
+            revinfo = {"crls": adobe_crls, "ocsps": adobe_ocsps}
+            try:
+                result: StandardCMSSignatureStatus = await async_validate_detached_cms(
+                    content,
+                    signed_data,
+                    signer_validation_context=self._context(
+                        moment=moment, backend=backend, **revinfo
+                    ),
+                    ts_validation_context=self._context(moment=moment, backend=backend, **revinfo),
+                )
+            except Exception as exc:  # noqa: BLE001 - every validator error is SIG-INVALID.
+                status = _broken(None, f"signature validation failed: {exc!r}", kind=kind)
+                return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
+        finally:
+            if backend is not None:
+                await backend.close()
+
+        if not result.intact:
+            codes.add("SIG-INVALID")
+            notes.append("the signed content does not match the signature's digest")
+        if not result.valid:
+            codes.add("SIG-INVALID")
+            notes.append("the cryptographic signature does not verify")
+        self._judge_trust(result, codes, notes, moment)
+        signer = self._identity(result.signing_cert, notes)
+        if self.settings.require_qualified and not (
+            signer is not None and signer.qc_compliance and signer.qc_esign
+        ):
+            codes.add("SIG-NOT-QUALIFIED")
+            notes.append("the signer's certificate is not a qualified certificate for e-signatures")
+        ts = result.timestamp_validity
+        ts_present = ts is not None or ts_time is not None
+        ts_valid = bool(ts is not None and ts.intact and ts.valid)
+        ts_trusted = bool(ts is not None and ts.trusted)
+        self._judge_timestamp(ts, ts_present, ts_valid, ts_trusted, codes, notes, now)
+        status = SignatureStatus(
+            field_name=None,
+            kind=kind,
+            intact=bool(result.intact),
+            valid=bool(result.valid),
+            trusted=bool(result.trusted),
+            signer=signer,
+            signing_time=result.signer_reported_dt,
+            timestamp_present=ts_present,
+            timestamp_valid=ts_valid,
+            timestamp_trusted=ts_trusted,
+            timestamp_time=ts.timestamp if ts is not None else ts_time,
+            modified_after=False,
+            covered_bytes=None,
+            codes=tuple(sorted(codes)),
+            notes=tuple(notes),
+        )
+        return FormVerdict(signatures=(status,), codes=status.codes, signer=signer)
+
+
+def _broken(
+    field_name: str | None, note: str, *, kind: Literal["pades", "cms", "smime"] = "pades"
+) -> SignatureStatus:
+    """The status of a signature that could not be validated at all."""
+    return SignatureStatus(
+        field_name=field_name,
+        kind=kind,
+        intact=False,
+        valid=False,
+        trusted=False,
+        signer=None,
+        signing_time=None,
+        timestamp_present=False,
+        timestamp_valid=False,
+        timestamp_trusted=False,
+        timestamp_time=None,
+        modified_after=False,
+        covered_bytes=None,
+        codes=("SIG-INVALID",),
+        notes=(note,),
+    )

@@ -1,0 +1,248 @@
+"""Signature and time-stamp verification: one test per SPEC code, against the real test PKI."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+
+import pytest
+from asn1crypto import cms
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pypdf import PdfReader, PdfWriter
+
+from signing.pki import QUALIFIED_PERSONAL_CODE
+from signing.verify import FormVerdict, UnreadableInput, Verifier
+from tests.fixtures.pki import PkiFixture
+
+
+def verify(pki: PkiFixture, data: bytes, **settings: object) -> FormVerdict:
+    return Verifier(pki.settings(**settings)).verify_pdf_sync(data)
+
+
+def field_value(pdf: bytes, name: str) -> str:
+    fields = PdfReader(BytesIO(pdf)).get_fields() or {}
+    return str(fields[name].get("/V"))
+
+
+def test_valid_qualified_bt_signature_is_ok(pki: PkiFixture) -> None:
+    form = pki.form_pdf({"org_name": "SIA Bērziņi", "contact_email": "anna@example.lv"})
+    verdict = verify(pki, pki.sign(form, "qualified", level="B-T"))
+    assert verdict.codes == ()
+    assert verdict.ok
+    (status,) = verdict.signatures
+    assert status.kind == "pades" and status.intact and status.valid and status.trusted
+    assert status.timestamp_present and status.timestamp_valid and status.timestamp_trusted
+    assert not status.modified_after
+    assert verdict.signer is not None
+    assert verdict.signer.personal_code == QUALIFIED_PERSONAL_CODE
+    assert verdict.signer.common_name == "Anna Ozola"
+    assert verdict.signer.country == "LV"
+    assert verdict.signer.qc_compliance and verdict.signer.qc_esign and verdict.signer.qc_sscd
+    assert verdict.signed_revision is not None
+    assert field_value(verdict.signed_revision, "org_name") == "SIA Bērziņi"
+
+
+def test_diacritic_signer_name_survives(pki: PkiFixture) -> None:
+    verdict = verify(pki, pki.sign(pki.form_pdf(), "qualified-2"))
+    assert verdict.ok
+    assert verdict.signer is not None
+    assert verdict.signer.common_name == "Jānis Bērziņš"
+    assert verdict.signer.surname == "Bērziņš"
+
+
+def test_bb_without_timestamp_is_ts_missing(pki: PkiFixture) -> None:
+    verdict = verify(pki, pki.sign(pki.form_pdf(), timestamp=False))
+    assert verdict.codes == ("TS-MISSING",)
+    assert verify(pki, pki.sign(pki.form_pdf(), timestamp=False), require_timestamp=False).ok
+
+
+def test_nonqualified_is_sig_not_qualified(pki: PkiFixture) -> None:
+    verdict = verify(pki, pki.sign(pki.form_pdf(), "nonqualified"))
+    assert verdict.codes == ("SIG-NOT-QUALIFIED",)
+    assert verdict.signatures[0].trusted
+
+
+def test_untrusted_chain_is_sig_untrusted(pki: PkiFixture) -> None:
+    verdict = verify(pki, pki.sign(pki.form_pdf(), "untrusted"), require_qualified=False)
+    assert verdict.codes == ("SIG-UNTRUSTED",)
+
+
+def test_expired_certificate_is_sig_cert_expired(pki: PkiFixture) -> None:
+    verdict = verify(pki, pki.sign(pki.form_pdf(), "expired"))
+    assert verdict.codes == ("SIG-CERT-EXPIRED",)
+
+
+def test_revoked_certificate_via_ocsp_is_sig_cert_revoked(pki: PkiFixture) -> None:
+    signed = pki.sign(pki.form_pdf(), "revoked")
+    verdict = verify(pki, signed)
+    assert verdict.codes == ("SIG-CERT-REVOKED",)
+    # Without revocation checking the same file passes: the code came from OCSP.
+    assert verify(pki, signed, revocation="off").ok
+
+
+def test_untrusted_tsa_is_ts_untrusted(pki: PkiFixture) -> None:
+    signed = pki.sign(pki.form_pdf(), timestamper=pki.untrusted_timestamper)
+    verdict = verify(pki, signed)
+    assert verdict.codes == ("TS-UNTRUSTED",)
+    assert verdict.signatures[0].timestamp_valid
+
+
+def _replace_timestamp_token(signed: bytes, token: cms.ContentInfo) -> bytes:
+    """Swap the signature time-stamp in /Contents for ``token`` (same byte length)."""
+    emb = PdfFileReader(BytesIO(signed)).embedded_signatures[0]
+    start, end = int(emb.byte_range[1]), int(emb.byte_range[2])
+    content_info = cms.ContentInfo.load(bytes(emb.pkcs7_content))
+    signer_info = content_info["content"]["signer_infos"][0]
+    signer_info["unsigned_attrs"] = cms.CMSAttributes(
+        [{"type": "signature_time_stamp_token", "values": [token]}]
+    )
+    new_hex = content_info.dump(force=True).hex().encode()
+    room = end - start - 2
+    assert len(new_hex) <= room
+    patched = signed[:start] + b"<" + new_hex + b"0" * (room - len(new_hex)) + b">" + signed[end:]
+    assert len(patched) == len(signed)
+    return patched
+
+
+def test_timestamp_over_other_data_is_ts_invalid(pki: PkiFixture) -> None:
+    signed = pki.sign(pki.form_pdf(), bytes_reserved=16384)
+    token = asyncio.run(
+        pki.timestamper.async_timestamp(hashlib.sha256(b"other data").digest(), "sha256")
+    )
+    patched = _replace_timestamp_token(signed, token)
+    verdict = verify(pki, patched)
+    assert verdict.codes == ("TS-INVALID",)
+    assert verdict.signatures[0].intact and verdict.signatures[0].valid
+
+
+def test_timestamp_older_than_max_age_is_sig_too_old(pki: PkiFixture) -> None:
+    signed = pki.sign(pki.form_pdf())
+    later = datetime.now(UTC) + timedelta(days=200)
+    verifier = Verifier(pki.settings(max_age_days=90), now=lambda: later)
+    verdict = verifier.verify_pdf_sync(signed)
+    assert verdict.codes == ("SIG-TOO-OLD",)
+    # The same file within the allowed age is fine.
+    assert Verifier(pki.settings(max_age_days=365), now=lambda: later).verify_pdf_sync(signed).ok
+
+
+def _fill_field(pdf: bytes, name: str, value: str) -> bytes:
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    for ref in writer.root["/AcroForm"]["/Fields"]:
+        form_field = ref.get_object()
+        if form_field.get("/T") == name:
+            form_field["/V"] = generic.TextStringObject(value)
+            writer.mark_update(ref)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_field_changed_after_signing_is_sig_modified(pki: PkiFixture) -> None:
+    signed = pki.sign(pki.form_pdf({"org_name": "SIA Original", "contact_email": "a@b.lv"}))
+    tampered = _fill_field(signed, "org_name", "SIA Forged")
+    assert field_value(tampered, "org_name") == "SIA Forged"
+    verdict = verify(pki, tampered)
+    assert verdict.codes == ("SIG-MODIFIED",)
+    assert verdict.signatures[0].modified_after
+    assert verdict.signed_revision is not None
+    assert field_value(verdict.signed_revision, "org_name") == "SIA Original"
+
+
+def test_byte_flipped_inside_signed_range_is_sig_invalid(pki: PkiFixture) -> None:
+    signed = pki.sign(pki.form_pdf())
+    emb = PdfFileReader(BytesIO(signed)).embedded_signatures[0]
+    position = signed.index(b"/MediaBox [0 0 595 842]") + len(b"/MediaBox [0 0 595 84")
+    assert position < int(emb.byte_range[1])
+    flipped = signed[:position] + b"3" + signed[position + 1 :]
+    verdict = verify(pki, flipped)
+    assert "SIG-INVALID" in verdict.codes
+    assert not verdict.signatures[0].intact
+
+
+def test_blt_is_accepted(pki: PkiFixture) -> None:
+    verdict = verify(pki, pki.sign(pki.form_pdf(), level="B-LT"), allow_fetching=False)
+    assert verdict.codes == (), verdict.signatures[0].notes
+
+
+def test_blta_is_accepted(pki: PkiFixture) -> None:
+    verdict = verify(pki, pki.sign(pki.form_pdf(), level="B-LTA"), revocation="hard-fail")
+    assert verdict.codes == (), verdict.signatures[0].notes
+    assert any("document time-stamp" in note and "valid, trusted" in note for note in verdict.notes)
+
+
+def test_second_signature_after_first_is_fine(pki: PkiFixture) -> None:
+    once = pki.sign(pki.form_pdf(), "qualified", field_name="Signature1")
+    twice = pki.sign(once, "qualified-2", field_name="Signature2")
+    verdict = verify(pki, twice)
+    assert verdict.codes == ()
+    assert len(verdict.signatures) == 2
+    assert verdict.signer is not None and verdict.signer.common_name == "Jānis Bērziņš"
+
+
+def test_unsigned_form_is_sig_missing(pki: PkiFixture) -> None:
+    verdict = verify(pki, pki.form_pdf())
+    assert verdict.codes == ("SIG-MISSING",)
+    assert not verdict.ok and verdict.signer is None
+
+
+def test_document_timestamp_alone_is_sig_missing(pki: PkiFixture) -> None:
+    from signing.pki import add_document_timestamp
+
+    verdict = verify(pki, add_document_timestamp(pki.form_pdf(), pki.timestamper))
+    assert verdict.codes == ("SIG-MISSING",)
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "encrypted", "too-large"])
+def test_unreadable_inputs_raise(pki: PkiFixture, kind: str) -> None:
+    signed = pki.sign(pki.form_pdf())
+    settings: dict[str, object] = {}
+    if kind == "garbage":
+        data = b"this is not a PDF at all\x00\xff" * 10
+    elif kind == "truncated":
+        data = signed[:200]
+    elif kind == "encrypted":
+        writer = PdfWriter(clone_from=PdfReader(BytesIO(pki.form_pdf())))
+        writer.encrypt("user-password", "owner-password", algorithm="AES-128")
+        out = BytesIO()
+        writer.write(out)
+        data = out.getvalue()
+    else:
+        data = signed
+        settings["max_pdf_bytes"] = 1000
+    with pytest.raises(UnreadableInput) as excinfo:
+        verify(pki, data, **settings)
+    assert excinfo.value.code == "FORM-UNREADABLE"
+
+
+def _detached(pki: PkiFixture, content: bytes, signer: str = "qualified") -> bytes:
+    signature = asyncio.run(
+        pki.signer(signer).async_sign_general_data(
+            content, "sha256", detached=True, use_cades=True, timestamper=pki.timestamper
+        )
+    )
+    return signature.dump()
+
+
+def test_detached_p7s_valid(pki: PkiFixture) -> None:
+    content = "Pieteikums: Jānis Bērziņš".encode()
+    signature = _detached(pki, content)
+    verifier = Verifier(pki.settings())
+    verdict = asyncio.run(verifier.verify_detached(content, signature))
+    assert verdict.codes == (), verdict.signatures[0].notes
+    assert verdict.signatures[0].kind == "cms"
+    assert verdict.signer is not None
+    assert verdict.signer.personal_code == QUALIFIED_PERSONAL_CODE
+
+
+def test_detached_p7s_tampered_content_is_sig_invalid(pki: PkiFixture) -> None:
+    content = b"original attachment bytes"
+    signature = _detached(pki, content)
+    verifier = Verifier(pki.settings())
+    verdict = asyncio.run(verifier.verify_detached(b"Original attachment bytes", signature))
+    assert "SIG-INVALID" in verdict.codes
+    broken = asyncio.run(verifier.verify_detached(content, b"\x30\x03garbage"))
+    assert broken.codes == ("SIG-INVALID",)
