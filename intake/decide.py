@@ -1,0 +1,246 @@
+"""Decisions: what a judged message does to its application, and the reply.
+
+The decider routes a message (status query, reply in a thread, resubmission,
+new application), runs the pipeline where a form must be judged, stores the
+outcome and queues exactly one reply, all in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from intake.config import Config, MailboxConfig, WorkflowConfig
+from intake.mime import ParsedMail
+from intake.models import Application, ReceivedMessage, Transition
+from intake.pipeline import Pipeline, Submission, signer_to_record
+from intake.service import (
+    BRACKETED_RE,
+    STATUS_RE,
+    SYSTEM,
+    Replies,
+    application_for_thread,
+    find_application,
+    link_mail,
+    next_reference,
+    transition,
+)
+from intake.verification import Verification
+from rules import Finding
+
+log = logging.getLogger(__name__)
+
+#: States in which a corrected form is judged again on the same reference.
+RESUBMITTABLE = ("received", "incomplete", "awaiting-verification", "verification-expired",
+                 "in-review")
+#: Used for a reference when no workflow fits at all.
+FALLBACK_PREFIX = "GEN"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one message (stored on its ledger row)."""
+
+    status: str  # "processed" (answered or recorded) or "ignored" (no answer owed)
+    summary: str
+    application_id: int | None = None
+
+
+class Decider:
+    def __init__(self, config: Config):
+        self.config = config
+        self.replies = Replies(config)
+        self.verification = Verification(config, self.replies)
+
+    # -- routing ------------------------------------------------------------
+
+    def decide(self, s: Session, pipeline: Pipeline, mailbox: MailboxConfig,
+               row: ReceivedMessage, mail: ParsedMail) -> Outcome:
+        thread_ids = [m for m in (mail.in_reply_to, *mail.references) if m]
+        reason = mail.no_reply_reason
+        if reason is not None:
+            app = application_for_thread(s, thread_ids)
+            if app is not None:
+                link_mail(s, app, mail.message_id, "in", f"not answered: {reason}")
+            return Outcome("ignored", f"not answered: {reason}", app.id if app else None)
+
+        status = STATUS_RE.search(mail.subject)
+        if status:
+            return self.status_query(s, row, mail, status.group(1).upper())
+
+        app = None
+        bracketed = BRACKETED_RE.search(mail.subject)
+        if bracketed:
+            app = find_application(s, bracketed.group(1))
+        if app is None:
+            app = application_for_thread(s, thread_ids)
+        if app is not None:
+            if mail.reply_address in (app.addresses or []):
+                if (mail.form is not None or mail.csr is not None) and app.state in RESUBMITTABLE:
+                    return self.judge(s, pipeline, mailbox, row, mail, app=app)
+                if self.verification.wants_new_link(mail, app):
+                    return self.verification.resend(s, row, mail, app)
+                return self.answer_status(s, row, mail, app)
+            if mail.form is None:
+                # A stranger replying in someone's thread learns nothing.
+                return self.status_unknown(s, row, mail)
+        return self.judge(s, pipeline, mailbox, row, mail, app=None)
+
+    # -- status -------------------------------------------------------------
+
+    def status_query(self, s: Session, row: ReceivedMessage, mail: ParsedMail,
+                     reference: str) -> Outcome:
+        app = find_application(s, reference)
+        if app is None or mail.reply_address not in (app.addresses or []):
+            return self.status_unknown(s, row, mail)
+        return self.answer_status(s, row, mail, app)
+
+    def answer_status(self, s: Session, row: ReceivedMessage, mail: ParsedMail,
+                      app: Application) -> Outcome:
+        link_mail(s, app, mail.message_id, "in", "status query")
+        self.reply(s, row, mail, app, "status",
+                   findings=[Finding(c) for c in app.codes or []])
+        return Outcome("processed", f"status of {app.reference} ({app.state}) sent", app.id)
+
+    def status_unknown(self, s: Session, row: ReceivedMessage, mail: ParsedMail) -> Outcome:
+        self.replies.queue(
+            s, key=f"in:{row.id}", to=mail.reply_address, template="status-unknown", app=None,
+            language=self.config.daemon.language, original_subject=mail.subject,
+            in_reply_to=mail.message_id, references=mail.references,
+        )
+        return Outcome("processed", "status query from an address not on the application")
+
+    # -- judging ------------------------------------------------------------
+
+    def judge(self, s: Session, pipeline: Pipeline, mailbox: MailboxConfig,
+              row: ReceivedMessage, mail: ParsedMail, *, app: Application | None) -> Outcome:
+        default = pipeline.default_workflow(mailbox)
+        if app is None and mail.form is None and default is not None and not default.needs_form:
+            return self.consultation(s, row, mail, default)
+
+        sub = pipeline.run(mail, mailbox)
+        case = sub.case
+        judgement = sub.judgement
+        assert judgement is not None
+
+        if case.duplicate_of and (app is None or case.duplicate_of != app.reference):
+            original = find_application(s, case.duplicate_of)
+            assert original is not None
+            link_mail(s, original, mail.message_id, "in", "duplicate submission")
+            self.reply(s, row, mail, original, "duplicate", findings=[Finding("DUPLICATE")])
+            return Outcome("processed", f"duplicate of {original.reference}", original.id)
+
+        workflow = case.workflow or (app and self.config.workflow(app.workflow)) or default
+        resubmission = app is not None
+        if app is None:
+            app = self.new_application(s, mail, workflow, row)
+        self.store_judgement(app, sub)
+        link_mail(s, app, mail.message_id, "in",
+                  "resubmission" if resubmission else "application")
+
+        findings = list(judgement.findings)
+        if findings:
+            reason = ", ".join(judgement.codes)
+            transition(s, app, "incomplete", reason=("resubmitted: " if resubmission else "") + reason)
+            template = "form-missing" if "FORM-MISSING" in judgement.codes else "rejected"
+            self.reply(s, row, mail, app, template, findings=findings,
+                       context={"support_address": self.support_address()})
+            return Outcome("processed", f"{app.reference} incomplete: {reason}", app.id)
+
+        if self.verification.start(s, app, row, mail):
+            return Outcome("processed", f"{app.reference} awaiting e-mail verification", app.id)
+        transition(s, app, "in-review", reason="all checks passed")
+        self.reply(s, row, mail, app, "in-review")
+        return Outcome("processed", f"{app.reference} in review", app.id)
+
+    def consultation(self, s: Session, row: ReceivedMessage, mail: ParsedMail,
+                     workflow: WorkflowConfig) -> Outcome:
+        app = self.new_application(s, mail, workflow, row)
+        app.form_values = {"subject": mail.subject, "question": mail.body_text[:20000]}
+        link_mail(s, app, mail.message_id, "in", "question")
+        self.reply(s, row, mail, app, "received")
+        return Outcome("processed", f"{app.reference} question received", app.id)
+
+    def new_application(self, s: Session, mail: ParsedMail, workflow: WorkflowConfig | None,
+                        row: ReceivedMessage) -> Application:
+        prefix = workflow.prefix if workflow else FALLBACK_PREFIX
+        app = Application(
+            reference=next_reference(s, prefix),
+            workflow=workflow.id if workflow else "unknown",
+            state="received",
+            language=(workflow.language if workflow and workflow.language
+                      else self.config.daemon.language),
+            applicant_email=mail.reply_address,
+            addresses=[mail.reply_address],
+            thread_root=mail.message_id,
+        )
+        s.add(app)
+        s.add(Transition(application=app, from_state=None, to_state="received", actor=SYSTEM,
+                         reason=f"mail {mail.message_id or '(no Message-ID)'}"))
+        s.flush()
+        return app
+
+    def store_judgement(self, app: Application, sub: Submission) -> None:
+        case = sub.case
+        judgement = sub.judgement
+        assert judgement is not None
+        if case.workflow is not None:
+            app.workflow = case.workflow.id
+        if case.fields:
+            app.form_values = dict(case.fields)
+        app.form_sha256 = sub.form_sha256
+        verdict = case.verdict
+        app.signer = signer_to_record(getattr(verdict, "signer", None))
+        app.verdicts = {
+            "signature": sub.verdict_record,
+            "csr": csr_record(case.csr),
+            "form_error": case.form_error,
+        }
+        app.codes = list(judgement.codes)
+        app.passed = list(judgement.passed)
+        if case.csr is not None and getattr(case.csr, "der", None):
+            app.csr_der = case.csr.der
+        addresses = list(app.addresses or [])
+        contact = (case.fields.get("contact_email") or "").strip().lower()
+        if contact and contact not in addresses:
+            addresses.append(contact)
+        app.addresses = addresses
+
+    # -- replies ------------------------------------------------------------
+
+    def support_address(self) -> str:
+        """Where applicants ask questions: the consultation mailbox, else our sender."""
+        return self.config.daemon.support_address or self.config.smtp.sender
+
+    def reply(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application,
+              template: str, *, findings: list[Finding] | None = None,
+              context: dict[str, Any] | None = None) -> None:
+        """Queue the one answer to inbound message ``row`` (idempotent by its id)."""
+        recipient = mail.reply_address
+        if self.replies.rate_limited(s, recipient):
+            log.warning("rate limit: not answering %s (%s) for %s", recipient,
+                        mail.message_id, app.reference)
+            return
+        self.replies.queue(
+            s, key=f"in:{row.id}", to=recipient, template=template, app=app,
+            language=app.language, findings=findings or (),
+            original_subject=mail.subject, in_reply_to=mail.message_id,
+            references=mail.references, context=context,
+        )
+
+
+def csr_record(report: Any) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    return {
+        "codes": list(report.codes),
+        "notes": list(report.notes),
+        "common_name": report.common_name,
+        "organisation": report.organisation,
+        "key_type": report.key_type,
+        "public_key_sha256": report.public_key_sha256,
+        "requested_sans": list(report.requested_sans),
+    }

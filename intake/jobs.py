@@ -1,0 +1,83 @@
+"""Scheduled jobs: idempotent sweeps over the store.
+
+Each job is one small object with a name, how often it runs, and ``run``
+calling one handler. The daemon schedules them with APScheduler; ``pasts run
+--once`` runs them all once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+if TYPE_CHECKING:
+    from intake.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExpireVerificationLinks:
+    name: str = "expire-verification-links"
+
+    def trigger(self, runtime: Runtime) -> Any:
+        return IntervalTrigger(minutes=1)
+
+    def run(self, runtime: Runtime) -> None:
+        from intake.service import Replies
+        from intake.verification import Verification
+
+        with runtime.store.session() as s:
+            n = Verification(runtime.config, Replies(runtime.config)).expire_due(s)
+        if n:
+            log.info("expired %d verification link(s)", n)
+
+
+@dataclass(frozen=True)
+class RefreshCrl:
+    name: str = "refresh-crl"
+
+    def trigger(self, runtime: Runtime) -> Any:
+        return IntervalTrigger(hours=1)
+
+    def run(self, runtime: Runtime) -> None:
+        if not runtime.config.ca.enabled or runtime.config.ca.crl is None:
+            return
+        from intake.certificates import refresh_crl_if_due
+
+        refresh_crl_if_due(runtime)
+
+
+@dataclass(frozen=True)
+class StaffDigest:
+    name: str = "staff-digest"
+    # The digest is sent on its cron schedule only, never by `run --once`.
+    on_once: bool = False
+
+    def trigger(self, runtime: Runtime) -> Any:
+        return CronTrigger.from_crontab(runtime.config.digest.schedule, timezone="UTC")
+
+    def run(self, runtime: Runtime) -> None:
+        if not runtime.config.digest.recipients:
+            return
+        from intake.digest import queue_digest
+
+        queue_digest(runtime)
+
+
+JOBS = (ExpireVerificationLinks(), RefreshCrl())
+SCHEDULED = (*JOBS, StaffDigest())
+
+
+def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="UTC")
+    for job in SCHEDULED:
+        scheduler.add_job(job.run, job.trigger(runtime), args=(runtime,), id=job.name,
+                          name=job.name, max_instances=1, coalesce=True)
+    scheduler.start()
+    return scheduler

@@ -1,0 +1,219 @@
+"""The judgement pipeline, declared in one place.
+
+A submission flows through these stages, top to bottom; each stage takes the
+frozen :class:`~rules.base.Case` built so far and returns a new one
+(``dataclasses.replace``). Lookups that need the database (registry,
+duplicates) are handed in as plain functions, so the stages stay free of I/O
+apart from the verifier's revocation fetching.
+
+    read_form ─▶ verify_signature ─▶ place_workflow ─▶ check_csr ─▶ look_up_registry ─▶ judge
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from intake.config import Config, MailboxConfig, WorkflowConfig
+from intake.errors import PermanentError
+from intake.mime import ParsedMail
+from rules import Case, Judgement, OrganisationRecord, judge
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What the pipeline may ask of the store (plain functions, no session)."""
+
+    organisation: Callable[[str], OrganisationRecord | None]
+    #: The reference of an earlier application with this form hash, if any.
+    duplicate: Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One message under judgement: the mail, what was read of it, and the case."""
+
+    mail: ParsedMail
+    mailbox: MailboxConfig
+    case: Case
+    #: SHA-256 of the form PDF (DUPLICATE), when there is one.
+    form_sha256: str | None = None
+    #: The whole verdict as plain data for the store (signatures, notes).
+    verdict_record: dict[str, Any] | None = None
+    judgement: Judgement | None = None
+
+
+class Pipeline:
+    """Runs the stages with the verifier, key policy and lookups it was given."""
+
+    def __init__(self, config: Config, verifier: Any, lookups: Lookups):
+        self.config = config
+        self.verifier = verifier
+        self.lookups = lookups
+        self.stages: tuple[tuple[str, Callable[[Submission], Submission]], ...] = (
+            ("verify-signature", self.verify_signature),
+            ("read-form", self.read_form),
+            ("place-workflow", self.place_workflow),
+            ("check-csr", self.check_csr),
+            ("look-up-registry", self.look_up_registry),
+            ("find-duplicate", self.find_duplicate),
+            ("judge", self.judge),
+        )
+
+    def run(self, mail: ParsedMail, mailbox: MailboxConfig) -> Submission:
+        form = mail.form
+        sub = Submission(
+            mail=mail,
+            mailbox=mailbox,
+            case=Case(workflow=None, form_present=form is not None),
+            form_sha256=hashlib.sha256(form.data).hexdigest() if form is not None else None,
+        )
+        for name, stage in self.stages:
+            sub = stage(sub)
+            log.debug("stage %s done for %s", name, mail.message_id)
+        return sub
+
+    # -- stages -----------------------------------------------------------
+
+    def verify_signature(self, sub: Submission) -> Submission:
+        form = sub.mail.form
+        if form is None:
+            return sub
+        from signing.verify import UnreadableInput
+
+        if len(form.data) > self.config.limits.max_attachment_bytes:
+            return replace(sub, case=replace(sub.case, form_error="the PDF is larger than allowed"))
+        try:
+            verdict = self.verifier.verify_pdf_sync(form.data)
+        except UnreadableInput as exc:
+            return replace(sub, case=replace(sub.case, form_error=str(exc) or "unreadable PDF"))
+        signer = verdict.signer
+        return replace(
+            sub,
+            case=replace(
+                sub.case,
+                verdict=verdict,
+                signer_code=signer.personal_code if signer is not None else None,
+            ),
+            verdict_record=verdict_to_record(verdict),
+        )
+
+    def read_form(self, sub: Submission) -> Submission:
+        form = sub.mail.form
+        if form is None or sub.case.form_error:
+            return sub
+        from intake.forms import read_form_fields
+
+        max_pages = self.config.limits.max_pdf_pages
+        verdict = sub.case.verdict
+        # The values we act on are the values the signature covers: read them
+        # from the signed revision, never from a later update.
+        signed = getattr(verdict, "signed_revision", None)
+        try:
+            fields = read_form_fields(signed or form.data, max_pages=max_pages)
+            changed = False
+            if signed:
+                changed = read_form_fields(form.data, max_pages=max_pages) != fields
+        except PermanentError as exc:
+            return replace(sub, case=replace(sub.case, form_error=str(exc)))
+        return replace(
+            sub, case=replace(sub.case, fields=fields, fields_changed_after_signing=changed)
+        )
+
+    def place_workflow(self, sub: Submission) -> Submission:
+        if not sub.case.form_present or sub.case.form_error:
+            return replace(sub, case=replace(sub.case, workflow=self.default_workflow(sub.mailbox)))
+        workflow = self.workflow_for(sub.case.fields, sub.mailbox)
+        return replace(sub, case=replace(sub.case, workflow=workflow))
+
+    def workflow_for(self, fields: Any, mailbox: MailboxConfig) -> WorkflowConfig | None:
+        form_id = (fields.get("form_id") or "").strip()
+        if form_id:
+            return self.config.workflow(form_id)
+        default = self.default_workflow(mailbox)
+        return default if default is not None and default.needs_form else None
+
+    def default_workflow(self, mailbox: MailboxConfig) -> WorkflowConfig | None:
+        return self.config.workflow(mailbox.workflow) if mailbox.workflow else None
+
+    def check_csr(self, sub: Submission) -> Submission:
+        workflow = sub.case.workflow
+        if workflow is None or "csr" not in workflow.requires:
+            return sub
+        from signing.csr import KeyPolicy, check_csr
+
+        policy = KeyPolicy(
+            rsa_min_bits=self.config.csr.rsa_min_bits,
+            ec_curves=self.config.csr.ec_curves,
+            allow_ed25519=self.config.csr.allow_ed25519,
+        )
+        report = check_csr(
+            sub.mail.csr,
+            expected_cn=sub.case.fields.get("csr_common_name") or None,
+            expected_org=sub.case.fields.get("org_name") or None,
+            policy=policy,
+        )
+        return replace(sub, case=replace(sub.case, csr=report))
+
+    def look_up_registry(self, sub: Submission) -> Submission:
+        reg_no = (sub.case.fields.get("org_reg_no") or "").strip()
+        if not reg_no:
+            return sub
+        return replace(sub, case=replace(sub.case, organisation=self.lookups.organisation(reg_no)))
+
+    def find_duplicate(self, sub: Submission) -> Submission:
+        # Only a signed form that verified is a "signed form already submitted".
+        if sub.form_sha256 is None or sub.case.verdict is None or not sub.case.verdict.signatures:
+            return sub
+        return replace(
+            sub, case=replace(sub.case, duplicate_of=self.lookups.duplicate(sub.form_sha256))
+        )
+
+    def judge(self, sub: Submission) -> Submission:
+        return replace(sub, judgement=judge(sub.case))
+
+
+def verdict_to_record(verdict: Any) -> dict[str, Any]:
+    """The verdict as JSON-able data for the application row and `pasts show`."""
+    sigs = []
+    for s in verdict.signatures:
+        sigs.append(
+            {
+                "field": s.field_name,
+                "kind": s.kind,
+                "intact": s.intact,
+                "valid": s.valid,
+                "trusted": s.trusted,
+                "timestamp": s.timestamp_time.isoformat() if s.timestamp_time else None,
+                "signing_time": s.signing_time.isoformat() if s.signing_time else None,
+                "modified_after": s.modified_after,
+                "codes": list(s.codes),
+                "notes": list(s.notes),
+            }
+        )
+    return {"codes": list(verdict.codes), "signatures": sigs}
+
+
+def signer_to_record(signer: Any) -> dict[str, Any] | None:
+    if signer is None:
+        return None
+    return {
+        "name": signer.common_name,
+        "given_name": signer.given_name,
+        "surname": signer.surname,
+        "personal_code": signer.personal_code,
+        "organisation": signer.organisation,
+        "organisation_identifier": signer.organisation_identifier,
+        "country": signer.country,
+        "issuer": signer.issuer,
+        "serial_number": format(signer.serial_number, "x"),
+        "not_after": signer.not_after.isoformat(),
+        "qc_compliance": signer.qc_compliance,
+        "qc_esign": signer.qc_esign,
+        "qc_sscd": signer.qc_sscd,
+    }

@@ -1,0 +1,288 @@
+"""The intake loop: every message in a mailbox handled exactly once.
+
+For each message (the Mailman runner / Paperless ledger idea):
+
+1. **Persist first.** The raw bytes and the (mailbox, UIDVALIDITY, UID)
+   position are committed to the ledger before anything else happens.
+2. **Claim.** The row is claimed with a lease and its attempt count raised in
+   one committed UPDATE, so a crash mid-work counts as an attempt and a
+   second worker leaves it alone. Past ``daemon.max_attempts`` the message is
+   quarantined with its last error.
+3. **Decide.** The message is judged and its outcome, the application's state
+   change and its reply (in the outbox) commit in one transaction.
+4. **Act on the server.** Only then is the message moved out of the inbox.
+   A crash before the move only means the next run finds a finished row and
+   moves it; nothing is judged or answered twice.
+
+The same bytes arriving again under another UID (duplicate delivery, a
+UIDVALIDITY reset) are recognised by Message-ID + SHA-256 and not answered
+again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import threading
+import traceback
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from intake.config import Config, MailboxConfig
+from intake.decide import Decider
+from intake.errors import MailboxError, TransientError
+from intake.mailbox import MailSource, RawMessage, open_source
+from intake.mime import ParsedMail, parse_message
+from intake.models import ReceivedMessage
+from intake.pipeline import Lookups, Pipeline
+from intake.service import duplicate_reference, now_utc, organisation_record
+from intake.store import Store
+
+log = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(minutes=10)
+FINAL = ("processed", "ignored", "quarantined")
+
+
+def crash_point(name: str) -> None:
+    """Test hook: ``PASTS_CRASH_AT=name`` kills this process with SIGKILL here.
+
+    Lets the crash tests stop the daemon at exact points of a batch, the way
+    ``kill -9`` would, to prove nothing is lost or answered twice.
+    """
+    want = os.environ.get("PASTS_CRASH_AT")
+    if not want or want.split(":", 1)[0] != name:
+        return
+    # "name:N" crashes at the N-th time the point is reached.
+    counter = _CRASH_COUNTS[name] = _CRASH_COUNTS.get(name, 0) + 1
+    nth = int(want.split(":", 1)[1]) if ":" in want else 1
+    if counter >= nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_CRASH_COUNTS: dict[str, int] = {}
+
+
+class Intake:
+    """Reads mailboxes and hands each message to the decider, exactly once."""
+
+    def __init__(self, config: Config, store: Store, verifier: Any, *, worker: str | None = None):
+        self.config = config
+        self.store = store
+        self.worker = worker or f"{os.uname().nodename}:{os.getpid()}"
+        self.verifier = verifier
+        self.stop = threading.Event()
+        self.decider = Decider(config)
+
+    # -- one mailbox --------------------------------------------------------
+
+    def poll(self, mailbox: MailboxConfig) -> int:
+        """Process every message now in ``mailbox``; return how many were handled."""
+        handled = 0
+        with open_source(mailbox) as source:
+            handled += self.drain(source)
+        return handled
+
+    def drain(self, source: MailSource) -> int:
+        handled = 0
+        for message in source.fetch():
+            if self.stop.is_set():
+                log.info("stop requested; leaving the rest of %s for later", source.config.name)
+                break
+            self.handle(source, message)
+            handled += 1
+        return handled
+
+    # -- one message --------------------------------------------------------
+
+    def handle(self, source: MailSource, message: RawMessage) -> str:
+        """Take one message through the ledger; return its final status."""
+        mailbox = source.config
+        row_id = self.record(mailbox, message)
+        crash_point("after-persist")
+        status = self.process(mailbox, row_id)
+        crash_point("before-move")
+        self.finish_move(source, row_id)
+        crash_point("after-move")
+        return status
+
+    def record(self, mailbox: MailboxConfig, message: RawMessage) -> int:
+        """Persist the raw message (idempotent); return the ledger row id."""
+        sha = hashlib.sha256(message.raw).hexdigest()
+        position = (
+            ReceivedMessage.mailbox == mailbox.name,
+            ReceivedMessage.uidvalidity == message.uidvalidity,
+            ReceivedMessage.uid == message.uid,
+        )
+        with self.store.session() as s:
+            row = s.scalars(select(ReceivedMessage).where(*position)).first()
+            if row is not None:
+                if row.sha256 == sha:
+                    return row.id
+                # Same position, other bytes: the server reused UIDs without
+                # changing UIDVALIDITY (a broken server). Keep both.
+                log.warning("mailbox %s UID %s changed content; recording as new",
+                            mailbox.name, message.uid)
+        mail = parse_message(message.raw, max_attachment_bytes=self.config.limits.max_attachment_bytes)
+        row = ReceivedMessage(
+            mailbox=mailbox.name,
+            uidvalidity=message.uidvalidity,
+            uid=message.uid if row is None else f"{message.uid}#{sha[:12]}",
+            message_id=mail.message_id,
+            sha256=sha,
+            raw=message.raw,
+            sender=mail.from_addr or None,
+            subject=mail.subject[:1000],
+        )
+        try:
+            with self.store.session() as s:
+                s.add(row)
+                s.flush()
+                return row.id
+        except IntegrityError:
+            # Another worker recorded it first; use theirs.
+            with self.store.session() as s:
+                return s.scalars(select(ReceivedMessage.id).where(*position)).one()
+
+    def claim(self, row_id: int) -> ReceivedMessage | None:
+        """Lease the row for this worker and count the attempt (committed)."""
+        now = now_utc()
+        with self.store.session() as s:
+            result = s.execute(
+                update(ReceivedMessage)
+                .where(
+                    ReceivedMessage.id == row_id,
+                    ReceivedMessage.status == "received",
+                    or_(
+                        ReceivedMessage.claimed_until.is_(None),
+                        ReceivedMessage.claimed_until < now,
+                        ReceivedMessage.claimed_by == self.worker,
+                    ),
+                )
+                .values(
+                    claimed_by=self.worker,
+                    claimed_until=now + CLAIM_LEASE,
+                    attempts=ReceivedMessage.attempts + 1,
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return s.get(ReceivedMessage, row_id)
+
+    def process(self, mailbox: MailboxConfig, row_id: int) -> str:
+        with self.store.session() as s:
+            row = s.get(ReceivedMessage, row_id)
+            assert row is not None
+            if row.status in FINAL:
+                return row.status
+            # Duplicate delivery: identical bytes already answered elsewhere.
+            if row.message_id:
+                twin = s.scalars(
+                    select(ReceivedMessage).where(
+                        ReceivedMessage.message_id == row.message_id,
+                        ReceivedMessage.sha256 == row.sha256,
+                        ReceivedMessage.id != row.id,
+                        ReceivedMessage.status.in_(("processed", "ignored")),
+                    )
+                ).first()
+                if twin is not None:
+                    row.status = "ignored"
+                    row.outcome = f"duplicate delivery of ledger #{twin.id}"
+                    row.application_id = twin.application_id
+                    row.target_folder = mailbox.processed_folder
+                    log.info("message %s in %s: duplicate delivery, not answered again",
+                             row.message_id, mailbox.name)
+                    return row.status
+        claimed = self.claim(row_id)
+        if claimed is None:
+            log.info("ledger #%s is being handled by another worker", row_id)
+            return "claimed-elsewhere"
+        if claimed.attempts > self.config.daemon.max_attempts:
+            return self.quarantine(mailbox, row_id, claimed.last_error or "too many attempts")
+        crash_point("after-claim")
+        try:
+            with self.store.session() as s:
+                row = s.get(ReceivedMessage, row_id)
+                assert row is not None
+                mail = parse_message(
+                    row.raw, max_attachment_bytes=self.config.limits.max_attachment_bytes
+                )
+                outcome = self.decide(s, mailbox, row, mail)
+                row.status = outcome.status
+                row.outcome = outcome.summary
+                row.application_id = outcome.application_id
+                row.target_folder = mailbox.processed_folder
+                row.claimed_by = None
+                row.claimed_until = None
+                row.last_error = None
+                crash_point("before-commit")
+            log.info("message %s from %s in %s: %s", mail.message_id, mail.from_addr,
+                     mailbox.name, outcome.summary)
+            return outcome.status
+        except TransientError as exc:
+            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
+            return "retry"
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the loop
+            log.exception("ledger #%s: processing failed", row_id)
+            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
+            return "retry"
+
+    def decide(self, session: Any, mailbox: MailboxConfig, row: ReceivedMessage,
+               mail: ParsedMail) -> Any:
+        pipeline = Pipeline(
+            self.config,
+            self.verifier,
+            Lookups(
+                organisation=lambda reg_no: organisation_record(session, reg_no),
+                duplicate=lambda sha: duplicate_reference(session, sha),
+            ),
+        )
+        return self.decider.decide(session, pipeline, mailbox, row, mail)
+
+    def fail(self, row_id: int, exc: BaseException, *, quarantine_after: int) -> None:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        with self.store.session() as s:
+            row = s.get(ReceivedMessage, row_id)
+            assert row is not None
+            row.last_error = text[:4000]
+            row.claimed_by = None
+            row.claimed_until = None
+            if row.attempts >= quarantine_after:
+                row.status = "quarantined"
+                row.outcome = f"quarantined after {row.attempts} attempts: {text[:500]}"
+                mb = self.config.mailbox(row.mailbox)
+                row.target_folder = mb.quarantine_folder if mb else "Quarantine"
+                log.error("ledger #%s (%s) quarantined after %d attempts: %s",
+                          row_id, row.message_id, row.attempts, text)
+
+    def quarantine(self, mailbox: MailboxConfig, row_id: int, reason: str) -> str:
+        with self.store.session() as s:
+            row = s.get(ReceivedMessage, row_id)
+            assert row is not None
+            row.status = "quarantined"
+            row.outcome = f"quarantined: {reason[:500]}"
+            row.target_folder = mailbox.quarantine_folder
+            row.claimed_by = None
+            row.claimed_until = None
+        log.error("ledger #%s quarantined: %s", row_id, reason)
+        return "quarantined"
+
+    def finish_move(self, source: MailSource, row_id: int) -> None:
+        """Move a message whose outcome is committed out of the inbox."""
+        with self.store.session() as s:
+            row = s.get(ReceivedMessage, row_id)
+            assert row is not None
+            if row.status not in FINAL or row.moved or not row.target_folder:
+                return
+            try:
+                source.move(row.uid.split("#", 1)[0], row.target_folder)
+            except MailboxError as exc:
+                # The outcome is safe in the store; the move is retried next run.
+                log.warning("ledger #%s: move to %s failed: %s", row_id, row.target_folder, exc)
+                return
+            row.moved = True

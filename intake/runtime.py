@@ -1,0 +1,194 @@
+"""The running daemon: mailbox threads, outbox sender, scheduler, web endpoint.
+
+``daemon.py`` wires the command line to this; each scheduled job calls one
+function here, which calls one handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from intake.config import Config, MailboxConfig
+from intake.errors import MailboxError, TransientError
+from intake.mailbox import open_source
+from intake.outbox import OutboxSender
+from intake.processor import Intake
+from intake.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+
+def make_verifier(config: Config) -> Any:
+    from signing.verify import Verifier, VerifierSettings
+
+    sc = config.signing
+    return Verifier(
+        VerifierSettings(
+            trust_roots=sc.trust_roots,
+            require_timestamp=sc.require_timestamp,
+            require_qualified=sc.require_qualified,
+            revocation=sc.revocation,
+            max_age_days=sc.max_age_days,
+            allow_fetching=sc.allow_fetching,
+            max_pdf_bytes=config.limits.max_attachment_bytes,
+            timeout_seconds=config.limits.verify_timeout_seconds,
+        )
+    )
+
+
+def make_transport(config: Config) -> Any:
+    from mailer.transport import make_transport as mk
+
+    return mk(config.smtp)
+
+
+@dataclass
+class Runtime:
+    """Everything a command needs, built once from the configuration."""
+
+    config: Config
+    store: Store
+    worker: str | None = None
+    _verifier: Any = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, config: Config) -> Runtime:
+        return cls(config=config, store=open_store(config.database.url))
+
+    @property
+    def verifier(self) -> Any:
+        if self._verifier is None:
+            self._verifier = make_verifier(self.config)
+        return self._verifier
+
+    def intake(self) -> Intake:
+        return Intake(self.config, self.store, self.verifier, worker=self.worker)
+
+    def flush_outbox(self) -> tuple[int, int]:
+        async def go() -> tuple[int, int]:
+            transport = make_transport(self.config)
+            try:
+                sender = OutboxSender(self.config, self.store, transport,
+                                      worker=self.worker or "cli")
+                return await sender.flush()
+            finally:
+                await transport.aclose()
+
+        return asyncio.run(go())
+
+    def run_jobs(self) -> None:
+        """The idempotent sweeps the scheduler runs; ``run --once`` runs them all."""
+        from intake import jobs
+
+        for job in jobs.JOBS:
+            try:
+                job.run(self)
+            except Exception:  # noqa: BLE001 - one failing job must not stop the others
+                log.exception("job %s failed", job.name)
+
+    # -- run --once -------------------------------------------------------------
+
+    def run_once(self, progress: Callable[[str], None] | None = None) -> int:
+        """Process every message now in the mailboxes, send the outbox, run jobs."""
+        intake = self.intake()
+        failures = 0
+        for mailbox in self.config.mailboxes:
+            try:
+                n = intake.poll(mailbox)
+            except MailboxError as exc:
+                log.error("mailbox %s: %s", mailbox.name, exc)
+                failures += 1
+                continue
+            if progress:
+                progress(f"{mailbox.name}: {n} message(s) handled")
+        self.run_jobs()
+        sent, failed = self.flush_outbox()
+        if progress:
+            progress(f"outbox: {sent} sent, {failed} failed")
+        return 1 if failures else 0
+
+    # -- run (daemon) -------------------------------------------------------------
+
+    def run_forever(self) -> int:
+        stop = threading.Event()
+        wake_outbox = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("signal %s: finishing the message in hand, then stopping", signum)
+            stop.set()
+            wake_outbox.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+        threads = [
+            threading.Thread(target=self._mailbox_loop, args=(mb, stop, wake_outbox),
+                             name=f"mailbox:{mb.name}", daemon=True)
+            for mb in self.config.mailboxes
+        ]
+        threads.append(threading.Thread(target=self._outbox_loop, args=(stop, wake_outbox),
+                                        name="outbox", daemon=True))
+        from intake.jobs import start_scheduler
+        from intake.web import start_web
+
+        scheduler = start_scheduler(self)
+        web = start_web(self)
+        for t in threads:
+            t.start()
+        log.info("pasts running: %d mailbox(es), verification at %s",
+                 len(self.config.mailboxes), self.config.verification.public_url)
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            scheduler.shutdown(wait=False)
+            web.shutdown()
+            for t in threads:
+                t.join(timeout=30)
+        log.info("pasts stopped")
+        return 0
+
+    def _mailbox_loop(self, mailbox: MailboxConfig, stop: threading.Event,
+                      wake_outbox: threading.Event) -> None:
+        intake = self.intake()
+        intake.stop = stop
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                with open_source(mailbox) as source:
+                    if hasattr(source, "set_stop_event"):
+                        source.set_stop_event(stop)
+                    delay = 1.0
+                    while not stop.is_set():
+                        if intake.drain(source):
+                            wake_outbox.set()
+                        source.wait(mailbox.poll_seconds)
+            except TransientError as exc:
+                log.error("mailbox %s: %s; reconnecting in %.0f s", mailbox.name, exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 300.0)
+            except Exception:  # noqa: BLE001 - keep the daemon alive
+                log.exception("mailbox %s: unexpected error; reconnecting in %.0f s",
+                              mailbox.name, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 300.0)
+
+    def _outbox_loop(self, stop: threading.Event, wake: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.flush_outbox()
+            except Exception:  # noqa: BLE001 - the outbox keeps its rows; retry later
+                log.exception("outbox flush failed")
+            wake.wait(10.0)
+            wake.clear()
+        # One last flush so replies of the message in hand go out before exit.
+        try:
+            self.flush_outbox()
+        except Exception:  # noqa: BLE001
+            log.exception("final outbox flush failed")

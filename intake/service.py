@@ -1,0 +1,230 @@
+"""Applications in the store: references, state transitions, thread links, replies.
+
+Everything here works inside a caller's session, so a message's outcome, its
+state change and its queued reply commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from intake.config import Config
+from intake.models import Application, MailLink, Organisation, Outbox, ReferenceCounter, Transition
+from mailer.compose import Finding as MailFinding
+from mailer.compose import ReplySpec, compose
+from rules import Finding, OrganisationRecord
+
+log = logging.getLogger(__name__)
+
+#: ``PREFIX-YYYY-NNNNNN``
+REFERENCE_RE = re.compile(r"\b([A-Z][A-Z0-9]{0,9}-\d{4}-\d{6})\b")
+BRACKETED_RE = re.compile(r"\[([A-Z][A-Z0-9]{0,9}-\d{4}-\d{6})\]")
+STATUS_RE = re.compile(r"\bSTATUS\s+\[?([A-Z][A-Z0-9]{0,9}-\d{4}-\d{6})\]?", re.IGNORECASE)
+
+#: States (SPEC section 4).
+STATES = (
+    "received",
+    "awaiting-verification",
+    "in-review",
+    "approved",
+    "active",
+    "incomplete",
+    "rejected",
+    "restricted",
+    "verification-expired",
+)
+FINAL_STATES = ("rejected",)
+SYSTEM = "system"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def next_reference(session: Session, prefix: str, when: datetime | None = None) -> str:
+    """Allocate ``PREFIX-YYYY-NNNNNN``; safe with several workers (row update)."""
+    year = (when or now_utc()).year
+    bump = (
+        update(ReferenceCounter)
+        .where(ReferenceCounter.prefix == prefix, ReferenceCounter.year == year)
+        .values(last=ReferenceCounter.last + 1)
+        .returning(ReferenceCounter.last)
+    )
+    number = session.execute(bump).scalar()
+    if number is None:
+        # First reference of the year: create the counter. A concurrent worker
+        # doing the same hits the primary key and retries the update.
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with session.begin_nested():
+                session.add(ReferenceCounter(prefix=prefix, year=year, last=1))
+            number = 1
+        except IntegrityError:
+            number = session.execute(bump).scalar_one()
+    return f"{prefix}-{year}-{number:06d}"
+
+
+def find_application(session: Session, reference: str) -> Application | None:
+    return session.scalars(
+        select(Application).where(Application.reference == reference.upper())
+    ).first()
+
+
+def application_for_thread(session: Session, message_ids: Iterable[str]) -> Application | None:
+    ids = [m for m in message_ids if m]
+    if not ids:
+        return None
+    link = session.scalars(
+        select(MailLink).where(MailLink.message_id.in_(ids)).order_by(MailLink.id.desc())
+    ).first()
+    return link.application if link is not None else None
+
+
+def transition(
+    session: Session, app: Application, to_state: str, *, actor: str = SYSTEM, reason: str = ""
+) -> None:
+    """Change state and record it (time, actor, reason)."""
+    if to_state not in STATES:
+        raise ValueError(f"unknown state {to_state!r}")
+    session.add(
+        Transition(
+            application=app,
+            from_state=app.state if app.id is not None else None,
+            to_state=to_state,
+            actor=actor,
+            reason=reason,
+        )
+    )
+    app.state = to_state
+
+
+def link_mail(session: Session, app: Application, message_id: str | None, direction: str,
+              summary: str) -> None:
+    if not message_id:
+        return
+    exists = session.scalars(
+        select(MailLink).where(
+            MailLink.application_id == app.id, MailLink.message_id == message_id
+        )
+    ).first()
+    if exists is None:
+        session.add(MailLink(application=app, message_id=message_id, direction=direction,
+                             summary=summary[:500]))
+
+
+def organisation_record(session: Session, reg_no: str) -> OrganisationRecord | None:
+    org = session.get(Organisation, reg_no)
+    if org is None:
+        return None
+    return OrganisationRecord(
+        reg_no=org.reg_no,
+        name=org.name,
+        test_env_completed=org.test_env_completed,
+        agreement_received=org.agreement_received,
+        representatives=tuple(org.representatives or ()),
+    )
+
+
+def duplicate_reference(session: Session, form_sha256: str) -> str | None:
+    return session.scalars(
+        select(Application.reference)
+        .where(Application.form_sha256 == form_sha256)
+        .order_by(Application.id)
+    ).first()
+
+
+def stable_message_id(config: Config, key: str) -> str:
+    """The same cause always gets the same Message-ID (idempotent replies)."""
+    domain = config.smtp.sender.rpartition("@")[2] or "localhost"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"<pasts.{digest}@{domain}>"
+
+
+class Replies:
+    """Queues replies in the outbox, inside the caller's transaction."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def rate_limited(self, session: Session, recipient: str) -> bool:
+        since = now_utc() - timedelta(hours=1)
+        sent = session.scalar(
+            select(func.count(Outbox.id)).where(
+                Outbox.kind == "reply",
+                Outbox.to_addr == recipient,
+                Outbox.created_at >= since,
+            )
+        )
+        return (sent or 0) >= self.config.smtp.rate_limit_per_hour
+
+    def queue(
+        self,
+        session: Session,
+        *,
+        key: str,
+        to: str,
+        template: str,
+        app: Application | None,
+        language: str = "en",
+        findings: Sequence[Finding] = (),
+        original_subject: str = "",
+        in_reply_to: str | None = None,
+        references: Sequence[str] = (),
+        context: Mapping[str, Any] | None = None,
+        attachments: Sequence[tuple[str, str, bytes]] = (),
+        kind: str = "reply",
+        auto_submitted: str = "auto-replied",
+    ) -> Outbox | None:
+        """Compose and queue one mail; a second call with the same key does nothing."""
+        existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
+        if existing is not None:
+            return existing
+        message_id = stable_message_id(self.config, key)
+        ctx: dict[str, Any] = dict(context or {})
+        if app is not None:
+            workflow = self.config.workflow(app.workflow)
+            ctx.setdefault("workflow_title", workflow.title if workflow else app.workflow)
+            ctx.setdefault("fields", dict(app.form_values or {}))
+        spec = ReplySpec(
+            to=to,
+            sender=self.config.smtp.sender,
+            template=template,
+            language=language,
+            message_id=message_id,
+            reference=app.reference if app is not None else None,
+            status=app.state if app is not None else None,
+            findings=tuple(MailFinding(f.code, f.detail) for f in findings),
+            original_subject=original_subject,
+            in_reply_to=in_reply_to,
+            references=tuple(references),
+            context=ctx,
+            attachments=tuple(attachments),
+            auto_submitted=auto_submitted,
+            date=now_utc(),
+        )
+        from email.policy import SMTP
+
+        raw = compose(spec).as_bytes(policy=SMTP)
+        row = Outbox(
+            key=key,
+            message_id=message_id,
+            application=app,
+            sender=self.config.smtp.sender,
+            recipients=[to],
+            to_addr=to,
+            raw=raw,
+            kind=kind,
+        )
+        session.add(row)
+        if app is not None:
+            link_mail(session, app, message_id, "out", f"{template} to {to}")
+        return row

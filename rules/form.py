@@ -1,0 +1,101 @@
+"""Rules about the form itself: present, readable, known, fields filled and well-formed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from intake import formats
+from rules.base import Case, Finding
+
+
+class FormMissing:
+    code = "FORM-MISSING"
+    description = "A PDF form must be attached."
+
+    def applies(self, case: Case) -> bool:
+        return case.workflow is None or case.workflow.needs_form
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        if not case.form_present:
+            yield Finding(self.code)
+
+
+class FormUnreadable:
+    code = "FORM-UNREADABLE"
+    description = "The PDF form must open: not broken, encrypted or over the limits."
+
+    def applies(self, case: Case) -> bool:
+        return case.form_present
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        if case.form_error:
+            yield Finding(self.code, case.form_error)
+
+
+class FormUnknown:
+    code = "FORM-UNKNOWN"
+    description = "The form must be the form of a configured procedure."
+
+    def applies(self, case: Case) -> bool:
+        return case.form_present and not case.form_error
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        if case.workflow is None:
+            found = case.fields.get("form_id", "")
+            yield Finding(self.code, f"form_id={found!r}" if found else "no form_id field")
+
+
+def _readable_form(case: Case) -> bool:
+    return case.form_present and not case.form_error and case.workflow is not None
+
+
+class FieldMissing:
+    code = "FORM-FIELD-MISSING"
+    description = "Every required field of the form is filled."
+
+    def applies(self, case: Case) -> bool:
+        return _readable_form(case)
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        assert case.workflow is not None
+        for spec in case.workflow.fields:
+            if spec.required and not case.fields.get(spec.name, "").strip():
+                yield Finding(f"{self.code}:{spec.name}")
+
+
+class FieldInvalid:
+    code = "FORM-FIELD-INVALID"
+    description = "Every filled field has the format its procedure asks for."
+
+    def applies(self, case: Case) -> bool:
+        return _readable_form(case)
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        assert case.workflow is not None
+        for spec in case.workflow.fields:
+            value = case.fields.get(spec.name, "").strip()
+            if not value:
+                continue
+            if spec.name == "form_id" and value != case.workflow.id:
+                yield Finding(f"{self.code}:{spec.name}", f"form_id {value!r}")
+            elif spec.format and not formats.check(spec.format, value):
+                yield Finding(f"{self.code}:{spec.name}", f"not a valid {spec.format}")
+            elif spec.max_length is not None and len(value) > spec.max_length:
+                yield Finding(f"{self.code}:{spec.name}", f"longer than {spec.max_length} characters")
+            elif spec.min_length is not None and len(value) < spec.min_length:
+                yield Finding(f"{self.code}:{spec.name}", f"shorter than {spec.min_length} characters")
+
+
+class Duplicate:
+    code = "DUPLICATE"
+    description = "The same signed form is not submitted twice."
+
+    def applies(self, case: Case) -> bool:
+        return case.form_present
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        if case.duplicate_of:
+            yield Finding(self.code, case.duplicate_of)
+
+
+RULES = (FormMissing(), FormUnreadable(), FormUnknown(), FieldMissing(), FieldInvalid(), Duplicate())

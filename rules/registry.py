@@ -1,0 +1,65 @@
+"""Rules that compare the form and the signer with the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from intake import formats
+from rules.base import Case, Finding
+
+
+def _selected(case: Case, code: str) -> bool:
+    return (
+        case.workflow is not None
+        and code in case.workflow.rules
+        and case.form_present
+        and not case.form_error
+    )
+
+
+class TestEnvNotCompleted:
+    code = "TEST-ENV-NOT-COMPLETED"
+    description = "The organisation has completed the test-environment tests."
+
+    def applies(self, case: Case) -> bool:
+        return _selected(case, self.code)
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        declared = formats.normalise_yes_no(case.fields.get("test_env_completed", ""))
+        if declared is False:
+            yield Finding(self.code, "the form says the tests are not done")
+        elif case.organisation is None:
+            yield Finding(self.code, "the organisation is not in the registry")
+        elif not case.organisation.test_env_completed:
+            yield Finding(self.code, "the registry has no completed tests")
+
+
+class SignerNotAuthorised:
+    code = "SIGNER-NOT-AUTHORISED"
+    description = "The signer is a registered representative or delegate of the organisation."
+
+    def applies(self, case: Case) -> bool:
+        return _selected(case, self.code) and case.signer_code is not None
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        if case.organisation is None:
+            yield Finding(self.code, "the organisation is not in the registry")
+        elif case.signer_code not in case.organisation.representatives:
+            yield Finding(self.code, f"{case.signer_code} is not listed")
+
+
+class ContractMissing:
+    code = "CONTRACT-MISSING"
+    description = "The organisation's agreement has been received."
+
+    def applies(self, case: Case) -> bool:
+        return _selected(case, self.code)
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        if case.organisation is None:
+            yield Finding(self.code, "the organisation is not in the registry")
+        elif not case.organisation.agreement_received:
+            yield Finding(self.code)
+
+
+RULES = (TestEnvNotCompleted(), SignerNotAuthorised(), ContractMissing())
