@@ -1,0 +1,157 @@
+"""pasts: the signed-mail intake daemon (command line and wiring only).
+
+Run ``pasts --help`` (or ``python daemon.py --help``) for the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+pasts reads applications from agency mailboxes, verifies their qualified
+e-signatures and time-stamps, checks the form and the CSR against the
+procedure's rules, and answers every applicant once, in thread.
+
+Start here:
+  pasts demo                      try everything locally (no server needed)
+  pasts run --once                process the mailboxes once and exit
+  pasts run                       the daemon (stop with Ctrl-C or SIGTERM)
+  pasts list --state in-review    what waits for staff
+  pasts show EA-2026-000001       one application: fields, signer, history, mails
+  pasts approve EA-2026-000001    staff approval (issues the certificate)
+"""
+
+EPILOG = """\
+Exit status: 0 success, 2 usage or configuration error (the message names the
+key and the file), 1 any other failure. Secrets come from environment
+variables named by *_env keys in the configuration.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pasts", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="PATH", default=os.environ.get("PASTS_CONFIG", "config.toml"),
+                        help="configuration file (default: ./config.toml, or $PASTS_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run the daemon (mailboxes, outbox, scheduler, web endpoint)",
+                         description="Run the daemon until SIGTERM/SIGINT; the message in hand is "
+                         "finished first. With --once: process every message now in the mailboxes, "
+                         "send every queued reply, run due jobs, and exit.")
+    run.add_argument("--once", action="store_true", help="one pass, then exit 0")
+
+    demo = sub.add_parser("demo", help="make a demo PKI and sample applications, process them",
+                          description="On a fresh checkout with no server: creates a demo PKI, "
+                          "signed sample applications (good and bad) in a maildir, processes them "
+                          "with SQLite, and prints what happened and where the replies are.")
+    demo.add_argument("--dir", type=Path, default=Path("var/demo"),
+                      help="where the demo keeps its files (default: var/demo)")
+
+    ls = sub.add_parser("list", help="applications, a line each")
+    ls.add_argument("--state", help="only this state (e.g. in-review, incomplete)")
+    ls.add_argument("--workflow", help="only this workflow (e.g. eaddress-production)")
+
+    show = sub.add_parser("show", help="one application: fields, signer, verdicts, history, mails")
+    show.add_argument("reference")
+
+    for name, text in (("approve", "staff approval; issues the certificate where the workflow has one"),
+                       ("reject", "final rejection with a code and a note"),
+                       ("restrict", "compliance failure: revoke the certificate, update the CRL, notify")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("reference")
+        if name == "reject":
+            p.add_argument("--code", required=True, help="the rule code (SPEC section 3)")
+        p.add_argument("--note", required=(name != "approve"), help="the reason, sent to the applicant")
+        p.add_argument("--user", default=getpass.getuser(), help="staff user recorded in the history")
+
+    reg = sub.add_parser("registry", help="the organisation registry")
+    reg_sub = reg.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
+    imp = reg_sub.add_parser("import", help="import or update organisations from a UTF-8 CSV",
+                             description="CSV header: org_reg_no,org_name,test_env_completed,"
+                             "agreement_received,representatives (yes/no; representatives as "
+                             "';'-separated personal codes such as PNOLV-010190-12345).")
+    imp.add_argument("file", type=Path)
+
+    dig = sub.add_parser("digest", help="the staff digest (print; --send mails it)")
+    dig.add_argument("--send", action="store_true", help="mail it to digest.recipients")
+    dig.add_argument("--html", type=Path, metavar="FILE", help="also write the HTML version here")
+
+    forms = sub.add_parser("forms", help="form templates")
+    forms_sub = forms.add_subparsers(dest="forms_command", metavar="ACTION", required=True)
+    render = forms_sub.add_parser("render", help="write the blank fillable form of a workflow")
+    render.add_argument("workflow")
+    render.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("apscheduler", "pyhanko", "pyhanko_certvalidator", "alembic", "aiosmtplib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from intake import commands
+    from intake.config import load_config
+    from intake.errors import ConfigurationError, NotFound, PastsError
+
+    out = sys.stdout
+    try:
+        if args.command == "demo":
+            from intake.demo import run_demo
+
+            # The demo prints its own story; the log only shows problems.
+            if not args.verbose:
+                logging.getLogger().setLevel(logging.WARNING)
+
+            return run_demo(args.dir, out=out, config_path=Path(args.config))
+        config = load_config(args.config)
+        logging.getLogger().setLevel(logging.DEBUG if args.verbose else config.daemon.log_level)
+        from intake.runtime import Runtime
+
+        rt = Runtime.open(config)
+        if args.command == "run":
+            return commands.cmd_run(rt, once=args.once, out=out)
+        if args.command == "list":
+            return commands.cmd_list(rt, state=args.state, workflow=args.workflow, out=out)
+        if args.command == "show":
+            return commands.cmd_show(rt, args.reference, out=out)
+        if args.command in ("approve", "reject", "restrict"):
+            return commands.cmd_staff(rt, args.command, args.reference, user=args.user,
+                                      code=getattr(args, "code", None), note=args.note, out=out)
+        if args.command == "registry":
+            return commands.cmd_registry_import(rt, args.file, out=out)
+        if args.command == "digest":
+            return commands.cmd_digest(rt, send=args.send, html=args.html, out=out)
+        if args.command == "forms":
+            return commands.cmd_forms_render(rt, args.workflow, args.output, out=out)
+        parser.error(f"unknown command {args.command}")
+    except ConfigurationError as exc:
+        print(f"pasts: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except NotFound as exc:
+        print(f"pasts: {exc}", file=sys.stderr)
+        return 1
+    except PastsError as exc:
+        print(f"pasts: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The agency CA in the daemon: issue for an application, revoke, keep the CRL fresh."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from intake.errors import ConfigurationError, PermanentError
+from intake.models import Application, IssuedCertificateRow, KeyValue
+from intake.service import now_utc
+
+if TYPE_CHECKING:
+    from intake.runtime import Runtime
+    from signing.ca import CertificateAuthority
+
+log = logging.getLogger(__name__)
+
+
+def load_ca(rt: Runtime) -> CertificateAuthority:
+    from signing.ca import CaError, CertificateAuthority
+
+    ca = rt.config.ca
+    if not ca.enabled:
+        raise ConfigurationError("no CA configured: set [ca] certificate and key", key="ca.certificate")
+    assert ca.certificate is not None and ca.key is not None
+    try:
+        return CertificateAuthority.load(ca.certificate, ca.key, password=ca.key_password)
+    except CaError as exc:
+        raise ConfigurationError(str(exc), key="ca.key") from exc
+
+
+def issue_for(rt: Runtime, s: Session, app: Application) -> IssuedCertificateRow:
+    """Issue a certificate for the application's CSR, subject from the approved form."""
+    from signing.ca import CertificateProfile
+
+    if not app.csr_der:
+        raise PermanentError(f"{app.reference} has no CSR to certify", code="CSR-MISSING")
+    values = app.form_values or {}
+    subject = {"common_name": values.get("csr_common_name", "").strip()}
+    if values.get("org_name"):
+        subject["organisation"] = values["org_name"].strip()
+    if values.get("org_reg_no"):
+        subject["organisation_identifier"] = values["org_reg_no"].strip()
+    cfg = rt.config.ca
+    profile = CertificateProfile(validity_days=cfg.validity_days, crl_url=cfg.crl_url)
+    issued = load_ca(rt).issue(app.csr_der, subject=subject, profile=profile)
+    row = IssuedCertificateRow(
+        application_id=app.id,
+        serial_hex=format(issued.serial, "x"),
+        subject=issued.subject,
+        not_before=issued.not_before,
+        not_after=issued.not_after,
+        pem=issued.pem,
+        chain_pem=issued.chain_pem,
+    )
+    s.add(row)
+    s.flush()
+    log.info("%s: issued certificate serial %s until %s", app.reference, row.serial_hex,
+             row.not_after.date())
+    return row
+
+
+def revoke_for(s: Session, app: Application, *, reason: str, note: str) -> list[IssuedCertificateRow]:
+    rows = list(s.scalars(select(IssuedCertificateRow).where(
+        IssuedCertificateRow.application_id == app.id, IssuedCertificateRow.revoked_at.is_(None))))
+    for row in rows:
+        row.revoked_at = now_utc()
+        row.revocation_reason = reason
+        row.revocation_note = note
+    return rows
+
+
+def _counter(s: Session, key: str) -> KeyValue:
+    kv = s.get(KeyValue, key)
+    if kv is None:
+        kv = KeyValue(key=key, value="0")
+        s.add(kv)
+    return kv
+
+
+def regenerate_crl(rt: Runtime, s: Session, *, now: datetime | None = None) -> int:
+    """Sign a new CRL listing every revoked certificate; write it to ``ca.crl``."""
+    from signing.ca import write_crl
+
+    cfg = rt.config.ca
+    if cfg.crl is None:
+        raise ConfigurationError("no CRL path configured", key="ca.crl")
+    now = now or now_utc()
+    number_kv = _counter(s, "crl_number")
+    number = int(number_kv.value) + 1
+    revoked = [
+        (int(r.serial_hex, 16), r.revoked_at, r.revocation_reason or "unspecified")
+        for r in s.scalars(select(IssuedCertificateRow).where(
+            IssuedCertificateRow.revoked_at.is_not(None)))
+        if r.revoked_at is not None
+    ]
+    next_update = timedelta(hours=cfg.crl_next_update_hours)
+    der = load_ca(rt).sign_crl(revoked, next_update=next_update, now=now, crl_number=number)
+    write_crl(cfg.crl, der)
+    number_kv.value = str(number)
+    _counter(s, "crl_next_update").value = (now + next_update).isoformat()
+    log.info("CRL #%d written to %s (%d revoked)", number, cfg.crl, len(revoked))
+    return number
+
+
+def refresh_crl_if_due(rt: Runtime) -> bool:
+    """Re-sign the CRL when a quarter of its validity is left (or it is missing)."""
+    cfg = rt.config.ca
+    with rt.store.session() as s:
+        kv = s.get(KeyValue, "crl_next_update")
+        due = True
+        if kv is not None and cfg.crl is not None and cfg.crl.exists():
+            next_update = datetime.fromisoformat(kv.value)
+            due = now_utc() >= next_update - timedelta(hours=cfg.crl_next_update_hours / 4)
+        if due:
+            regenerate_crl(rt, s)
+        return due

@@ -1,0 +1,187 @@
+"""The command handlers behind ``pasts`` (parsing lives in ``daemon.py``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import select
+
+from intake.config import Config
+from intake.errors import ConfigurationError, NotFound, PastsError
+from intake.models import Application, IssuedCertificateRow, Organisation, Outbox
+from intake.runtime import Runtime
+from intake.service import find_application
+
+log = logging.getLogger(__name__)
+
+
+def _app(rt: Runtime, s: Any, reference: str) -> Application:
+    app = find_application(s, reference)
+    if app is None:
+        raise NotFound(f"no application {reference}")
+    return app
+
+
+def cmd_run(rt: Runtime, *, once: bool, out: TextIO) -> int:
+    if once:
+        return rt.run_once(progress=lambda line: print(line, file=out))
+    return rt.run_forever()
+
+
+def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextIO) -> int:
+    with rt.store.session() as s:
+        q = select(Application).order_by(Application.id)
+        if state:
+            q = q.where(Application.state == state)
+        if workflow:
+            q = q.where(Application.workflow == workflow)
+        rows = s.scalars(q).all()
+        for app in rows:
+            org = (app.form_values or {}).get("org_name", "")
+            codes = ",".join(app.codes or [])
+            print(f"{app.reference:<18} {app.state:<22} {app.workflow:<20} "
+                  f"{app.created_at:%Y-%m-%d %H:%M}  {app.applicant_email:<30} {org}"
+                  + (f"  [{codes}]" if codes else ""), file=out)
+        if not rows:
+            print("no applications", file=out)
+    return 0
+
+
+def cmd_show(rt: Runtime, reference: str, *, out: TextIO) -> int:
+    with rt.store.session() as s:
+        app = _app(rt, s, reference)
+        p = lambda *a: print(*a, file=out)  # noqa: E731
+        p(f"{app.reference}  ({app.workflow})")
+        p(f"  state:      {app.state}")
+        p(f"  applicant:  {app.applicant_email}")
+        p(f"  addresses:  {', '.join(app.addresses or [])}")
+        p(f"  created:    {app.created_at:%Y-%m-%d %H:%M:%S %Z}")
+        if app.codes:
+            p(f"  open codes: {', '.join(app.codes)}")
+        p("fields:")
+        for k, v in (app.form_values or {}).items():
+            p(f"  {k}: {v}")
+        p("signer:")
+        if app.signer:
+            for k, v in app.signer.items():
+                if v not in (None, ""):
+                    p(f"  {k}: {v}")
+        else:
+            p("  (none)")
+        p("verdicts:")
+        verdicts = app.verdicts or {}
+        sig = verdicts.get("signature")
+        if sig:
+            for i, one in enumerate(sig.get("signatures", []), 1):
+                codes = ", ".join(one["codes"]) or "ok"
+                p(f"  signature {i} ({one.get('field')}): {codes}; time-stamp {one.get('timestamp')}")
+                for note in one.get("notes", []):
+                    p(f"    - {note}")
+        if verdicts.get("csr"):
+            csr = verdicts["csr"]
+            p(f"  csr: {', '.join(csr['codes']) or 'ok'}; CN={csr.get('common_name')} "
+              f"key={csr.get('key_type')}")
+        if verdicts.get("form_error"):
+            p(f"  form: {verdicts['form_error']}")
+        if app.passed:
+            p(f"  passed: {', '.join(app.passed)}")
+        if app.extra:
+            p("outcome:")
+            for k, v in app.extra.items():
+                p(f"  {k}: {v}")
+        certs = s.scalars(select(IssuedCertificateRow).where(
+            IssuedCertificateRow.application_id == app.id)).all()
+        if certs:
+            p("certificates:")
+            for c in certs:
+                status = f"revoked {c.revoked_at:%Y-%m-%d} ({c.revocation_reason})" if c.revoked_at else "valid"
+                p(f"  serial {c.serial_hex}  {c.subject}  until {c.not_after:%Y-%m-%d}  {status}")
+        p("history:")
+        for t in app.transitions:
+            p(f"  {t.at:%Y-%m-%d %H:%M:%S}  {t.from_state or '-':>22} -> {t.to_state:<22} "
+              f"by {t.actor}: {t.reason}")
+        p("mails:")
+        outbox = {o.message_id: o for o in s.scalars(
+            select(Outbox).where(Outbox.application_id == app.id))}
+        for link in app.links:
+            extra = ""
+            if link.message_id in outbox:
+                o = outbox[link.message_id]
+                extra = f" [{o.status}]"
+            p(f"  {link.at:%Y-%m-%d %H:%M:%S} {link.direction:>3} {link.message_id}  {link.summary}{extra}")
+    return 0
+
+
+def cmd_registry_import(rt: Runtime, path: Path, *, out: TextIO) -> int:
+    from intake.registry import import_registry
+
+    added, updated = import_registry(rt.store, path)
+    print(f"registry: {added} added, {updated} updated from {path}", file=out)
+    return 0
+
+
+def cmd_forms_render(rt: Runtime, workflow_id: str, output: Path, *, out: TextIO) -> int:
+    from intake.forms import render_form
+
+    workflow = rt.config.workflow(workflow_id)
+    if workflow is None or not workflow.needs_form:
+        known = ", ".join(w.id for w in rt.config.workflows if w.needs_form)
+        raise ConfigurationError(f"no form workflow {workflow_id!r}; known: {known}",
+                                 key="workflow")
+    output.write_bytes(render_form(workflow, language=rt.config.daemon.language))
+    print(f"wrote {output} ({workflow.title or workflow.id})", file=out)
+    return 0
+
+
+def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str | None,
+              note: str | None, out: TextIO) -> int:
+    from intake import staff
+
+    message = getattr(staff, action)(rt, reference, user=user, code=code, note=note)
+    print(message, file=out)
+    if action in ("approve", "reject", "restrict"):
+        sent, failed = rt.flush_outbox()
+        print(f"outbox: {sent} sent, {failed} failed", file=out)
+    return 0
+
+
+def cmd_digest(rt: Runtime, *, send: bool, html: Path | None, out: TextIO) -> int:
+    from intake.digest import build_digest, queue_digest
+
+    digest = build_digest(rt)
+    print(digest.text, file=out)
+    if html is not None:
+        html.write_text(digest.html, encoding="utf-8")
+        print(f"wrote {html}", file=out)
+    if send:
+        if not rt.config.digest.recipients:
+            raise ConfigurationError("no recipients to send the digest to", key="digest.recipients")
+        queue_digest(rt, digest)
+        sent, failed = rt.flush_outbox()
+        print(f"digest queued for {', '.join(rt.config.digest.recipients)}; "
+              f"outbox: {sent} sent, {failed} failed", file=out)
+    return 0
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, ensure_ascii=False, indent=2, default=str)
+
+
+__all__ = [
+    "Config",
+    "PastsError",
+    "cmd_digest",
+    "cmd_forms_render",
+    "cmd_list",
+    "cmd_registry_import",
+    "cmd_run",
+    "cmd_show",
+    "cmd_staff",
+    "csv",
+    "Organisation",
+]

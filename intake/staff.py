@@ -1,0 +1,118 @@
+"""Staff decisions: approve, reject, restrict (``pasts approve|reject|restrict``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from intake.errors import PastsError
+from intake.models import Application
+from intake.service import Replies, find_application, next_reference, transition
+from rules import Finding
+
+if TYPE_CHECKING:
+    from intake.runtime import Runtime
+
+APPROVABLE = ("in-review",)
+RESTRICTABLE = ("approved", "active")
+
+
+class StaffActionError(PastsError):
+    """The action does not fit the application's state."""
+
+
+def _load(s: Session, reference: str) -> Application:
+    from intake.errors import NotFound
+
+    app = find_application(s, reference)
+    if app is None:
+        raise NotFound(f"no application {reference}")
+    return app
+
+
+def _reply(rt: Runtime, s: Session, app: Application, action: str, template: str, *,
+           to: str | None = None, findings: tuple[Finding, ...] = (),
+           context: dict[str, object] | None = None,
+           attachments: tuple[tuple[str, str, bytes], ...] = ()) -> None:
+    Replies(rt.config).queue(
+        s, key=f"staff:{app.id}:{action}:{len(app.transitions)}:{to or ''}",
+        to=to or app.applicant_email, template=template, app=app, language=app.language,
+        findings=findings, in_reply_to=app.thread_root,
+        references=(app.thread_root,) if app.thread_root else (),
+        context=context, attachments=attachments,
+    )
+
+
+def approve(rt: Runtime, reference: str, *, user: str, code: str | None = None,
+            note: str | None = None) -> str:
+    from intake.certificates import issue_for
+
+    with rt.store.session() as s:
+        app = _load(s, reference)
+        if app.state not in APPROVABLE:
+            raise StaffActionError(f"{app.reference} is {app.state}; only applications in review "
+                                   "can be approved")
+        workflow = rt.config.workflow(app.workflow)
+        outcome = workflow.outcome if workflow else "review"
+        values = app.form_values or {}
+        contact = (values.get("contact_email") or app.applicant_email).strip().lower()
+        attachments: tuple[tuple[str, str, bytes], ...] = ()
+        lines = []
+        extra = dict(app.extra or {})
+        if outcome in ("certificate", "account"):
+            cert = issue_for(rt, s, app)
+            attachments = ((f"{app.reference}.pem", "application/x-pem-file",
+                            cert.chain_pem.encode()),)
+            lines.append(f"certificate serial {cert.serial_hex} issued")
+        if outcome == "account":
+            extra["data_exchange_id"] = next_reference(s, "DX")
+            extra["portal_account"] = contact
+            lines.append(f"data-exchange id {extra['data_exchange_id']}")
+        app.extra = extra
+        new_state = "active" if outcome == "publication" else "approved"
+        transition(s, app, new_state, actor=user, reason=note or "approved")
+        context = {"certificate": bool(attachments), "note": note or "", **extra}
+        _reply(rt, s, app, "approve", "active" if new_state == "active" else "approved",
+               to=contact, context=context, attachments=attachments)
+        if contact != app.applicant_email:
+            _reply(rt, s, app, "approve", "status", to=app.applicant_email)
+        provider = (values.get("data_provider_email") or "").strip().lower()
+        if outcome == "account" and provider:
+            _reply(rt, s, app, "approve", "approved", to=provider,
+                   context={**context, "certificate": False, "provider_notice": True})
+        return f"{app.reference}: {new_state}" + (f" ({'; '.join(lines)})" if lines else "")
+
+
+def reject(rt: Runtime, reference: str, *, user: str, code: str | None = None,
+           note: str | None = None) -> str:
+    with rt.store.session() as s:
+        app = _load(s, reference)
+        if app.state == "rejected":
+            raise StaffActionError(f"{app.reference} is already rejected")
+        code = (code or "").strip().upper()
+        if not code:
+            raise StaffActionError("reject needs --code")
+        app.codes = sorted(set(app.codes or []) | {code})
+        transition(s, app, "rejected", actor=user, reason=f"{code}: {note or ''}")
+        _reply(rt, s, app, "reject", "rejected", findings=(Finding(code, note or ""),),
+               context={"note": note or "", "final": True})
+        return f"{app.reference}: rejected ({code})"
+
+
+def restrict(rt: Runtime, reference: str, *, user: str, code: str | None = None,
+             note: str | None = None) -> str:
+    from intake.certificates import regenerate_crl, revoke_for
+
+    with rt.store.session() as s:
+        app = _load(s, reference)
+        if app.state not in RESTRICTABLE:
+            raise StaffActionError(f"{app.reference} is {app.state}; only approved applications "
+                                   "can be restricted")
+        revoked = revoke_for(s, app, reason="privilege_withdrawn", note=note or "")
+        if revoked and rt.config.ca.crl is not None:
+            regenerate_crl(rt, s)
+        transition(s, app, "restricted", actor=user, reason=note or "compliance check failed")
+        _reply(rt, s, app, "restrict", "restricted", context={"note": note or ""})
+        serials = ", ".join(r.serial_hex for r in revoked) or "none"
+        return f"{app.reference}: restricted; revoked certificate(s): {serials}"
