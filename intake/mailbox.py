@@ -1,0 +1,699 @@
+"""Mail sources: IMAP (imap-tools) and Maildir++.
+
+A source yields the raw bytes of every message in its inbox folder, oldest
+first, without marking them seen, and moves a message out once the caller has
+stored it (persist first, then act on the server). It never deletes mail and
+never issues a plain EXPUNGE, which would act on the whole mailbox.
+
+* :class:`ImapSource` speaks IMAP over implicit TLS (``imaps://``), STARTTLS or,
+  on loopback only (or with ``starttls = "off"``), plain text. It moves with the
+  atomic ``UID MOVE`` (RFC 6851) where offered, else ``UID COPY`` + ``\\Deleted``
+  + ``UID EXPUNGE`` of that one UID (UIDPLUS, RFC 4315). ``wait`` uses IDLE
+  (RFC 2177) when allowed and offered, else it sleeps for ``poll_seconds``.
+* :class:`MaildirSource` reads a local Maildir++ directory (``maildir:PATH``);
+  moved messages go to the ``.Processed``/``.Quarantine`` subfolders.
+
+Every I/O failure becomes a :class:`~intake.errors.MailboxError` naming the
+mailbox and the step that failed; the password is never part of a message.
+Both sources are context managers: ``with open_source(cfg) as src: ...``
+connects on entry and logs out on exit. After an I/O error the next call
+reconnects, so a long-running caller only needs to retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import imaplib
+import ipaddress
+import logging
+import mailbox
+import os
+import re
+import shutil
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
+from imap_tools.errors import ImapToolsError
+from imap_tools.mailbox import BaseMailBox
+from imap_tools.utils import encode_folder
+
+from intake.config import MailboxConfig
+from intake.errors import MailboxError
+
+log = logging.getLogger(__name__)
+
+#: Seconds between checks of the stop event while waiting (IDLE or sleep).
+STOP_CHECK_SECONDS = 1.0
+#: IDLE is ended and re-issued after this long; RFC 2177 asks for < 29 minutes.
+IDLE_RENEW_SECONDS = 28 * 60
+#: Socket timeout for every IMAP command (IDLE polls use their own timeout).
+IMAP_TIMEOUT_SECONDS = 60.0
+#: A body FETCH asks for at most this many messages ...
+FETCH_CHUNK_MESSAGES = 50
+#: ... and at most about this many bytes (a single larger message is fetched alone).
+FETCH_CHUNK_BYTES = 8 * 1024 * 1024
+#: UIDs per UID FETCH of sizes.
+SIZE_CHUNK_UIDS = 500
+
+Transport = Literal["tls", "starttls", "plain"]
+
+
+class _Refused(Exception):
+    """The server answered NO or BAD (or nonsense); wrapped into MailboxError by ``_step``."""
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    #: Server UID (IMAP) or Maildir key, as a string.
+    uid: str
+    #: IMAP UIDVALIDITY of the folder; 0 for maildir.
+    uidvalidity: int
+    raw: bytes = field(repr=False)
+
+
+class MailSource(Protocol):
+    config: MailboxConfig
+
+    def __enter__(self) -> MailSource: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+    def uidvalidity(self) -> int: ...
+
+    def fetch(self, *, limit: int | None = None) -> Iterator[RawMessage]:
+        """Messages now in the inbox folder, oldest first, without marking them seen."""
+        ...
+
+    def move(self, uid: str, folder: str) -> None:
+        """Move one message out of the inbox (atomic UID MOVE where offered)."""
+        ...
+
+    def wait(self, timeout: float) -> bool:
+        """Block until new mail may have arrived (IDLE) or timeout; True if woken by the server."""
+        ...
+
+
+def open_source(
+    config: MailboxConfig, *, stop_event: threading.Event | None = None
+) -> ImapSource | MaildirSource:
+    """The source for ``config``; nothing is connected until ``with`` (or ``connect()``).
+
+    ``stop_event``, when set by another thread (SIGTERM handling), ends a
+    ``wait`` within about a second.
+    """
+    if config.scheme == "maildir":
+        return MaildirSource(config, stop_event=stop_event)
+    if config.scheme in ("imap", "imaps"):
+        return ImapSource(config, stop_event=stop_event)
+    raise MailboxError(f"mailbox {config.name!r}: unknown scheme {config.scheme!r}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (127.0.0.0/8, ::1 or localhost)."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def plan_transport(config: MailboxConfig, server_offers_starttls: bool | None) -> Transport:
+    """How to protect the connection, or MailboxError if no acceptable way exists.
+
+    ``server_offers_starttls`` is None before the greeting was read; it only
+    matters for ``starttls = "auto"``. Plain text is used only when the
+    operator said ``starttls = "off"`` or, for "auto", when a loopback server
+    does not offer STARTTLS: a password is never sent in clear over a network.
+    """
+    if config.scheme == "imaps":
+        return "tls"
+    if config.starttls == "require":
+        return "starttls"
+    if config.starttls == "off":
+        return "plain"
+    if server_offers_starttls is None or server_offers_starttls:
+        return "starttls"
+    if is_loopback(config.host or ""):
+        return "plain"
+    raise MailboxError(
+        f"mailbox {config.name!r}: server {config.host}:{config.port} does not offer "
+        "STARTTLS, and sending the password in clear is allowed only to a loopback host; "
+        'use an imaps:// URL, or set starttls = "off" to accept plain text'
+    )
+
+
+def tls_context(config: MailboxConfig) -> ssl.SSLContext:
+    """A verifying client context: the system roots plus ``tls_ca`` if configured."""
+    ctx = ssl.create_default_context()
+    if config.tls_ca is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(config.tls_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise MailboxError(
+                f"mailbox {config.name!r}: cannot load tls_ca {config.tls_ca}: {exc}"
+            ) from exc
+    return ctx
+
+
+def _uid_set(uids: list[int]) -> str:
+    """An IMAP sequence set for ascending ``uids``, with runs folded into ranges."""
+    parts: list[str] = []
+    start = prev = uids[0]
+    for uid in uids[1:] + [-1]:
+        if uid == prev + 1:
+            prev = uid
+            continue
+        parts.append(str(start) if start == prev else f"{start}:{prev}")
+        start = prev = uid
+    return ",".join(parts)
+
+
+_UID_RE = re.compile(rb"\bUID (\d+)")
+_SIZE_RE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_EXISTS_RE = re.compile(rb"^\* \d+ EXISTS")
+
+
+def _parse_fetch(data: list[object]) -> dict[int, tuple[bytes, bytes | None]]:
+    """UID -> (metadata text, literal or None) from an imaplib FETCH answer.
+
+    imaplib returns ``(b'7 (UID 42 BODY[] {123}', literal)`` tuples followed by
+    ``b')'``, or plain bytes for answers without a literal. The UID may also
+    come after the literal, in the closing bytes item.
+    """
+    found: dict[int, tuple[bytes, bytes | None]] = {}
+    items = list(data)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        literal: bytes | None = None
+        if isinstance(item, tuple) and len(item) == 2:
+            head = bytes(item[0])
+            literal = bytes(item[1])
+            rest = items[i + 1] if i + 1 < len(items) else None
+            if isinstance(rest, bytes):
+                # The rest of this response line, e.g. b')' or b' UID 42)'.
+                head += b" " + rest
+                i += 1
+        elif isinstance(item, bytes):
+            head = item
+        else:
+            i += 1
+            continue
+        m = _UID_RE.search(head)
+        if m:
+            found[int(m.group(1))] = (head, literal)
+        i += 1
+    return found
+
+
+class ImapSource:
+    """An IMAP mailbox read with imap-tools; see the module docstring."""
+
+    def __init__(self, config: MailboxConfig, *, stop_event: threading.Event | None = None):
+        if config.scheme not in ("imap", "imaps"):
+            raise MailboxError(f"mailbox {config.name!r}: not an IMAP URL: {config.url}")
+        self.config = config
+        self._stop = stop_event or threading.Event()
+        self._mb: BaseMailBox | None = None
+        self._password: str | None = None
+        self._uidvalidity = 0
+        #: Capabilities after login (MOVE, UIDPLUS and IDLE are offered only then).
+        self.capabilities: frozenset[str] = frozenset()
+        #: How the current connection is protected.
+        self.transport: Transport | None = None
+        # Without MOVE and UIDPLUS a moved message stays, flagged \Deleted,
+        # until someone expunges; it must then not be fetched again.
+        self._skip_deleted = False
+
+    # -- life cycle ------------------------------------------------------------
+
+    def set_stop_event(self, event: threading.Event) -> None:
+        """Use ``event`` (set on SIGTERM) to end a ``wait`` early."""
+        self._stop = event
+
+    def __enter__(self) -> ImapSource:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._mb is not None
+
+    def connect(self) -> None:
+        """Connect, log in, create the target folders and select the inbox folder."""
+        if self._mb is not None:
+            return
+        cfg = self.config
+        if not cfg.host or not cfg.username:
+            raise MailboxError(f"mailbox {cfg.name!r}: the URL needs a user and a host: {cfg.url}")
+        password = cfg.password
+        if password is None:
+            raise MailboxError(
+                f"mailbox {cfg.name!r}: no password; set password_env to a variable holding it"
+            )
+        self._password = password
+        mb = self._open_transport()
+        try:
+            self._login(mb, cfg.username, password)
+            with self._step("CAPABILITY"):
+                self._refresh_capabilities(mb)
+            self.capabilities = frozenset(mb.client.capabilities)
+            for folder in (cfg.processed_folder, cfg.quarantine_folder):
+                with self._step(f"creating folder {folder!r}"):
+                    self._ensure_folder(mb, folder)
+            with self._step(f"SELECT {cfg.folder!r}"):
+                mb.folder.set(cfg.folder)
+                self._uidvalidity = self._selected_uidvalidity(mb)
+            # From here on an EXISTS answer means mail arrived after SELECT.
+            mb.client.untagged_responses.pop("EXISTS", None)
+        except BaseException:
+            self._shutdown(mb)
+            raise
+        self._mb = mb
+        self._skip_deleted = not ({"MOVE", "UIDPLUS"} & self.capabilities)
+        log.info(
+            "mailbox %s: connected to %s:%s over %s as %s (UIDVALIDITY %d, MOVE=%s, IDLE=%s)",
+            cfg.name,
+            cfg.host,
+            cfg.port,
+            self.transport,
+            cfg.username,
+            self._uidvalidity,
+            "MOVE" in self.capabilities,
+            "IDLE" in self.capabilities,
+        )
+
+    def close(self) -> None:
+        """Log out (best effort); the next call would connect again."""
+        mb, self._mb = self._mb, None
+        if mb is None:
+            return
+        try:
+            mb.logout()
+        except Exception as exc:  # noqa: BLE001 - logging out must never fail the caller.
+            log.debug("mailbox %s: logout failed: %s", self.config.name, exc)
+            self._shutdown(mb)
+
+    # -- the MailSource protocol -----------------------------------------------
+
+    def uidvalidity(self) -> int:
+        """UIDVALIDITY of the inbox folder as selected by this connection."""
+        self._client()
+        return self._uidvalidity
+
+    def fetch(self, *, limit: int | None = None) -> Iterator[RawMessage]:
+        """Exact bytes of each message in the folder, by ascending UID, not marked seen.
+
+        UIDs are searched first; bodies are then fetched with ``BODY.PEEK[]`` in
+        chunks bounded by count and size, so a large inbox is never held in
+        memory at once. A message moved away meanwhile is skipped.
+        """
+        mb = self._client()
+        client = mb.client
+        with self._step("UID SEARCH"):
+            # New-mail notices up to now are answered by this search.
+            client.untagged_responses.pop("EXISTS", None)
+            criteria = "UNDELETED" if self._skip_deleted else "ALL"
+            typ, data = client.uid("SEARCH", criteria)
+            self._check(typ, data, "UID SEARCH")
+        uids = sorted(int(u) for u in b" ".join(d for d in data if d).split())
+        if limit is not None:
+            uids = uids[: max(0, limit)]
+        uidvalidity = self._uidvalidity
+        for chunk in self._chunks(uids):
+            with self._step("UID FETCH"):
+                typ, data = client.uid("FETCH", _uid_set(chunk), "(UID BODY.PEEK[])")
+                self._check(typ, data, "UID FETCH")
+            bodies = _parse_fetch(data)
+            for uid in chunk:
+                _, raw = bodies.get(uid, (b"", None))
+                if raw is None:
+                    log.debug("mailbox %s: UID %d vanished before FETCH", self.config.name, uid)
+                    continue
+                yield RawMessage(str(uid), uidvalidity, raw)
+
+    def move(self, uid: str, folder: str) -> None:
+        """Move message ``uid`` to ``folder``; never expunges any other message.
+
+        With MOVE this is one atomic ``UID MOVE``. Without it: ``UID COPY``,
+        ``UID STORE +FLAGS (\\Deleted)`` and ``UID EXPUNGE`` of this UID only
+        (UIDPLUS). A server with neither keeps the copy flagged ``\\Deleted``
+        for its own clients to expunge; this source then skips deleted mail.
+        Moving a UID that is no longer in the folder does nothing.
+        """
+        if not uid.isdigit():
+            raise MailboxError(f"mailbox {self.config.name!r}: not an IMAP UID: {uid!r}")
+        mb = self._client()
+        client = mb.client
+        target = encode_folder(folder).decode("ascii")
+        with self._step(f"moving UID {uid} to {folder!r}"):
+            if "MOVE" in self.capabilities:
+                typ, data = client.uid("MOVE", uid, target)
+                self._check(typ, data, "UID MOVE")
+                return
+            typ, data = client.uid("COPY", uid, target)
+            self._check(typ, data, "UID COPY")
+            typ, data = client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)")
+            self._check(typ, data, "UID STORE")
+            if "UIDPLUS" in self.capabilities:
+                typ, data = client.uid("EXPUNGE", uid)
+                self._check(typ, data, "UID EXPUNGE")
+            else:
+                log.warning(
+                    "mailbox %s: server offers neither MOVE nor UIDPLUS; UID %s was copied "
+                    "to %s and left flagged \\Deleted in %s",
+                    self.config.name,
+                    uid,
+                    folder,
+                    self.config.folder,
+                )
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for new mail; True if the server reported some.
+
+        With IDLE (allowed by ``config.idle`` and offered by the server) the
+        server pushes ``EXISTS``; IDLE is re-issued every 28 minutes. Without
+        it this sleeps ``min(timeout, poll_seconds)`` and returns False, so the
+        caller should fetch after every wait. Setting the stop event ends the
+        wait within about a second (returning False).
+        """
+        if self._stop.is_set():
+            return False
+        mb = self._client()
+        if mb.client.untagged_responses.pop("EXISTS", None):
+            # Mail arrived after the last search (reported during a MOVE, say).
+            return True
+        if not (self.config.idle and "IDLE" in self.capabilities):
+            self._stop.wait(max(0.0, min(timeout, self.config.poll_seconds)))
+            return False
+        deadline = time.monotonic() + max(0.0, timeout)
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._idle_once(mb, min(remaining, IDLE_RENEW_SECONDS)):
+                return True
+        return False
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _client(self) -> BaseMailBox:
+        if self._mb is None:
+            self.connect()
+        assert self._mb is not None
+        return self._mb
+
+    def _open_transport(self) -> BaseMailBox:
+        cfg = self.config
+        host, port = cfg.host or "", cfg.port or (993 if cfg.scheme == "imaps" else 143)
+        planned = plan_transport(cfg, None)
+        mb: BaseMailBox
+        with self._step(f"connecting to {host}:{port}"):
+            if planned == "tls":
+                mb = MailBox(host, port, timeout=IMAP_TIMEOUT_SECONDS, ssl_context=tls_context(cfg))
+            elif planned == "starttls" and cfg.starttls == "require":
+                mb = MailBoxStartTls(
+                    host, port, timeout=IMAP_TIMEOUT_SECONDS, ssl_context=tls_context(cfg)
+                )
+            else:
+                mb = MailBoxUnencrypted(host, port, timeout=IMAP_TIMEOUT_SECONDS)
+        if planned == "plain" or cfg.starttls != "auto":
+            self.transport = planned
+            return mb
+        # "auto": STARTTLS if the greeting offers it, plain only on loopback.
+        try:
+            offered = "STARTTLS" in mb.client.capabilities
+            self.transport = plan_transport(cfg, offered)
+            if self.transport == "starttls":
+                with self._step("STARTTLS"):
+                    typ, data = mb.client.starttls(tls_context(cfg))
+                    self._check(typ, data, "STARTTLS")
+        except BaseException:
+            self._shutdown(mb)
+            raise
+        return mb
+
+    def _login(self, mb: BaseMailBox, username: str, password: str) -> None:
+        try:
+            mb.login(username, password, initial_folder=None)
+        except (imaplib.IMAP4.error, ImapToolsError, OSError, EOFError) as exc:
+            # Not chained: nothing that saw the password travels on.
+            raise MailboxError(self._describe(f"LOGIN as {username!r}", exc)) from None
+
+    @staticmethod
+    def _refresh_capabilities(mb: BaseMailBox) -> None:
+        # imaplib keeps the pre-login list, which lacks MOVE on Dovecot, and
+        # imap-tools would then fall back to an EXPUNGE of the whole mailbox.
+        typ, data = mb.client.capability()
+        if typ != "OK" or not data or not data[-1]:
+            raise _Refused(f"CAPABILITY answered {typ} {data!r}")
+        mb.client.capabilities = tuple(bytes(data[-1]).decode("ascii", "replace").upper().split())
+
+    def _ensure_folder(self, mb: BaseMailBox, folder: str) -> None:
+        if mb.folder.exists(folder):
+            return
+        try:
+            mb.folder.create(folder)
+        except ImapToolsError:
+            # Another client may have created it meanwhile.
+            if not mb.folder.exists(folder):
+                raise
+        log.info("mailbox %s: created folder %s", self.config.name, folder)
+
+    @staticmethod
+    def _selected_uidvalidity(mb: BaseMailBox) -> int:
+        typ, data = mb.client.response("UIDVALIDITY")
+        if data and data[-1]:
+            return int(data[-1])
+        status = mb.folder.status(None, ["UIDVALIDITY"])
+        return int(status["UIDVALIDITY"])
+
+    def _idle_once(self, mb: BaseMailBox, seconds: float) -> bool:
+        """One IDLE command of at most ``seconds``, polled in short slices."""
+        end = time.monotonic() + seconds
+        woke = False
+        with self._step("IDLE"):
+            mb.idle.start()
+            woke = bool(mb.client.untagged_responses.pop("EXISTS", None))
+            while not woke and not self._stop.is_set():
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                lines = mb.idle.poll(timeout=min(STOP_CHECK_SECONDS, left))
+                woke = any(_EXISTS_RE.match(line) for line in lines)
+            # Answers that came while ending IDLE are kept by imaplib as untagged.
+            mb.idle.stop()
+            woke = bool(mb.client.untagged_responses.pop("EXISTS", None)) or woke
+        return woke
+
+    def _chunks(self, uids: list[int]) -> Iterator[list[int]]:
+        """``uids`` in groups whose bodies together stay near FETCH_CHUNK_BYTES."""
+        if not uids:
+            return
+        sizes: dict[int, int] = {}
+        client = self._client().client
+        for i in range(0, len(uids), SIZE_CHUNK_UIDS):
+            part = uids[i : i + SIZE_CHUNK_UIDS]
+            with self._step("UID FETCH RFC822.SIZE"):
+                typ, data = client.uid("FETCH", _uid_set(part), "(UID RFC822.SIZE)")
+                self._check(typ, data, "UID FETCH RFC822.SIZE")
+            for uid, (head, _) in _parse_fetch(data).items():
+                m = _SIZE_RE.search(head)
+                if m:
+                    sizes[uid] = int(m.group(1))
+        chunk: list[int] = []
+        total = 0
+        for uid in uids:
+            size = sizes.get(uid, 0)
+            if chunk and (len(chunk) >= FETCH_CHUNK_MESSAGES or total + size > FETCH_CHUNK_BYTES):
+                yield chunk
+                chunk, total = [], 0
+            chunk.append(uid)
+            total += size
+        if chunk:
+            yield chunk
+
+    @staticmethod
+    def _check(typ: str, data: object, what: str) -> None:
+        if typ != "OK":
+            raise _Refused(f"{what} answered {typ}: {data!r}")
+
+    def _describe(self, what: str, exc: BaseException) -> str:
+        cfg = self.config
+        text = f"mailbox {cfg.name!r} ({cfg.host}:{cfg.port}): {what} failed: {exc}"
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
+
+    @contextlib.contextmanager
+    def _step(self, what: str) -> Iterator[None]:
+        """Turn any IMAP, socket or TLS failure inside the block into MailboxError."""
+        try:
+            yield
+        except MailboxError:
+            raise
+        except (imaplib.IMAP4.abort, OSError, EOFError) as exc:
+            # The connection is gone or in an unknown state: start afresh next time.
+            mb, self._mb = self._mb, None
+            if mb is not None:
+                self._shutdown(mb)
+            raise MailboxError(self._describe(what, exc)) from exc
+        except (_Refused, imaplib.IMAP4.error, ImapToolsError, ValueError) as exc:
+            raise MailboxError(self._describe(what, exc)) from exc
+
+    @staticmethod
+    def _shutdown(mb: BaseMailBox) -> None:
+        with contextlib.suppress(Exception):
+            mb.client.shutdown()
+
+
+class MaildirSource:
+    """A local Maildir++ directory (``maildir:PATH``); see the module docstring.
+
+    The UID of a message is its Maildir key (the file name up to the ``:2,``
+    info). ``move`` renames the file into ``.<folder>/new`` or ``.<folder>/cur``,
+    which is atomic and keeps the bytes. Only if the subfolder is on another
+    file system (a symlink) is the message copied and then removed; a crash
+    between those two steps leaves a duplicate, which the ledger recognises by
+    Message-ID and sha256 of the raw bytes.
+    """
+
+    def __init__(self, config: MailboxConfig, *, stop_event: threading.Event | None = None):
+        if config.scheme != "maildir" or config.path is None:
+            raise MailboxError(f"mailbox {config.name!r}: not a maildir: URL: {config.url}")
+        self.config = config
+        self.root: Path = config.path
+        self._stop = stop_event or threading.Event()
+        self._md: mailbox.Maildir | None = None
+
+    def set_stop_event(self, event: threading.Event) -> None:
+        """Use ``event`` (set on SIGTERM) to end a ``wait`` early."""
+        self._stop = event
+
+    def __enter__(self) -> MaildirSource:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Open the Maildir, creating ``new``, ``cur`` and ``tmp`` if missing."""
+        if self._md is None:
+            try:
+                self._md = mailbox.Maildir(str(self.root), factory=None, create=True)
+            except OSError as exc:
+                raise self._error(f"opening {self.root}", exc) from exc
+
+    def close(self) -> None:
+        self._md = None
+
+    def uidvalidity(self) -> int:
+        return 0
+
+    def fetch(self, *, limit: int | None = None) -> Iterator[RawMessage]:
+        """Exact file bytes of each message, oldest first (file mtime, then key)."""
+        entries = self._entries()
+        if limit is not None:
+            entries = entries[: max(0, limit)]
+        for _, key, path in entries:
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                # Moved or flagged (renamed) by someone else meanwhile.
+                continue
+            except OSError as exc:
+                raise self._error(f"reading {path}", exc) from exc
+            yield RawMessage(key, 0, raw)
+
+    def move(self, uid: str, folder: str) -> None:
+        """Move message ``uid`` into the Maildir++ subfolder ``.folder``; a missing uid is a no-op."""
+        if not folder or "/" in folder or folder.startswith(".") or folder != folder.strip():
+            raise MailboxError(f"mailbox {self.config.name!r}: bad folder name {folder!r}")
+        source = next((p for _, key, p in self._entries() if key == uid), None)
+        if source is None:
+            log.debug("mailbox %s: %s is no longer in the inbox", self.config.name, uid)
+            return
+        target_dir = self._folder(folder) / source.parent.name
+        target = target_dir / source.name
+        try:
+            try:
+                os.rename(source, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # Another file system: write a copy through tmp/, then remove the original.
+                tmp = self._folder(folder) / "tmp" / source.name
+                shutil.copyfile(source, tmp)
+                os.rename(tmp, target)
+                os.unlink(source)
+        except FileNotFoundError:
+            log.debug("mailbox %s: %s vanished while moving", self.config.name, uid)
+        except OSError as exc:
+            raise self._error(f"moving {uid} to {folder!r}", exc) from exc
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``min(timeout, poll_seconds)``; True as soon as a new message appears."""
+        if self._stop.is_set():
+            return False
+        known = {key for _, key, _ in self._entries()}
+        end = time.monotonic() + max(0.0, min(timeout, self.config.poll_seconds))
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            if self._stop.wait(min(STOP_CHECK_SECONDS, left)):
+                return False
+            if {key for _, key, _ in self._entries()} - known:
+                return True
+
+    def _maildir(self) -> mailbox.Maildir:
+        self.connect()
+        assert self._md is not None
+        return self._md
+
+    def _entries(self) -> list[tuple[float, str, Path]]:
+        """(mtime, key, path) of every message in new/ and cur/, oldest first."""
+        colon = self._maildir().colon
+        found: list[tuple[float, str, Path]] = []
+        for sub in ("new", "cur"):
+            directory = self.root / sub
+            try:
+                names = os.listdir(directory)
+            except OSError as exc:
+                raise self._error(f"listing {directory}", exc) from exc
+            for name in names:
+                if name.startswith("."):
+                    continue
+                path = directory / name
+                try:
+                    mtime = path.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                found.append((mtime, name.split(colon)[0], path))
+        found.sort(key=lambda e: (e[0], e[1]))
+        return found
+
+    def _folder(self, name: str) -> Path:
+        """The Maildir++ subfolder ``.name``, created (with tmp/new/cur) if missing."""
+        md = self._maildir()
+        try:
+            if name not in md.list_folders():
+                md.add_folder(name)
+        except OSError as exc:
+            raise self._error(f"creating folder {name!r}", exc) from exc
+        return self.root / f".{name}"
+
+    def _error(self, what: str, exc: BaseException) -> MailboxError:
+        return MailboxError(f"mailbox {self.config.name!r} ({self.root}): {what} failed: {exc}")
