@@ -467,6 +467,8 @@ class DaemonConfig:
     #: Replies in this language unless a workflow says otherwise.
     language: str = "en"
     log_level: str = "INFO"
+    #: Where applicants are told to send questions (FORM-MISSING notices).
+    support_address: str | None = None
 
     @classmethod
     def from_toml(cls, s: _Section) -> DaemonConfig:
@@ -475,6 +477,7 @@ class DaemonConfig:
             state_dir=s.path_value("state_dir", "var") or Path("var"),
             language=s.choice("language", ("en", "lv", "it"), "en"),
             log_level=s.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            support_address=s.get("support_address", str, None),
         )
         s.finish()
         return cfg

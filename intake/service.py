@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from intake.config import Config
 from intake.models import Application, MailLink, Organisation, Outbox, ReferenceCounter, Transition
 from mailer.compose import Finding as MailFinding
-from mailer.compose import ReplySpec, compose
+from mailer.compose import WIRE, ReplySpec, compose
 from rules import Finding, OrganisationRecord
 
 log = logging.getLogger(__name__)
@@ -211,9 +211,7 @@ class Replies:
             auto_submitted=auto_submitted,
             date=now_utc(),
         )
-        from email.policy import SMTP
-
-        raw = compose(spec).as_bytes(policy=SMTP)
+        raw = compose(spec).as_bytes(policy=WIRE)
         row = Outbox(
             key=key,
             message_id=message_id,

@@ -9,11 +9,14 @@ from rules.base import Case, Finding
 
 
 def _selected(case: Case, code: str) -> bool:
+    # A missing or malformed registration number is already its own finding;
+    # the registry cannot be asked about it.
     return (
         case.workflow is not None
         and code in case.workflow.rules
         and case.form_present
         and not case.form_error
+        and formats.check("reg-no", case.fields.get("org_reg_no", ""))
     )
 
 

@@ -1,0 +1,102 @@
+"""Sample applications: signed forms, CSRs and the mails that carry them.
+
+Used by ``pasts demo`` and by the end-to-end tests, so both exercise the same
+real artefacts: forms rendered from the workflow definitions, filled with
+Unicode values, signed with pyHanko (PAdES) by the demo PKI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from io import BytesIO
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from intake.config import WorkflowConfig
+
+
+def make_csr(common_name: str, organisation: str | None = None, *, bits: int = 2048) -> bytes:
+    """A PEM CSR for a fresh RSA key (the key is thrown away)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organisation:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation))
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs)).sign(
+        key, hashes.SHA256()
+    )
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def filled_form(workflow: WorkflowConfig, values: Mapping[str, str]) -> bytes:
+    from intake.forms import fill_form, render_form
+
+    return fill_form(render_form(workflow), {"form_id": workflow.id, **values})
+
+
+def sign(pdf: bytes, pki: Any, signer: str = "qualified", *, timestamp: bool = True) -> bytes:
+    from signing.pki import sign_pdf
+
+    return sign_pdf(pdf, pki.signer(signer), timestamper=pki.timestamper() if timestamp else None)
+
+
+def change_field_after_signing(pdf: bytes, field: str, value: str) -> bytes:
+    """Append an incremental update that changes one field's value (a "form filling" edit)."""
+    from pyhanko.pdf_utils.generic import NameObject, TextStringObject
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    for ref in writer.root["/AcroForm"]["/Fields"]:
+        obj = ref.get_object()
+        if obj.get("/T") == field:
+            obj[NameObject("/V")] = TextStringObject(value)
+            writer.update_container(obj)
+            break
+    else:
+        raise KeyError(field)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def application_mail(
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    body: str = "Labdien! Pielikumā pieteikums.\n",
+    form: bytes | None = None,
+    form_name: str = "pieteikums.pdf",
+    csr: bytes | None = None,
+    csr_name: str = "request.csr",
+    headers: Mapping[str, str] | None = None,
+    in_reply_to: str | None = None,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+) -> bytes:
+    """An applicant's mail as a typical client sends it (multipart/mixed)."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(__import__("datetime").datetime.now().astimezone())
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "example.test")
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    for k, v in (headers or {}).items():
+        msg[k] = v
+    msg.set_content(body)
+    if form is not None:
+        msg.add_attachment(form, maintype="application", subtype="pdf", filename=form_name)
+    if csr is not None:
+        msg.add_attachment(csr, maintype="application", subtype="pkcs10", filename=csr_name)
+    for name, ctype, data in attachments:
+        maintype, _, subtype = ctype.partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return msg.as_bytes(policy=SMTP)

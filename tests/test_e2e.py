@@ -1,0 +1,261 @@
+"""End to end: real Dovecot inbox, real SMTP server with STARTTLS, real PKI, SQLite file."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from intake.config import default_workflows
+from intake.samples import application_mail, filled_form, make_csr
+from intake.web import start_web
+from tests.daemon_env import Deployment, make_deployment
+
+EA = next(w for w in default_workflows() if w.id == "eaddress-production")
+TO = "pasts@agency.test"
+
+GOOD = {
+    "org_name": "SIA Ērgļu Māja", "org_reg_no": "40003123456",
+    "contact_name": "Jānis Bērziņš", "contact_email": "janis@ergli.example",
+    "solution_name": "Perché sì — Ēdoc 2.1", "test_env_completed": "yes",
+    "csr_common_name": "ergli-connector.example.lv",
+}
+REGISTRY = (
+    "org_reg_no,org_name,test_env_completed,agreement_received,representatives\n"
+    "40003123456,SIA Ērgļu Māja,yes,yes,PNOLV-010190-12345\n"
+)
+
+
+@pytest.fixture
+def deployment(tmp_path: Any, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any,
+               pki: Any, request: Any) -> Deployment:
+    marker = request.node.get_closest_marker("sections")
+    sections = marker.kwargs if marker else {}
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki, **sections)
+    registry = tmp_path / "registry.csv"
+    registry.write_text(REGISTRY, encoding="utf-8")
+    assert dep.cli("registry", "import", str(registry))[0] == 0
+    return dep
+
+
+def good_mail(pki: Any, sender: str = "janis@ergli.example", **values: str) -> bytes:
+    form = pki.sign(filled_form(EA, {**GOOD, **values}), signer="qualified", timestamp=True)
+    return application_mail(sender=sender, to=TO, subject="Pieteikums e-adresei", form=form,
+                            csr=make_csr(GOOD["csr_common_name"], GOOD["org_name"]))
+
+
+def reference_of(reply: Any) -> str:
+    ref = reply["X-Pasts-Reference"]
+    assert ref and re.fullmatch(r"EA-\d{4}-\d{6}", ref)
+    assert f"[{ref}]" in reply["Subject"]
+    return str(ref)
+
+
+def text_of(reply: Any) -> str:
+    return str(reply.get_body(("plain",)).get_content())
+
+
+@pytest.mark.sections(verification={"required": False})
+def test_signed_application_delivered_twice_is_answered_once_in_thread(
+        deployment: Deployment, pki: Any) -> None:
+    raw = good_mail(pki)
+    deployment.deliver(raw)
+    deployment.deliver(raw)
+    assert deployment.run_once() == 0
+
+    message_id = re.search(rb"^Message-ID: (.+?)\r?$", raw, re.M | re.I).group(1).decode()  # type: ignore[union-attr]
+    replies = deployment.replies()
+    assert len(replies) == 1, [r["Subject"] for r in replies]
+    reply = replies[0]
+    assert reply["In-Reply-To"] == message_id
+    assert message_id in reply["References"]
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply["X-Pasts-Status"] == "in-review"
+    assert reply["X-Pasts-Codes"] is None
+    ref = reference_of(reply)
+    assert deployment.smtp.messages[0].tls  # STARTTLS was used
+
+    # The inbox ends empty; both copies are in the processed folder.
+    assert deployment.inbox() == []
+    assert len(deployment.inbox("Processed")) == 2
+
+    # A second run answers nothing more.
+    assert deployment.run_once() == 0
+    assert len(deployment.replies()) == 1
+
+    code, shown = deployment.cli("show", ref)
+    assert code == 0
+    assert "SIA Ērgļu Māja" in shown and "Jānis Bērziņš" in shown and "Perché sì" in shown
+    assert "PNOLV-010190-12345" in shown
+    assert "received" in shown and "in-review" in shown
+
+
+def test_auto_reply_bounce_and_list_mail_get_no_answer(deployment: Deployment) -> None:
+    deployment.deliver(application_mail(sender="janis@ergli.example", to=TO, subject="Out of office",
+                                        headers={"Auto-Submitted": "auto-replied"}))
+    deployment.deliver(application_mail(sender="news@list.example", to=TO, subject="Newsletter",
+                                        headers={"List-Id": "<news.list.example>",
+                                                 "Precedence": "list"}))
+    deployment.deliver(application_mail(sender="MAILER-DAEMON@mx.example", to=TO,
+                                        subject="Undelivered Mail Returned to Sender"))
+    assert deployment.run_once() == 0
+    assert deployment.replies() == []
+    assert deployment.inbox() == []
+    assert len(deployment.inbox("Processed")) == 3
+
+
+def test_several_defects_get_one_notice_listing_all(deployment: Deployment, pki: Any) -> None:
+    form = filled_form(EA, {**GOOD, "org_reg_no": "123", "contact_email": ""})  # unsigned
+    deployment.deliver(application_mail(sender="anna@example.lv", to=TO, subject="Pieteikums",
+                                        form=form, csr=make_csr("wrong.example", bits=1024)))
+    deployment.run_once()
+    [reply] = deployment.replies()
+    assert reply["X-Pasts-Status"] == "incomplete"
+    codes = reply["X-Pasts-Codes"].split(",")
+    assert codes == sorted(codes)
+    for code in ("SIG-MISSING", "FORM-FIELD-INVALID:org_reg_no", "FORM-FIELD-MISSING:contact_email",
+                 "CSR-KEY-WEAK", "CSR-SUBJECT-MISMATCH"):
+        assert code in codes
+    body = text_of(reply)
+    for code in codes:
+        assert code in body
+
+
+def test_form_missing_gets_a_notice_not_silence(deployment: Deployment) -> None:
+    deployment.deliver(application_mail(sender="peteris@example.lv", to=TO, subject="Kā pieteikties?"))
+    deployment.run_once()
+    [reply] = deployment.replies()
+    assert "FORM-MISSING" in reply["X-Pasts-Codes"]
+    reference_of(reply)
+
+
+@pytest.mark.sections(verification={"required": False})
+def test_status_by_mail_only_for_addresses_on_the_application(deployment: Deployment,
+                                                               pki: Any) -> None:
+    deployment.deliver(good_mail(pki))
+    deployment.run_once()
+    ref = reference_of(deployment.replies()[0])
+
+    deployment.deliver(application_mail(sender="stranger@evil.example", to=TO,
+                                        subject=f"STATUS {ref}"))
+    deployment.deliver(application_mail(sender="janis@ergli.example", to=TO,
+                                        subject=f"STATUS {ref}"))
+    deployment.run_once()
+    replies = deployment.replies()[1:]
+    assert len(replies) == 2
+    stranger = next(r for r in replies if r["To"] == "stranger@evil.example")
+    owner = next(r for r in replies if r["To"] == "janis@ergli.example")
+    assert stranger["X-Pasts-Status"] is None and stranger["X-Pasts-Reference"] is None
+    # The stranger's own subject is echoed, but nothing about the application.
+    body = text_of(stranger)
+    for secret in ("in-review", "in review", "Ērgļu", "janis@", "40003123456"):
+        assert secret not in body
+    assert ref not in body
+    assert owner["X-Pasts-Status"] == "in-review"
+
+
+def test_corrected_resubmission_keeps_its_reference(deployment: Deployment, pki: Any) -> None:
+    bad = pki.sign(filled_form(EA, {**GOOD, "org_reg_no": "123"}), signer="qualified")
+    first = application_mail(sender="janis@ergli.example", to=TO, subject="Pieteikums", form=bad,
+                             csr=make_csr(GOOD["csr_common_name"]))
+    deployment.deliver(first)
+    deployment.run_once()
+    [notice] = deployment.replies()
+    ref = reference_of(notice)
+    assert notice["X-Pasts-Codes"] == "FORM-FIELD-INVALID:org_reg_no"
+
+    fixed = pki.sign(filled_form(EA, GOOD), signer="qualified")
+    deployment.deliver(application_mail(
+        sender="janis@ergli.example", to=TO, subject=f"Re: {notice['Subject']}", form=fixed,
+        csr=make_csr(GOOD["csr_common_name"]), in_reply_to=notice["Message-ID"]))
+    deployment.run_once()
+    second = deployment.replies()[1]
+    assert second["X-Pasts-Reference"] == ref
+    assert second["X-Pasts-Status"] == "awaiting-verification"
+    code, shown = deployment.cli("show", ref)
+    assert "incomplete -> awaiting-verification" in re.sub(r"\s+", " ", shown)
+
+
+def wait_for(predicate: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+def verification_link(reply: Any) -> str:
+    match = re.search(r"http://127\.0\.0\.1:\d+/verify/[A-Za-z0-9_-]+", text_of(reply))
+    assert match, text_of(reply)
+    return match.group(0)
+
+
+def fetch(url: str, data: bytes | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_verification_link_confirmed_by_post_against_the_running_daemon(
+        deployment: Deployment, pki: Any) -> None:
+    deployment.deliver(good_mail(pki))
+    daemon = deployment.spawn("run")
+    try:
+        reply = wait_for(lambda: next(iter(deployment.replies()), None))
+        assert reply["X-Pasts-Status"] == "awaiting-verification"
+        assert reply["Auto-Submitted"] == "auto-generated"
+        ref = reference_of(reply)
+        url = verification_link(reply)
+
+        # A GET (a mail scanner pre-fetching the link) verifies nothing.
+        status, page = fetch(url)
+        assert status == 200 and "Confirm" in page
+        assert "awaiting-verification" in deployment.cli("show", ref)[1].split("history:")[0]
+
+        status, page = fetch(url, data=b"")
+        assert status == 200 and "Address confirmed" in page
+        assert "state:      in-review" in deployment.cli("show", ref)[1]
+        # The link is single-use.
+        status, page = fetch(url, data=b"")
+        assert status == 410 and "already used" in page
+        status, page = fetch(url.rsplit("/", 1)[0] + "/" + "x" * 43)
+        assert status == 404 and "Unknown link" in page
+        # The applicant hears that the application is now in review.
+        wait_for(lambda: any(r["X-Pasts-Status"] == "in-review" for r in deployment.replies()))
+    finally:
+        daemon.terminate()
+        assert daemon.wait(timeout=60) == 0
+
+
+@pytest.mark.sections(verification={"ttl_hours": 0.0003})
+def test_expired_link_shows_the_expiry_page_and_a_new_link_can_be_asked(
+        deployment: Deployment, pki: Any) -> None:
+    deployment.deliver(good_mail(pki))
+    deployment.run_once()
+    reply = deployment.replies()[0]
+    ref = reference_of(reply)
+    url = verification_link(reply)
+    time.sleep(1.5)  # the link lives 1.08 s
+    web = start_web(deployment.runtime())
+    try:
+        status, page = fetch(url, data=b"")
+    finally:
+        web.shutdown()
+    assert status == 410 and "expired" in page
+    assert "state:      verification-expired" in deployment.cli("show", ref)[1]
+
+    deployment.deliver(application_mail(sender="janis@ergli.example", to=TO,
+                                        subject=f"NEW LINK [{ref}]"))
+    deployment.run_once()
+    kinds = [r["X-Pasts-Status"] for r in deployment.replies()]
+    assert kinds.count("awaiting-verification") == 2  # first link, then the new one
+    assert "verification-expired" in kinds  # the expiry notice
