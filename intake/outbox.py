@@ -19,7 +19,7 @@ from sqlalchemy import or_, select, update
 from intake.config import Config
 from intake.errors import DeliveryError
 from intake.models import Outbox
-from intake.processor import crash_point
+from intake.processor import crash_point, holder_is_dead
 from intake.service import now_utc
 from intake.store import Store
 
@@ -44,23 +44,27 @@ class OutboxSender:
     def due(self, limit: int = 100) -> list[int]:
         now = now_utc()
         with self.store.session() as s:
-            return list(
-                s.scalars(
-                    select(Outbox.id)
-                    .where(Outbox.status == "pending", Outbox.next_try_at <= now,
-                           or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now))
-                    .order_by(Outbox.id)
-                    .limit(limit)
-                )
-            )
+            rows = s.execute(
+                select(Outbox.id, Outbox.claimed_by, Outbox.claimed_until)
+                .where(Outbox.status == "pending", Outbox.next_try_at <= now)
+                .order_by(Outbox.id)
+                .limit(limit)
+            ).all()
+        return [
+            r.id for r in rows
+            if r.claimed_until is None or r.claimed_until < now or holder_is_dead(r.claimed_by)
+        ]
 
     def lease(self, row_id: int) -> Outbox | None:
         now = now_utc()
         with self.store.session() as s:
+            holder = s.scalar(select(Outbox.claimed_by).where(Outbox.id == row_id))
+            takeable = [Outbox.claimed_until.is_(None), Outbox.claimed_until < now]
+            if holder_is_dead(holder):
+                takeable.append(Outbox.claimed_by == holder)
             result = s.execute(
                 update(Outbox)
-                .where(Outbox.id == row_id, Outbox.status == "pending",
-                       or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now))
+                .where(Outbox.id == row_id, Outbox.status == "pending", or_(*takeable))
                 .values(claimed_by=self.worker, claimed_until=now + LEASE,
                         attempts=Outbox.attempts + 1)
             )

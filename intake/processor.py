@@ -68,6 +68,27 @@ def crash_point(name: str) -> None:
 _CRASH_COUNTS: dict[str, int] = {}
 
 
+def holder_is_dead(claimed_by: str | None) -> bool:
+    """Whether a lease holder is a process of this host that no longer runs.
+
+    Leases carry ``host:pid``. After a crash the restarted daemon can take
+    over its own dead predecessor's leases at once instead of waiting for
+    them to time out; holders on other hosts are only ever timed out.
+    """
+    if not claimed_by:
+        return False
+    host, _, pid = claimed_by.rpartition(":")
+    if host != os.uname().nodename or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class Intake:
     """Reads mailboxes and hands each message to the decider, exactly once."""
 
@@ -153,16 +174,20 @@ class Intake:
         """Lease the row for this worker and count the attempt (committed)."""
         now = now_utc()
         with self.store.session() as s:
+            holder = s.scalar(select(ReceivedMessage.claimed_by).where(ReceivedMessage.id == row_id))
+            takeable = [
+                ReceivedMessage.claimed_until.is_(None),
+                ReceivedMessage.claimed_until < now,
+                ReceivedMessage.claimed_by == self.worker,
+            ]
+            if holder_is_dead(holder):
+                takeable.append(ReceivedMessage.claimed_by == holder)
             result = s.execute(
                 update(ReceivedMessage)
                 .where(
                     ReceivedMessage.id == row_id,
                     ReceivedMessage.status == "received",
-                    or_(
-                        ReceivedMessage.claimed_until.is_(None),
-                        ReceivedMessage.claimed_until < now,
-                        ReceivedMessage.claimed_by == self.worker,
-                    ),
+                    or_(*takeable),
                 )
                 .values(
                     claimed_by=self.worker,

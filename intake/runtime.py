@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -59,7 +60,10 @@ class Runtime:
 
     @classmethod
     def open(cls, config: Config) -> Runtime:
-        return cls(config=config, store=open_store(config.database.url))
+        # Leases name their holder as host:pid, so a restarted daemon can take
+        # over what its killed predecessor held (intake.processor.holder_is_dead).
+        return cls(config=config, store=open_store(config.database.url),
+                   worker=f"{os.uname().nodename}:{os.getpid()}")
 
     @property
     def verifier(self) -> Any:
@@ -75,7 +79,7 @@ class Runtime:
             transport = make_transport(self.config)
             try:
                 sender = OutboxSender(self.config, self.store, transport,
-                                      worker=self.worker or "cli")
+                                      worker=self.worker or f"{os.uname().nodename}:{os.getpid()}")
                 return await sender.flush()
             finally:
                 await transport.aclose()
