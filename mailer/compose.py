@@ -25,18 +25,19 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.policy import SMTP
-
-#: Replies are serialised with this policy: CRLF, and header lines folded at
-#: whitespace only past 998 characters, so machine-read headers such as
-#: X-Pasts-Codes ("A,B,C", no spaces) stay plain ASCII instead of being
-#: turned into RFC 2047 encoded-words at 78 characters.
-WIRE = SMTP.clone(max_line_length=998)
 from email.utils import format_datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
+
+#: Replies are serialised with this policy: CRLF, and header lines folded at
+#: whitespace only past 998 characters, so machine-read headers such as
+#: X-Pasts-Codes ("A,B,C", no spaces) stay plain ASCII instead of being
+#: turned into RFC 2047 encoded-words at 78 characters.
+WIRE = SMTP.clone(max_line_length=998)
+
 
 __all__ = [
     "EVENTS",
