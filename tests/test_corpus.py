@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from signing.verify import FormVerdict, UnreadableInput, Verifier, VerifierSettings
+from tests.shared import CORPUS
 
-CORPUS = Path("/work/shared/corpus")
 PYHANKO_ROOT = CORPUS / "pyhanko" / "certs" / "testing-ca-root.cert.pem"
 PYHANKO_NOW = datetime(2020, 11, 1, tzinfo=UTC)
 TIMEOUT = 60.0

@@ -18,9 +18,10 @@ from signing.csr import (
     extract_inline_csr,
     load_csr,
 )
+from tests.shared import CORPUS as SHARED_CORPUS
 
 OPENSSL = "/usr/bin/openssl"
-CORPUS = Path("/work/shared/corpus/cryptography-vectors/csr")
+CORPUS = SHARED_CORPUS / "cryptography-vectors" / "csr"
 POLICY = KeyPolicy()
 
 # The key arguments of `openssl req -newkey` for each key kind used below.

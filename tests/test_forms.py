@@ -32,8 +32,8 @@ from intake import formats
 from intake.config import FieldSpec, WorkflowConfig, default_workflows
 from intake.errors import PermanentError
 from intake.forms import fill_form, read_form_fields, render_form
+from tests.shared import CORPUS
 
-CORPUS = Path("/work/shared/corpus")
 SIMPLE_FORM = CORPUS / "pyhanko/pdf/minimal-with-simple-form.pdf"
 
 LATVIAN = "Valsts reģionālās attīstības aģentūra – ĀČĒĢĪĶĻŅŠŪŽ āčēģīķļņšūž"

@@ -38,8 +38,9 @@ from mailer.compose import (
 )
 from mailer.transport import MaildirTransport, SmtpTransport, make_transport
 from tests.fixtures.smtp import SMTP_USER, SmtpTestServer
+from tests.shared import SPEC as SHARED_SPEC
 
-SPEC_PATH = Path("/work/shared/SPEC.md")
+SPEC_PATH = SHARED_SPEC
 REF = "EA-2026-000042"
 FIXED_DATE = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
 

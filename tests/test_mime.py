@@ -17,10 +17,10 @@ import pytest
 from cryptography import x509
 
 from intake.mime import Attachment, ParsedMail, classify, find_pem_csr, parse_message
+from tests.shared import CORPUS
 
 MESSAGES = Path(__file__).parent / "messages"
 CASES = sorted(MESSAGES.glob("*.eml")) + sorted((MESSAGES / "malformed").glob("*.eml"))
-CORPUS = Path("/work/shared/corpus")
 
 
 def sha(data: bytes) -> str:

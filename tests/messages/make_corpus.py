@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
 HERE = Path(__file__).parent
-CORPUS = Path("/work/shared/corpus")
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 PDF = (CORPUS / "pyhanko/pdf/minimal-with-simple-form.pdf").read_bytes()
 CSR_PEM = (CORPUS / "cryptography-vectors/csr/rsa_sha256.pem").read_bytes()
 CSR_DER = (CORPUS / "cryptography-vectors/csr/rsa_sha256.der").read_bytes()
