@@ -95,8 +95,8 @@ def reject(rt: Runtime, reference: str, *, user: str, code: str | None = None,
             raise StaffActionError("reject needs --code")
         app.codes = sorted(set(app.codes or []) | {code})
         transition(s, app, "rejected", actor=user, reason=f"{code}: {note or ''}")
-        _reply(rt, s, app, "reject", "rejected", findings=(Finding(code, note or ""),),
-               context={"note": note or "", "final": True})
+        _reply(rt, s, app, "reject", "rejected-final", findings=(Finding(code, note or ""),),
+               context={"note": note or ""})
         return f"{app.reference}: rejected ({code})"
 
 

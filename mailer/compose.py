@@ -59,6 +59,7 @@ EVENTS = (
     "received",
     "in-review",
     "rejected",
+    "rejected-final",
     "form-missing",
     "duplicate",
     "status",
