@@ -298,16 +298,43 @@ class Intake:
         return "quarantined"
 
     def finish_move(self, source: MailSource, row_id: int) -> None:
-        """Move a message whose outcome is committed out of the inbox."""
+        """Move a message whose outcome is committed out of the inbox.
+
+        The move is leased like the processing: with several workers, two
+        concurrent UID MOVEs of one message from two sessions would both copy
+        it, so only the worker holding the lease moves it.
+        """
+        now = now_utc()
         with self.store.session() as s:
             row = s.get(ReceivedMessage, row_id)
             assert row is not None
             if row.status not in FINAL or row.moved or not row.target_folder:
                 return
-            try:
-                source.move(row.uid.split("#", 1)[0], row.target_folder)
-            except MailboxError as exc:
-                # The outcome is safe in the store; the move is retried next run.
-                log.warning("ledger #%s: move to %s failed: %s", row_id, row.target_folder, exc)
-                return
-            row.moved = True
+            takeable = [
+                ReceivedMessage.claimed_until.is_(None),
+                ReceivedMessage.claimed_until < now,
+                ReceivedMessage.claimed_by == self.worker,
+            ]
+            if holder_is_dead(row.claimed_by):
+                takeable.append(ReceivedMessage.claimed_by == row.claimed_by)
+            won = s.execute(
+                update(ReceivedMessage)
+                .where(ReceivedMessage.id == row_id, ReceivedMessage.moved.is_(False),
+                       or_(*takeable))
+                .values(claimed_by=self.worker, claimed_until=now + CLAIM_LEASE)
+            )
+            uid, folder = row.uid.split("#", 1)[0], row.target_folder
+        if won.rowcount != 1:  # type: ignore[attr-defined]
+            return
+        try:
+            source.move(uid, folder)
+        except MailboxError as exc:
+            # The outcome is safe in the store; the move is retried next run.
+            log.warning("ledger #%s: move to %s failed: %s", row_id, folder, exc)
+            with self.store.session() as s:
+                s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id)
+                          .values(claimed_by=None, claimed_until=None))
+            return
+        with self.store.session() as s:
+            s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id)
+                      .values(moved=True, claimed_by=None, claimed_until=None))

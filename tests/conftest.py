@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.dovecot",
     "tests.fixtures.smtp",
     "tests.fixtures.pki",
+    "tests.fixtures.postgres",
 ]

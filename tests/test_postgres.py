@@ -1,0 +1,231 @@
+"""PostgreSQL: migrations on a real server, and two workers answering each mail exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from intake.config import default_workflows
+from intake.mailbox import open_source
+from intake.models import Application, Outbox, ReceivedMessage, ReferenceCounter
+from intake.processor import Intake
+from intake.samples import application_mail, filled_form, make_csr
+from intake.store import open_store
+from tests.daemon_env import Deployment, make_deployment
+
+EA = next(w for w in default_workflows() if w.id == "eaddress-production")
+TO = "pasts@agency.test"
+GOOD = {
+    "org_name": "SIA Ērgļu Māja", "org_reg_no": "40003123456",
+    "contact_name": "Jānis Bērziņš", "contact_email": "janis@ergli.example",
+    "solution_name": "Perché sì — Ēdoc 2.1", "test_env_completed": "yes",
+    "csr_common_name": "ergli-connector.example.lv",
+}
+REGISTRY = (
+    "org_reg_no,org_name,test_env_completed,agreement_received,representatives\n"
+    "40003123456,SIA Ērgļu Māja,yes,yes,PNOLV-010190-12345\n"
+)
+TABLES = {"received_message", "application", "transition", "mail_link", "outbox",
+          "reference_counter", "job_run", "organisation", "alembic_version"}
+GOOD_COUNT = 4
+MISSING_COUNT = 8
+WORKER_TIMEOUT = 240
+
+
+def message_id_of(raw: bytes) -> str:
+    match = re.search(rb"^Message-ID: (.+?)\r?$", raw, re.M | re.I)
+    assert match is not None
+    return match.group(1).decode()
+
+
+def test_open_store_migrates_an_empty_database_and_again_is_a_no_op(postgres_db: str) -> None:
+    store = open_store(postgres_db)
+    try:
+        assert store.engine.dialect.name == "postgresql"
+        tables = set(inspect(store.engine).get_table_names())
+        assert tables >= TABLES, TABLES - tables
+        with store.engine.connect() as conn:
+            head = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        assert len(head) == 1
+        with store.session() as s:
+            s.add(ReferenceCounter(prefix="EA", year=2024, last=7))
+    finally:
+        store.dispose()
+
+    # Opening again migrates nothing and keeps the data.
+    again = open_store(postgres_db)
+    try:
+        assert set(inspect(again.engine).get_table_names()) == tables
+        with again.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() \
+                == head
+        with again.session() as s:
+            assert s.scalars(select(ReferenceCounter.last)).all() == [7]
+    finally:
+        again.dispose()
+
+
+def test_postgres_url_is_a_database_named_pasts(postgres_url: str) -> None:
+    assert postgres_url.startswith("postgresql+psycopg://postgres@127.0.0.1:")
+    assert postgres_url.endswith("/pasts")
+    store = open_store(postgres_url, migrate=False)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT current_database()")).scalar_one() == "pasts"
+    finally:
+        store.dispose()
+
+
+def wait_all(procs: list[subprocess.Popen[bytes]]) -> list[tuple[int, str]]:
+    """Wait for every process; return (exit code, stderr) of each; stragglers are killed."""
+    results = []
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=WORKER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        results.append((proc.returncode, err.decode(errors="replace")))
+    return results
+
+
+def test_two_workers_answer_every_application_exactly_once(
+        tmp_path: Path, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any, pki: Any,
+        postgres_db: str) -> None:
+    dep: Deployment = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server,
+                                      pki, database={"url": postgres_db},
+                                      verification={"required": False})
+    registry = tmp_path / "registry.csv"
+    registry.write_text(REGISTRY, encoding="utf-8")
+    assert dep.cli("registry", "import", str(registry))[0] == 0
+
+    mails: list[bytes] = []
+    for n in range(GOOD_COUNT):
+        values = {**GOOD, "solution_name": f"Ēdoc connector {n}", "contact_name": f"Jānis {n}"}
+        form = pki.sign(filled_form(EA, values), signer="qualified", timestamp=True)
+        mails.append(application_mail(
+            sender=f"janis{n}@ergli.example", to=TO, subject=f"Pieteikums e-adresei {n}",
+            form=form, csr=make_csr(GOOD["csr_common_name"], GOOD["org_name"])))
+    for n in range(MISSING_COUNT):
+        mails.append(application_mail(sender=f"peteris{n}@example.lv", to=TO,
+                                      subject=f"Kā pieteikties? {n}"))
+    # Interleave good and form-less mails so both workers meet both kinds.
+    mails = mails[::2] + mails[1::2]
+    inbound = [message_id_of(raw) for raw in mails]
+    assert len(set(inbound)) == len(mails)
+    for raw in mails:
+        dep.deliver(raw)
+    assert len(dep.inbox()) == len(mails)
+
+    workers = [dep.spawn("run", "--once"), dep.spawn("run", "--once")]
+    results = wait_all(workers)
+    for code, err in results:
+        assert code == 0, err
+    [(code, err)] = wait_all([dep.spawn("run", "--once")])
+    assert code == 0, err
+
+    # The inbox is empty; every mail is in the processed folder exactly once
+    # (only the worker holding the move lease moves it).
+    assert dep.inbox() == []
+    processed = [message_id_of(raw) for raw in dep.inbox("Processed")]
+    assert Counter(processed) == Counter(inbound)
+
+    # Every inbound Message-ID got exactly one reply, and no reply was sent twice.
+    replies = [r for r in dep.replies() if r["In-Reply-To"] is not None]
+    per_inbound = Counter(str(r["In-Reply-To"]) for r in replies)
+    assert per_inbound == Counter(inbound), per_inbound
+    reply_ids = Counter(str(r["Message-ID"]) for r in dep.replies())
+    assert all(n == 1 for n in reply_ids.values()), reply_ids
+
+    # Every application has its own reference; form-less mails are told so.
+    by_inbound = {str(r["In-Reply-To"]): r for r in replies}
+    references = [str(r["X-Pasts-Reference"]) for r in replies]
+    assert all(re.fullmatch(r"EA-\d{4}-\d{6}", ref) for ref in references), references
+    assert len(set(references)) == len(mails), references
+    for raw in mails:
+        reply = by_inbound[message_id_of(raw)]
+        codes = str(reply["X-Pasts-Codes"] or "")
+        if b"pieteikums.pdf" in raw:
+            assert "FORM-MISSING" not in codes and "DUPLICATE" not in codes, codes
+        else:
+            assert "FORM-MISSING" in codes.split(","), codes
+
+    # The database agrees: one application per mail, unique references without
+    # a number beyond the counter, every ledger row final, every outbox row sent.
+    store = open_store(postgres_db, migrate=False)
+    try:
+        with store.session() as s:
+            stored = s.scalars(select(Application.reference)).all()
+            counters = {(c.prefix, c.year): c.last for c in s.scalars(select(ReferenceCounter))}
+            ledger = s.execute(select(ReceivedMessage.message_id, ReceivedMessage.status,
+                                      ReceivedMessage.moved)).all()
+            outbox = s.execute(select(Outbox.message_id, Outbox.status)).all()
+    finally:
+        store.dispose()
+    assert len(stored) == len(mails)
+    assert sorted(stored) == sorted(references)
+    numbers: dict[tuple[str, int], list[int]] = {}
+    for ref in stored:
+        prefix, year, number = ref.split("-")
+        numbers.setdefault((prefix, int(year)), []).append(int(number))
+    for key, taken in numbers.items():
+        assert len(taken) == len(set(taken)), (key, taken)
+        assert max(taken) <= counters[key], (key, taken, counters)
+        assert min(taken) >= 1
+    assert sorted(m for m, _, _ in ledger) == sorted(inbound)
+    assert {(status, moved) for _, status, moved in ledger} == {("processed", True)}, ledger
+    assert all(status == "sent" for _, status in outbox), outbox
+    assert Counter(m for m, _ in outbox) == reply_ids
+
+
+def test_only_one_worker_moves_a_processed_message(
+        tmp_path: Path, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any, pki: Any,
+        postgres_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
+                          database={"url": postgres_db})
+    raw = application_mail(sender="peteris@example.lv", to=TO, subject="Kā pieteikties?")
+    dep.deliver(raw)
+    rt = dep.runtime()
+    mailbox = rt.config.mailboxes[0]
+    workers = [Intake(rt.config, rt.store, rt.verifier, worker=name) for name in ("a", "b")]
+    moves: list[str] = []
+    # Both workers reach the IMAP server at the same moment, as two daemons do
+    # when the second one finds the outcome committed but the mail not yet moved.
+    meet = threading.Barrier(2)
+    try:
+        with open_source(mailbox) as source_a, open_source(mailbox) as source_b:
+            [message] = list(source_a.fetch())
+            row_id = workers[0].record(mailbox, message)
+            assert workers[0].process(mailbox, row_id) == "processed"
+            assert workers[1].record(mailbox, message) == row_id
+            assert workers[1].process(mailbox, row_id) == "processed"
+            for name, source in (("a", source_a), ("b", source_b)):
+                real_move = source.move
+
+                def move(uid: str, folder: str, name: str = name, real_move: Any = real_move) -> None:
+                    moves.append(name)
+                    # A broken barrier means the other worker rightly did not move it.
+                    with contextlib.suppress(threading.BrokenBarrierError):
+                        meet.wait(timeout=5)
+                    real_move(uid, folder)
+
+                monkeypatch.setattr(source, "move", move)
+            threads = [threading.Thread(target=w.finish_move, args=(src, row_id))
+                       for w, src in zip(workers, (source_a, source_b), strict=True)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+    finally:
+        rt.store.dispose()
+    assert dep.inbox() == []
+    assert len(moves) == 1, f"both workers moved ledger #{row_id}: {moves}"
+    assert [message_id_of(m) for m in dep.inbox("Processed")] == [message_id_of(raw)]
