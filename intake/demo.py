@@ -86,7 +86,13 @@ def _reset(demo_dir: Path) -> None:
 
 
 def build_samples(config: Config, pki: Any) -> list[Sample]:
-    from intake.samples import application_mail, change_field_after_signing, filled_form, make_csr, sign
+    from intake.samples import (
+        application_mail,
+        change_field_after_signing,
+        filled_form,
+        make_csr,
+        sign,
+    )
 
     ea = config.workflow("eaddress-production")
     api = config.workflow("api-access")

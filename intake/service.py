@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from intake.config import Config
 from intake.models import Application, MailLink, Organisation, Outbox, ReferenceCounter, Transition
-from mailer.compose import Finding as MailFinding
 from mailer.compose import WIRE, ReplySpec, compose
+from mailer.compose import Finding as MailFinding
 from rules import Finding, OrganisationRecord
 
 log = logging.getLogger(__name__)
