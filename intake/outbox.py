@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from intake.config import Config
 from intake.errors import DeliveryError
+from intake.faults import crash_point
+from intake.leases import is_free, takeable
 from intake.models import Outbox
-from intake.processor import crash_point, holder_is_dead
 from intake.service import now_utc
 from intake.store import Store
 
@@ -50,21 +51,16 @@ class OutboxSender:
                 .order_by(Outbox.id)
                 .limit(limit)
             ).all()
-        return [
-            r.id for r in rows
-            if r.claimed_until is None or r.claimed_until < now or holder_is_dead(r.claimed_by)
-        ]
+        return [r.id for r in rows if is_free(r.claimed_by, r.claimed_until, now)]
 
     def lease(self, row_id: int) -> Outbox | None:
         now = now_utc()
         with self.store.session() as s:
             holder = s.scalar(select(Outbox.claimed_by).where(Outbox.id == row_id))
-            takeable = [Outbox.claimed_until.is_(None), Outbox.claimed_until < now]
-            if holder_is_dead(holder):
-                takeable.append(Outbox.claimed_by == holder)
             result = s.execute(
                 update(Outbox)
-                .where(Outbox.id == row_id, Outbox.status == "pending", or_(*takeable))
+                .where(Outbox.id == row_id, Outbox.status == "pending",
+                       takeable(Outbox, now, holder))
                 .values(claimed_by=self.worker, claimed_until=now + LEASE,
                         attempts=Outbox.attempts + 1)
             )

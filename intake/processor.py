@@ -23,19 +23,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import signal
 import threading
 import traceback
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from intake.config import Config, MailboxConfig
 from intake.decide import Decider
 from intake.errors import MailboxError, TransientError
+from intake.faults import crash_point
+from intake.leases import takeable, worker_id
 from intake.mailbox import MailSource, RawMessage, open_source
 from intake.mime import ParsedMail, parse_message
 from intake.models import ReceivedMessage
@@ -49,53 +49,13 @@ CLAIM_LEASE = timedelta(minutes=10)
 FINAL = ("processed", "ignored", "quarantined")
 
 
-def crash_point(name: str) -> None:
-    """Test hook: ``PASTS_CRASH_AT=name`` kills this process with SIGKILL here.
-
-    Lets the crash tests stop the daemon at exact points of a batch, the way
-    ``kill -9`` would, to prove nothing is lost or answered twice.
-    """
-    want = os.environ.get("PASTS_CRASH_AT")
-    if not want or want.split(":", 1)[0] != name:
-        return
-    # "name:N" crashes at the N-th time the point is reached.
-    counter = _CRASH_COUNTS[name] = _CRASH_COUNTS.get(name, 0) + 1
-    nth = int(want.split(":", 1)[1]) if ":" in want else 1
-    if counter >= nth:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-_CRASH_COUNTS: dict[str, int] = {}
-
-
-def holder_is_dead(claimed_by: str | None) -> bool:
-    """Whether a lease holder is a process of this host that no longer runs.
-
-    Leases carry ``host:pid``. After a crash the restarted daemon can take
-    over its own dead predecessor's leases at once instead of waiting for
-    them to time out; holders on other hosts are only ever timed out.
-    """
-    if not claimed_by:
-        return False
-    host, _, pid = claimed_by.rpartition(":")
-    if host != os.uname().nodename or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 class Intake:
     """Reads mailboxes and hands each message to the decider, exactly once."""
 
     def __init__(self, config: Config, store: Store, verifier: Any, *, worker: str | None = None):
         self.config = config
         self.store = store
-        self.worker = worker or f"{os.uname().nodename}:{os.getpid()}"
+        self.worker = worker or worker_id()
         self.verifier = verifier
         self.stop = threading.Event()
         self.decider = Decider(config)
@@ -175,19 +135,12 @@ class Intake:
         now = now_utc()
         with self.store.session() as s:
             holder = s.scalar(select(ReceivedMessage.claimed_by).where(ReceivedMessage.id == row_id))
-            takeable = [
-                ReceivedMessage.claimed_until.is_(None),
-                ReceivedMessage.claimed_until < now,
-                ReceivedMessage.claimed_by == self.worker,
-            ]
-            if holder_is_dead(holder):
-                takeable.append(ReceivedMessage.claimed_by == holder)
             result = s.execute(
                 update(ReceivedMessage)
                 .where(
                     ReceivedMessage.id == row_id,
                     ReceivedMessage.status == "received",
-                    or_(*takeable),
+                    takeable(ReceivedMessage, now, holder, worker=self.worker),
                 )
                 .values(
                     claimed_by=self.worker,
@@ -310,17 +263,10 @@ class Intake:
             assert row is not None
             if row.status not in FINAL or row.moved or not row.target_folder:
                 return
-            takeable = [
-                ReceivedMessage.claimed_until.is_(None),
-                ReceivedMessage.claimed_until < now,
-                ReceivedMessage.claimed_by == self.worker,
-            ]
-            if holder_is_dead(row.claimed_by):
-                takeable.append(ReceivedMessage.claimed_by == row.claimed_by)
             won = s.execute(
                 update(ReceivedMessage)
                 .where(ReceivedMessage.id == row_id, ReceivedMessage.moved.is_(False),
-                       or_(*takeable))
+                       takeable(ReceivedMessage, now, row.claimed_by, worker=self.worker))
                 .values(claimed_by=self.worker, claimed_until=now + CLAIM_LEASE)
             )
             uid, folder = row.uid.split("#", 1)[0], row.target_folder

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 
 from intake.config import Config, MailboxConfig
 from intake.errors import MailboxError, TransientError
+from intake.leases import worker_id
 from intake.mailbox import open_source
 from intake.outbox import OutboxSender
 from intake.processor import Intake
@@ -61,9 +61,8 @@ class Runtime:
     @classmethod
     def open(cls, config: Config) -> Runtime:
         # Leases name their holder as host:pid, so a restarted daemon can take
-        # over what its killed predecessor held (intake.processor.holder_is_dead).
-        return cls(config=config, store=open_store(config.database.url),
-                   worker=f"{os.uname().nodename}:{os.getpid()}")
+        # over what its killed predecessor held (intake.leases).
+        return cls(config=config, store=open_store(config.database.url), worker=worker_id())
 
     @property
     def verifier(self) -> Any:
@@ -79,7 +78,7 @@ class Runtime:
             transport = make_transport(self.config)
             try:
                 sender = OutboxSender(self.config, self.store, transport,
-                                      worker=self.worker or f"{os.uname().nodename}:{os.getpid()}")
+                                      worker=self.worker or worker_id())
                 return await sender.flush()
             finally:
                 await transport.aclose()

@@ -1,7 +1,7 @@
 """Crash tests: the daemon is killed with SIGKILL at exact points of a batch.
 
 ``PASTS_CRASH_AT=point:N`` makes the process send itself SIGKILL the N-th
-time it reaches ``point`` (see ``intake.processor.crash_point``): a real
+time it reaches ``point`` (see ``intake.faults.crash_point``): a real
 ``kill -9``, no clean-up runs. After a restart every message must be
 answered exactly once and nothing may be left in the inbox.
 """
