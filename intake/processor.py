@@ -84,15 +84,18 @@ class Intake:
     def handle(self, source: MailSource, message: RawMessage) -> str:
         """Take one message through the ledger; return its final status."""
         mailbox = source.config
-        row_id = self.record(mailbox, message)
+        # Parsed once: the ledger row takes its keys from it, the decision its content.
+        mail = parse_message(message.raw,
+                             max_attachment_bytes=self.config.limits.max_attachment_bytes)
+        row_id = self.record(mailbox, message, mail)
         crash_point("after-persist")
-        status = self.process(mailbox, row_id)
+        status = self.process(mailbox, row_id, mail)
         crash_point("before-move")
         self.finish_move(source, row_id)
         crash_point("after-move")
         return status
 
-    def record(self, mailbox: MailboxConfig, message: RawMessage) -> int:
+    def record(self, mailbox: MailboxConfig, message: RawMessage, mail: ParsedMail) -> int:
         """Persist the raw message (idempotent); return the ledger row id."""
         sha = hashlib.sha256(message.raw).hexdigest()
         position = (
@@ -100,20 +103,21 @@ class Intake:
             ReceivedMessage.uidvalidity == message.uidvalidity,
             ReceivedMessage.uid == message.uid,
         )
+        uid = message.uid
         with self.store.session() as s:
-            row = s.scalars(select(ReceivedMessage).where(*position)).first()
-            if row is not None:
-                if row.sha256 == sha:
-                    return row.id
+            existing = s.scalars(select(ReceivedMessage).where(*position)).first()
+            if existing is not None:
+                if existing.sha256 == sha:
+                    return existing.id
                 # Same position, other bytes: the server reused UIDs without
                 # changing UIDVALIDITY (a broken server). Keep both.
                 log.warning("mailbox %s UID %s changed content; recording as new",
                             mailbox.name, message.uid)
-        mail = parse_message(message.raw, max_attachment_bytes=self.config.limits.max_attachment_bytes)
+                uid = f"{message.uid}#{sha[:12]}"
         row = ReceivedMessage(
             mailbox=mailbox.name,
             uidvalidity=message.uidvalidity,
-            uid=message.uid if row is None else f"{message.uid}#{sha[:12]}",
+            uid=uid,
             message_id=mail.message_id,
             sha256=sha,
             raw=message.raw,
@@ -152,7 +156,8 @@ class Intake:
                 return None
             return s.get(ReceivedMessage, row_id)
 
-    def process(self, mailbox: MailboxConfig, row_id: int) -> str:
+    def process(self, mailbox: MailboxConfig, row_id: int, mail: ParsedMail) -> str:
+        """Decide the message recorded as ``row_id`` (``mail`` is its parse)."""
         with self.store.session() as s:
             row = s.get(ReceivedMessage, row_id)
             assert row is not None
@@ -187,9 +192,6 @@ class Intake:
             with self.store.session() as s:
                 row = s.get(ReceivedMessage, row_id)
                 assert row is not None
-                mail = parse_message(
-                    row.raw, max_attachment_bytes=self.config.limits.max_attachment_bytes
-                )
                 outcome = self.decide(s, mailbox, row, mail)
                 row.status = outcome.status
                 row.outcome = outcome.summary

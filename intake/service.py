@@ -10,14 +10,22 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from intake.config import Config
-from intake.models import Application, MailLink, Organisation, Outbox, ReferenceCounter, Transition
+from intake.models import (
+    Application,
+    MailLink,
+    Organisation,
+    Outbox,
+    ReferenceCounter,
+    Transition,
+)
+from intake.models import utcnow as now_utc
 from mailer.compose import WIRE, ReplySpec, compose
 from mailer.compose import Finding as MailFinding
 from rules import Finding, OrganisationRecord
@@ -43,10 +51,6 @@ STATES = (
 )
 FINAL_STATES = ("rejected",)
 SYSTEM = "system"
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def next_reference(session: Session, prefix: str, when: datetime | None = None) -> str:
