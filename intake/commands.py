@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from sqlalchemy import select
 
-from intake.config import Config
-from intake.errors import ConfigurationError, NotFound, PastsError
-from intake.models import Application, IssuedCertificateRow, Organisation, Outbox
+from intake.errors import ConfigurationError
+from intake.models import Application, IssuedCertificateRow, Outbox
 from intake.runtime import Runtime
-from intake.service import find_application
+from intake.service import load_application
 
 log = logging.getLogger(__name__)
-
-
-def _app(rt: Runtime, s: Any, reference: str) -> Application:
-    app = find_application(s, reference)
-    if app is None:
-        raise NotFound(f"no application {reference}")
-    return app
 
 
 def cmd_run(rt: Runtime, *, once: bool, out: TextIO) -> int:
@@ -54,7 +43,7 @@ def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextI
 
 def cmd_show(rt: Runtime, reference: str, *, out: TextIO) -> int:
     with rt.store.session() as s:
-        app = _app(rt, s, reference)
+        app = load_application(s, reference)
         p = lambda *a: print(*a, file=out)  # noqa: E731
         p(f"{app.reference}  ({app.workflow})")
         p(f"  state:      {app.state}")
@@ -166,22 +155,3 @@ def cmd_digest(rt: Runtime, *, send: bool, html: Path | None, out: TextIO) -> in
         print(f"digest queued for {', '.join(rt.config.digest.recipients)}; "
               f"outbox: {sent} sent, {failed} failed", file=out)
     return 0
-
-
-def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, ensure_ascii=False, indent=2, default=str)
-
-
-__all__ = [
-    "Config",
-    "PastsError",
-    "cmd_digest",
-    "cmd_forms_render",
-    "cmd_list",
-    "cmd_registry_import",
-    "cmd_run",
-    "cmd_show",
-    "cmd_staff",
-    "csv",
-    "Organisation",
-]

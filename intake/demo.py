@@ -172,7 +172,7 @@ def deliver(config: Config, samples: list[Sample]) -> None:
         box.add(sample.raw)
 
 
-def confirm_links(config: Config, out: TextIO) -> list[str]:
+def confirm_links(config: Config) -> list[str]:
     """Open and confirm every verification link in the outbox, as applicants would."""
     assert config.smtp.path is not None
     box = stdlib_mailbox.Maildir(str(config.smtp.path), create=True)
@@ -231,7 +231,7 @@ def run_demo(demo_dir: Path, *, out: TextIO, config_path: Path = Path("config.to
     p("5. applicants open and confirm their verification links (GET, then POST)")
     web = start_web(rt)
     try:
-        confirmed = confirm_links(config, out)
+        confirmed = confirm_links(config)
     finally:
         web.shutdown()
     p(f"     confirmed: {', '.join(confirmed) or 'none'}")

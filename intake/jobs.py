@@ -56,8 +56,6 @@ class RefreshCrl:
 @dataclass(frozen=True)
 class StaffDigest:
     name: str = "staff-digest"
-    # The digest is sent on its cron schedule only, never by `run --once`.
-    on_once: bool = False
 
     def trigger(self, runtime: Runtime) -> Any:
         return CronTrigger.from_crontab(runtime.config.digest.schedule, timezone="UTC")
@@ -70,6 +68,7 @@ class StaffDigest:
         queue_digest(runtime)
 
 
+#: What `run --once` runs; the digest goes out on its cron schedule only.
 JOBS = (ExpireVerificationLinks(), RefreshCrl())
 SCHEDULED = (*JOBS, StaffDigest())
 

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from intake.config import Config
+from intake.errors import NotFound
 from intake.models import (
     Application,
     MailLink,
@@ -81,6 +82,14 @@ def find_application(session: Session, reference: str) -> Application | None:
     return session.scalars(
         select(Application).where(Application.reference == reference.upper())
     ).first()
+
+
+def load_application(session: Session, reference: str) -> Application:
+    """The application ``reference``; NotFound (exit 1 on the command line) if there is none."""
+    app = find_application(session, reference)
+    if app is None:
+        raise NotFound(f"no application {reference}")
+    return app
 
 
 def application_for_thread(session: Session, message_ids: Iterable[str]) -> Application | None:

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from intake.errors import PastsError
 from intake.models import Application
-from intake.service import Replies, find_application, next_reference, transition
+from intake.service import Replies, load_application, next_reference, transition
 from rules import Finding
 
 if TYPE_CHECKING:
@@ -20,15 +20,6 @@ RESTRICTABLE = ("approved", "active")
 
 class StaffActionError(PastsError):
     """The action does not fit the application's state."""
-
-
-def _load(s: Session, reference: str) -> Application:
-    from intake.errors import NotFound
-
-    app = find_application(s, reference)
-    if app is None:
-        raise NotFound(f"no application {reference}")
-    return app
 
 
 def _reply(rt: Runtime, s: Session, app: Application, action: str, template: str, *,
@@ -49,7 +40,7 @@ def approve(rt: Runtime, reference: str, *, user: str, code: str | None = None,
     from intake.certificates import issue_for
 
     with rt.store.session() as s:
-        app = _load(s, reference)
+        app = load_application(s, reference)
         if app.state not in APPROVABLE:
             raise StaffActionError(f"{app.reference} is {app.state}; only applications in review "
                                    "can be approved")
@@ -87,7 +78,7 @@ def approve(rt: Runtime, reference: str, *, user: str, code: str | None = None,
 def reject(rt: Runtime, reference: str, *, user: str, code: str | None = None,
            note: str | None = None) -> str:
     with rt.store.session() as s:
-        app = _load(s, reference)
+        app = load_application(s, reference)
         if app.state == "rejected":
             raise StaffActionError(f"{app.reference} is already rejected")
         code = (code or "").strip().upper()
@@ -105,7 +96,7 @@ def restrict(rt: Runtime, reference: str, *, user: str, code: str | None = None,
     from intake.certificates import regenerate_crl, revoke_for
 
     with rt.store.session() as s:
-        app = _load(s, reference)
+        app = load_application(s, reference)
         if app.state not in RESTRICTABLE:
             raise StaffActionError(f"{app.reference} is {app.state}; only approved applications "
                                    "can be restricted")
