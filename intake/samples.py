@@ -22,8 +22,9 @@ from cryptography.x509.oid import NameOID
 from intake.config import WorkflowConfig
 
 
-def make_csr(common_name: str, organisation: str | None = None, *, bits: int = 2048) -> bytes:
-    """A PEM CSR for a fresh RSA key (the key is thrown away)."""
+def make_csr_and_key(common_name: str, organisation: str | None = None, *,
+                     bits: int = 2048) -> tuple[bytes, rsa.RSAPrivateKey]:
+    """A PEM CSR for a fresh RSA key, and that key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     if organisation:
@@ -31,7 +32,12 @@ def make_csr(common_name: str, organisation: str | None = None, *, bits: int = 2
     csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs)).sign(
         key, hashes.SHA256()
     )
-    return csr.public_bytes(serialization.Encoding.PEM)
+    return csr.public_bytes(serialization.Encoding.PEM), key
+
+
+def make_csr(common_name: str, organisation: str | None = None, *, bits: int = 2048) -> bytes:
+    """A PEM CSR for a fresh RSA key (the key is thrown away)."""
+    return make_csr_and_key(common_name, organisation, bits=bits)[0]
 
 
 def filled_form(workflow: WorkflowConfig, values: Mapping[str, str]) -> bytes:

@@ -7,5 +7,6 @@ pytest_plugins = [
     "tests.fixtures.dovecot",
     "tests.fixtures.smtp",
     "tests.fixtures.pki",
+    "tests.fixtures.deployment",
     "tests.fixtures.postgres",
 ]

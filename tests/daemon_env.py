@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,15 +19,58 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
-from intake.config import Config, load_config
+from intake.config import Config, default_workflows, load_config
 from intake.runtime import Runtime
+from intake.samples import application_mail, filled_form, make_csr
 from signing.ca import make_test_ca
 
 ROOT = Path(__file__).resolve().parent.parent
+
+EA = next(w for w in default_workflows() if w.id == "eaddress-production")
+TO = "pasts@agency.test"
+#: A complete e-address form, with Latvian and Italian letters.
+GOOD = {
+    "org_name": "SIA Ērgļu Māja", "org_reg_no": "40003123456",
+    "contact_name": "Jānis Bērziņš", "contact_email": "janis@ergli.example",
+    "solution_name": "Perché sì — Ēdoc 2.1", "test_env_completed": "yes",
+    "csr_common_name": "ergli-connector.example.lv",
+}
+#: The registry every deployment starts with: GOOD's organisation, the
+#: test PKI's qualified signer as its representative.
+REGISTRY = (
+    "org_reg_no,org_name,test_env_completed,agreement_received,representatives\n"
+    "40003123456,SIA Ērgļu Māja,yes,yes,PNOLV-010190-12345\n"
+)
+
+
+def good_mail(pki: Any, sender: str = "janis@ergli.example", **values: str) -> bytes:
+    """A complete e-address application, signed (B-T) by the qualified test signer."""
+    form = pki.sign(filled_form(EA, {**GOOD, **values}), signer="qualified", timestamp=True)
+    return application_mail(sender=sender, to=TO, subject="Pieteikums e-adresei", form=form,
+                            csr=make_csr(GOOD["csr_common_name"], GOOD["org_name"]))
+
+
+def message_id_of(raw: bytes) -> str:
+    value = BytesHeaderParser().parsebytes(raw)["Message-ID"]
+    assert value
+    return str(value).strip()
+
+
+def reference_of(reply: Any) -> str:
+    """The reply's e-address reference, checked in X-Pasts-Reference and the subject."""
+    ref = reply["X-Pasts-Reference"]
+    assert ref and re.fullmatch(r"EA-\d{4}-\d{6}", ref)
+    assert f"[{ref}]" in reply["Subject"]
+    return str(ref)
+
+
+def text_of(reply: Any) -> str:
+    return str(reply.get_body(("plain",)).get_content())
 
 
 def free_port() -> int:
@@ -127,7 +171,9 @@ class Deployment:
 
 
 def make_deployment(tmp_path: Path, imap_account: Any, imap_mailbox_config: Callable[..., Any],
-                    smtp_server: Any, pki: Any, **sections: dict[str, Any]) -> Deployment:
+                    smtp_server: Any, pki: Any, *, registry: str | None = REGISTRY,
+                    **sections: dict[str, Any]) -> Deployment:
+    """A config.toml for these servers (``sections`` override keys), with ``registry`` imported."""
     mb = imap_mailbox_config(imap_account)
     smtp = smtp_server.smtp_config()
     ca_cert, ca_key = make_test_ca(tmp_path / "ca")
@@ -154,4 +200,9 @@ def make_deployment(tmp_path: Path, imap_account: Any, imap_mailbox_config: Call
     env = {mb.password_env: os.environ[mb.password_env]}
     if smtp.password_env:
         env[smtp.password_env] = os.environ[smtp.password_env]
-    return Deployment(tmp_path, path, imap_account, smtp_server, pki, env)
+    dep = Deployment(tmp_path, path, imap_account, smtp_server, pki, env)
+    if registry is not None:
+        csv_path = tmp_path / "registry.csv"
+        csv_path.write_text(registry, encoding="utf-8")
+        assert dep.cli("registry", "import", str(csv_path))[0] == 0
+    return dep

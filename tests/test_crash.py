@@ -15,20 +15,17 @@ from typing import Any
 import pytest
 
 from intake.samples import application_mail
-from tests.daemon_env import Deployment, make_deployment
-from tests.test_e2e import REGISTRY, TO, good_mail
+from tests.daemon_env import TO, Deployment, good_mail, message_id_of
+
+pytestmark = pytest.mark.sections(verification={"required": False})
 
 POINTS = ("after-persist", "after-claim", "before-commit", "before-move", "after-move",
           "after-send")
 
 
 @pytest.fixture
-def batch(tmp_path: Any, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any,
-          pki: Any) -> tuple[Deployment, list[str]]:
-    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
-                          verification={"required": False})
-    (tmp_path / "registry.csv").write_text(REGISTRY, encoding="utf-8")
-    assert dep.cli("registry", "import", str(tmp_path / "registry.csv"))[0] == 0
+def batch(deployment: Deployment, pki: Any) -> tuple[Deployment, list[str]]:
+    dep = deployment
     mails = [
         good_mail(pki),
         application_mail(sender="peteris@example.lv", to=TO, subject="Kā pieteikties?"),
@@ -36,12 +33,9 @@ def batch(tmp_path: Any, imap_account: Any, imap_mailbox_config: Any, smtp_serve
         application_mail(sender="janis@ergli.example", to=TO, subject="Automatic reply",
                          headers={"Auto-Submitted": "auto-replied"}),
     ]
-    ids = []
     for raw in mails:
         dep.deliver(raw)
-        ids.append(next(line.split(b":", 1)[1].strip().decode() for line in raw.splitlines()
-                        if line.lower().startswith(b"message-id:")))
-    return dep, ids
+    return dep, [message_id_of(raw) for raw in mails]
 
 
 def run(dep: Deployment, *args: str, **env: str) -> int:

@@ -10,53 +10,18 @@ from typing import Any
 
 import pytest
 
-from intake.config import default_workflows
 from intake.samples import application_mail, filled_form, make_csr
 from intake.web import start_web
-from tests.daemon_env import Deployment, make_deployment
-
-EA = next(w for w in default_workflows() if w.id == "eaddress-production")
-TO = "pasts@agency.test"
-
-GOOD = {
-    "org_name": "SIA Ērgļu Māja", "org_reg_no": "40003123456",
-    "contact_name": "Jānis Bērziņš", "contact_email": "janis@ergli.example",
-    "solution_name": "Perché sì — Ēdoc 2.1", "test_env_completed": "yes",
-    "csr_common_name": "ergli-connector.example.lv",
-}
-REGISTRY = (
-    "org_reg_no,org_name,test_env_completed,agreement_received,representatives\n"
-    "40003123456,SIA Ērgļu Māja,yes,yes,PNOLV-010190-12345\n"
+from tests.daemon_env import (
+    EA,
+    GOOD,
+    TO,
+    Deployment,
+    good_mail,
+    message_id_of,
+    reference_of,
+    text_of,
 )
-
-
-@pytest.fixture
-def deployment(tmp_path: Any, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any,
-               pki: Any, request: Any) -> Deployment:
-    marker = request.node.get_closest_marker("sections")
-    sections = marker.kwargs if marker else {}
-    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki, **sections)
-    registry = tmp_path / "registry.csv"
-    registry.write_text(REGISTRY, encoding="utf-8")
-    assert dep.cli("registry", "import", str(registry))[0] == 0
-    return dep
-
-
-def good_mail(pki: Any, sender: str = "janis@ergli.example", **values: str) -> bytes:
-    form = pki.sign(filled_form(EA, {**GOOD, **values}), signer="qualified", timestamp=True)
-    return application_mail(sender=sender, to=TO, subject="Pieteikums e-adresei", form=form,
-                            csr=make_csr(GOOD["csr_common_name"], GOOD["org_name"]))
-
-
-def reference_of(reply: Any) -> str:
-    ref = reply["X-Pasts-Reference"]
-    assert ref and re.fullmatch(r"EA-\d{4}-\d{6}", ref)
-    assert f"[{ref}]" in reply["Subject"]
-    return str(ref)
-
-
-def text_of(reply: Any) -> str:
-    return str(reply.get_body(("plain",)).get_content())
 
 
 @pytest.mark.sections(verification={"required": False})
@@ -67,7 +32,7 @@ def test_signed_application_delivered_twice_is_answered_once_in_thread(
     deployment.deliver(raw)
     assert deployment.run_once() == 0
 
-    message_id = re.search(rb"^Message-ID: (.+?)\r?$", raw, re.M | re.I).group(1).decode()  # type: ignore[union-attr]
+    message_id = message_id_of(raw)
     replies = deployment.replies()
     assert len(replies) == 1, [r["Subject"] for r in replies]
     reply = replies[0]

@@ -13,37 +13,19 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, select, text
 
-from intake.config import default_workflows
 from intake.mailbox import open_source
+from intake.mime import parse_message
 from intake.models import Application, Outbox, ReceivedMessage, ReferenceCounter
 from intake.processor import Intake
 from intake.samples import application_mail, filled_form, make_csr
 from intake.store import open_store
-from tests.daemon_env import Deployment, make_deployment
+from tests.daemon_env import EA, GOOD, TO, Deployment, make_deployment, message_id_of
 
-EA = next(w for w in default_workflows() if w.id == "eaddress-production")
-TO = "pasts@agency.test"
-GOOD = {
-    "org_name": "SIA Ērgļu Māja", "org_reg_no": "40003123456",
-    "contact_name": "Jānis Bērziņš", "contact_email": "janis@ergli.example",
-    "solution_name": "Perché sì — Ēdoc 2.1", "test_env_completed": "yes",
-    "csr_common_name": "ergli-connector.example.lv",
-}
-REGISTRY = (
-    "org_reg_no,org_name,test_env_completed,agreement_received,representatives\n"
-    "40003123456,SIA Ērgļu Māja,yes,yes,PNOLV-010190-12345\n"
-)
 TABLES = {"received_message", "application", "transition", "mail_link", "outbox",
           "reference_counter", "job_run", "organisation", "alembic_version"}
 GOOD_COUNT = 4
 MISSING_COUNT = 8
 WORKER_TIMEOUT = 240
-
-
-def message_id_of(raw: bytes) -> str:
-    match = re.search(rb"^Message-ID: (.+?)\r?$", raw, re.M | re.I)
-    assert match is not None
-    return match.group(1).decode()
 
 
 def test_open_store_migrates_an_empty_database_and_again_is_a_no_op(postgres_db: str) -> None:
@@ -103,9 +85,6 @@ def test_two_workers_answer_every_application_exactly_once(
     dep: Deployment = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server,
                                       pki, database={"url": postgres_db},
                                       verification={"required": False})
-    registry = tmp_path / "registry.csv"
-    registry.write_text(REGISTRY, encoding="utf-8")
-    assert dep.cli("registry", "import", str(registry))[0] == 0
 
     mails: list[bytes] = []
     for n in range(GOOD_COUNT):
@@ -203,10 +182,11 @@ def test_only_one_worker_moves_a_processed_message(
     try:
         with open_source(mailbox) as source_a, open_source(mailbox) as source_b:
             [message] = list(source_a.fetch())
-            row_id = workers[0].record(mailbox, message)
-            assert workers[0].process(mailbox, row_id) == "processed"
-            assert workers[1].record(mailbox, message) == row_id
-            assert workers[1].process(mailbox, row_id) == "processed"
+            mail = parse_message(message.raw)
+            row_id = workers[0].record(mailbox, message, mail)
+            assert workers[0].process(mailbox, row_id, mail) == "processed"
+            assert workers[1].record(mailbox, message, mail) == row_id
+            assert workers[1].process(mailbox, row_id, mail) == "processed"
             for name, source in (("a", source_a), ("b", source_b)):
                 real_move = source.move
 

@@ -10,22 +10,18 @@ from __future__ import annotations
 import re
 import subprocess
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from intake.config import WorkflowConfig, default_workflows
-from intake.samples import application_mail, filled_form
-from tests.daemon_env import Deployment
-from tests.test_e2e import EA, GOOD, TO, deployment, reference_of, text_of
-
-__all__ = ["deployment"]  # The fixture is imported for pytest, not called directly.
+from intake.samples import application_mail, filled_form, make_csr_and_key
+from tests.daemon_env import EA, GOOD, TO, Deployment, message_id_of, reference_of, text_of
 
 NO_VERIFICATION = pytest.mark.sections(verification={"required": False})
 REPRESENTATIVE = "PNOLV-010190-12345"
@@ -37,23 +33,6 @@ def workflow(wid: str) -> WorkflowConfig:
 
 API = workflow("api-access")
 IO = workflow("service-publication")
-
-
-def csr_with_key(common_name: str, organisation: str | None = None) -> tuple[bytes, rsa.RSAPrivateKey]:
-    """A PEM CSR and the key it was made with (kept so the issued key can be compared)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organisation:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation))
-    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs)).sign(
-        key, hashes.SHA256())
-    return csr.public_bytes(serialization.Encoding.PEM), key
-
-
-def message_id_of(raw: bytes) -> str:
-    value = BytesHeaderParser().parsebytes(raw)["Message-ID"]
-    assert value
-    return str(value).strip()
 
 
 def spki(public_key: Any) -> bytes:
@@ -84,7 +63,7 @@ def new_replies(dep: Deployment, before: int) -> list[EmailMessage]:
 
 def submit_eaddress(dep: Deployment, pki: Any) -> tuple[str, str, rsa.RSAPrivateKey, bytes]:
     """Send a good e-address application; return (reference, Message-ID, CSR key, raw mail)."""
-    csr, key = csr_with_key(GOOD["csr_common_name"], GOOD["org_name"])
+    csr, key = make_csr_and_key(GOOD["csr_common_name"], GOOD["org_name"])
     form = pki.sign(filled_form(EA, GOOD), signer="qualified", timestamp=True)
     raw = application_mail(sender="janis@ergli.example", to=TO, subject="Pieteikums e-adresei",
                            form=form, csr=csr)
@@ -263,7 +242,7 @@ API_VALUES = {
 def approve_api_access(dep: Deployment, pki: Any
                        ) -> tuple[str, str, rsa.RSAPrivateKey, dict[str, EmailMessage]]:
     """Submit and approve an API access application; return (ref, CLI output, key, mails by To)."""
-    csr, key = csr_with_key(API_VALUES["csr_common_name"], API_VALUES["org_name"])
+    csr, key = make_csr_and_key(API_VALUES["csr_common_name"], API_VALUES["org_name"])
     form = pki.sign(filled_form(API, API_VALUES), signer="qualified", timestamp=True)
     raw = application_mail(sender="janis@ergli.example", to=TO, subject="API piekļuve",
                            form=form, csr=csr)
