@@ -75,6 +75,8 @@ class Attachment:
     data: bytes = field(repr=False)
     #: 0 for the mail's own parts, 1+ inside forwarded message/rfc822 parts.
     depth: int = 0
+    #: The decoded size of a part over the attachment limit, whose data was not kept.
+    dropped_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -553,7 +555,14 @@ class _Walk:
         if len(data) > self.limit:
             label = filename or ctype
             self.defects.append(f"attachment {label} too large ({len(data)} bytes)")
-            self.attachments.append(Attachment(filename, ctype, "other", b"", depth))
+            # An over-limit PDF is still the applicant's form: it is answered
+            # FORM-UNREADABLE ("over limits", SPEC section 3), not FORM-MISSING.
+            dropped: AttachmentKind = (
+                "form" if classify(data, filename, ctype) == "form" else "other"
+            )
+            self.attachments.append(
+                Attachment(filename, ctype, dropped, b"", depth, dropped_size=len(data))
+            )
             return
         kind = classify(data, filename, ctype)
         self.attachments.append(Attachment(filename, ctype, kind, data, depth))

@@ -86,8 +86,10 @@ class Pipeline:
             return sub
         from signing.verify import UnreadableInput
 
-        if len(form.data) > self.config.limits.max_attachment_bytes:
-            return replace(sub, case=replace(sub.case, form_error="the PDF is larger than allowed"))
+        if form.dropped_size is not None:
+            limit = self.config.limits.max_attachment_bytes
+            error = f"the PDF is {form.dropped_size} bytes, over the limit of {limit} bytes"
+            return replace(sub, case=replace(sub.case, form_error=error))
         try:
             verdict = self.verifier.verify_pdf_sync(form.data)
         except UnreadableInput as exc:

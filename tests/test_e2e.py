@@ -90,6 +90,20 @@ def test_several_defects_get_one_notice_listing_all(deployment: Deployment, pki:
         assert code in body
 
 
+@pytest.mark.sections(limits={"max_attachment_bytes": 20000})
+def test_form_over_the_size_limit_is_unreadable_not_missing(deployment: Deployment,
+                                                            pki: Any) -> None:
+    raw = good_mail(pki)
+    deployment.deliver(raw)
+    deployment.run_once()
+    [reply] = deployment.replies_to(message_id_of(raw))
+    codes = reply["X-Pasts-Codes"].split(",")
+    assert "FORM-UNREADABLE" in codes
+    assert "FORM-MISSING" not in codes
+    code, shown = deployment.cli("show", reference_of(reply))
+    assert "over the limit of 20000 bytes" in shown
+
+
 def test_form_missing_gets_a_notice_not_silence(deployment: Deployment) -> None:
     deployment.deliver(application_mail(sender="peteris@example.lv", to=TO, subject="Kā pieteikties?"))
     deployment.run_once()

@@ -133,8 +133,10 @@ def test_attachment_over_limit_is_not_kept() -> None:
     raw = (MESSAGES / "gmail.eml").read_bytes()
     mail = parse_message(raw, max_attachment_bytes=1500)
     pdf = next(a for a in mail.attachments if a.content_type == "application/pdf")
-    assert pdf.kind == "other" and pdf.data == b""
-    assert mail.form is None
+    # Its data is dropped, but it is still the form (answered FORM-UNREADABLE).
+    assert pdf.kind == "form" and pdf.data == b""
+    assert pdf.dropped_size is not None and pdf.dropped_size > 1500
+    assert mail.form is pdf
     assert any("too large" in d and "modulo firmato à.pdf" in d for d in mail.defects)
     # The small CSR stays.
     assert mail.csr is not None
