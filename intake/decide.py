@@ -7,7 +7,6 @@ outcome and queues exactly one reply, all in the caller's transaction.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +29,6 @@ from intake.service import (
 )
 from intake.verification import Verification
 from rules import Finding
-
-log = logging.getLogger(__name__)
 
 #: States in which a corrected form is judged again on the same reference.
 RESUBMITTABLE = ("received", "incomplete", "awaiting-verification", "verification-expired",
@@ -106,11 +103,7 @@ class Decider:
         return Outcome("processed", f"status of {app.reference} ({app.state}) sent", app.id)
 
     def status_unknown(self, s: Session, row: ReceivedMessage, mail: ParsedMail) -> Outcome:
-        self.replies.queue(
-            s, key=f"in:{row.id}", to=mail.reply_address, template="status-unknown", app=None,
-            language=self.config.daemon.language, original_subject=mail.subject,
-            in_reply_to=mail.message_id, references=mail.references,
-        )
+        self.reply(s, row, mail, None, "status-unknown")
         return Outcome("processed", "status query from an address not on the application")
 
     # -- judging ------------------------------------------------------------
@@ -215,20 +208,16 @@ class Decider:
         """Where applicants ask questions: the consultation mailbox, else our sender."""
         return self.config.daemon.support_address or self.config.smtp.sender
 
-    def reply(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application,
+    def reply(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application | None,
               template: str, *, findings: list[Finding] | None = None,
               context: dict[str, Any] | None = None) -> None:
-        """Queue the one answer to inbound message ``row`` (idempotent by its id)."""
-        recipient = mail.reply_address
-        if self.replies.rate_limited(s, recipient):
-            log.warning("rate limit: not answering %s (%s) for %s", recipient,
-                        mail.message_id, app.reference)
-            return
+        """Queue the one answer to inbound message ``row`` (idempotent by its id, rate-limited)."""
         self.replies.queue(
-            s, key=f"in:{row.id}", to=recipient, template=template, app=app,
-            language=app.language, findings=findings or (),
-            original_subject=mail.subject, in_reply_to=mail.message_id,
-            references=mail.references, context=context,
+            s, key=f"in:{row.id}", to=mail.reply_address, template=template, app=app,
+            language=app.language if app is not None else self.config.daemon.language,
+            findings=findings or (), original_subject=mail.subject,
+            in_reply_to=mail.message_id, references=mail.references, context=context,
+            rate_limit=True,
         )
 
 

@@ -196,11 +196,21 @@ class Replies:
         attachments: Sequence[tuple[str, str, bytes]] = (),
         kind: str = "reply",
         auto_submitted: str = "auto-replied",
+        rate_limit: bool = False,
     ) -> Outbox | None:
-        """Compose and queue one mail; a second call with the same key does nothing."""
+        """Compose and queue one mail; a second call with the same key does nothing.
+
+        ``rate_limit`` marks an automatic answer to inbound mail: it is not
+        queued when ``to`` already got ``smtp.rate_limit_per_hour`` replies in
+        the last hour (RFC 3834; this is what stops backscatter to forged
+        senders). Staff decisions and verification links are not limited.
+        """
         existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
         if existing is not None:
             return existing
+        if rate_limit and self.rate_limited(session, to):
+            log.warning("rate limit: not answering %s (%s)", to, key)
+            return None
         message_id = stable_message_id(self.config, key)
         ctx: dict[str, Any] = dict(context or {})
         if app is not None:

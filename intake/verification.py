@@ -81,7 +81,7 @@ class Verification:
             self.replies.queue(
                 s, key=f"in:{row.id}", to=mail.reply_address, template="status", app=app,
                 language=app.language, original_subject=mail.subject,
-                in_reply_to=mail.message_id, references=mail.references,
+                in_reply_to=mail.message_id, references=mail.references, rate_limit=True,
             )
         return True
 

@@ -137,6 +137,23 @@ def test_status_by_mail_only_for_addresses_on_the_application(deployment: Deploy
     assert owner["X-Pasts-Status"] == "in-review"
 
 
+@pytest.mark.sections(smtp={"rate_limit_per_hour": 2})
+def test_replies_to_one_sender_are_rate_limited(deployment: Deployment) -> None:
+    # A forged or looping sender must not make pasts a source of backscatter.
+    for n in range(4):
+        deployment.deliver(application_mail(sender="forged@victim.example", to=TO,
+                                            subject=f"STATUS EA-2026-00000{n}"))
+    deployment.deliver(application_mail(sender="other@example.lv", to=TO,
+                                        subject="STATUS EA-2026-000009"))
+    assert deployment.run_once() == 0
+    to = [str(r["To"]) for r in deployment.replies()]
+    assert to.count("forged@victim.example") == 2
+    assert to.count("other@example.lv") == 1
+    # Every message was still handled and filed.
+    assert deployment.inbox() == []
+    assert len(deployment.inbox("Processed")) == 5
+
+
 def test_corrected_resubmission_keeps_its_reference(deployment: Deployment, pki: Any) -> None:
     bad = pki.sign(filled_form(EA, {**GOOD, "org_reg_no": "123"}), signer="qualified")
     first = application_mail(sender="janis@ergli.example", to=TO, subject="Pieteikums", form=bad,
