@@ -676,32 +676,11 @@ class Verifier:
                 f"the document was changed after this signature (modification level {level})"
             )
 
-        signer = self._identity(status.signing_cert, notes)
-        if self.settings.require_qualified and not (
-            signer is not None and signer.qc_compliance and signer.qc_esign
-        ):
-            codes.add("SIG-NOT-QUALIFIED")
-            notes.append("the signer's certificate is not a qualified certificate for e-signatures")
-
-        ts = status.timestamp_validity
-        ts_present = ts is not None or ts_time is not None
-        ts_valid = bool(ts is not None and ts.intact and ts.valid)
-        ts_trusted = bool(ts is not None and ts.trusted)
-        self._judge_timestamp(ts, ts_present, ts_valid, ts_trusted, codes, notes, now)
-        timestamp_time = ts.timestamp if ts is not None else ts_time
-
+        common = self._judge_signer_and_timestamp(status, ts_time, codes, notes, now)
         return SignatureStatus(
             field_name=emb.field_name,
             kind="pades",
-            intact=bool(status.intact),
-            valid=bool(status.valid),
-            trusted=bool(status.trusted),
-            signer=signer,
-            signing_time=status.signer_reported_dt,
-            timestamp_present=ts_present,
-            timestamp_valid=ts_valid,
-            timestamp_trusted=ts_trusted,
-            timestamp_time=timestamp_time,
+            **common,
             modified_after=modified,
             covered_bytes=covered,
             codes=tuple(sorted(codes)),
@@ -709,6 +688,38 @@ class Verifier:
         )
 
     # -- judgement shared by PDF and CMS ----------------------------------------------
+
+    def _judge_signer_and_timestamp(
+        self, status: Any, ts_time: datetime | None, codes: set[str], notes: list[str],
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Judge the signer's qualification and the signature time-stamp.
+
+        ``status`` is pyHanko's validation status of a PDF or a CMS signature;
+        returns the :class:`SignatureStatus` fields both kinds fill alike.
+        """
+        signer = self._identity(status.signing_cert, notes)
+        if self.settings.require_qualified and not (
+            signer is not None and signer.qc_compliance and signer.qc_esign
+        ):
+            codes.add("SIG-NOT-QUALIFIED")
+            notes.append("the signer's certificate is not a qualified certificate for e-signatures")
+        ts = status.timestamp_validity
+        ts_present = ts is not None or ts_time is not None
+        ts_valid = bool(ts is not None and ts.intact and ts.valid)
+        ts_trusted = bool(ts is not None and ts.trusted)
+        self._judge_timestamp(ts, ts_present, ts_valid, ts_trusted, codes, notes, now)
+        return {
+            "intact": bool(status.intact),
+            "valid": bool(status.valid),
+            "trusted": bool(status.trusted),
+            "signer": signer,
+            "signing_time": status.signer_reported_dt,
+            "timestamp_present": ts_present,
+            "timestamp_valid": ts_valid,
+            "timestamp_trusted": ts_trusted,
+            "timestamp_time": ts.timestamp if ts is not None else ts_time,
+        }
 
     def _judge_trust(
         self, status: Any, codes: set[str], notes: list[str], moment: datetime
@@ -833,35 +844,17 @@ class Verifier:
             codes.add("SIG-INVALID")
             notes.append("the cryptographic signature does not verify")
         self._judge_trust(result, codes, notes, moment)
-        signer = self._identity(result.signing_cert, notes)
-        if self.settings.require_qualified and not (
-            signer is not None and signer.qc_compliance and signer.qc_esign
-        ):
-            codes.add("SIG-NOT-QUALIFIED")
-            notes.append("the signer's certificate is not a qualified certificate for e-signatures")
-        ts = result.timestamp_validity
-        ts_present = ts is not None or ts_time is not None
-        ts_valid = bool(ts is not None and ts.intact and ts.valid)
-        ts_trusted = bool(ts is not None and ts.trusted)
-        self._judge_timestamp(ts, ts_present, ts_valid, ts_trusted, codes, notes, now)
+        common = self._judge_signer_and_timestamp(result, ts_time, codes, notes, now)
         status = SignatureStatus(
             field_name=None,
             kind=kind,
-            intact=bool(result.intact),
-            valid=bool(result.valid),
-            trusted=bool(result.trusted),
-            signer=signer,
-            signing_time=result.signer_reported_dt,
-            timestamp_present=ts_present,
-            timestamp_valid=ts_valid,
-            timestamp_trusted=ts_trusted,
-            timestamp_time=ts.timestamp if ts is not None else ts_time,
+            **common,
             modified_after=False,
             covered_bytes=None,
             codes=tuple(sorted(codes)),
             notes=tuple(notes),
         )
-        return FormVerdict(signatures=(status,), codes=status.codes, signer=signer)
+        return FormVerdict(signatures=(status,), codes=status.codes, signer=status.signer)
 
 
 def _broken(
