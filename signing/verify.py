@@ -550,8 +550,19 @@ class Verifier:
             except Exception:  # noqa: BLE001 - unreadable fields are compared as empty.
                 final_values = {}
 
+            # Document time-stamps first: one over a signature without its own
+            # time-stamp gives it its B-T time (ETSI EN 319 142-1, 5.3).
+            doc_stamps: list[tuple[int, Any]] = []
+            for fq_name, emb, kind in embedded:
+                if kind != "doc-ts" or emb is None:
+                    continue
+                note, stamp = await self._doc_timestamp(fq_name, emb, backend, dss_certs)
+                doc_notes.append(note)
+                if stamp is not None:
+                    doc_stamps.append((emb.signed_revision, stamp))
+
             statuses: list[SignatureStatus] = []
-            for index, (fq_name, emb, problem) in enumerate(approvals):
+            for fq_name, emb, problem in approvals:
                 if emb is None:
                     statuses.append(_broken(fq_name, problem or "signature cannot be parsed"))
                     continue
@@ -559,8 +570,17 @@ class Verifier:
                     status = await self._one_pdf_signature(
                         reader,
                         emb,
-                        is_last=index == last_index,
+                        later_signature_fields={
+                            name
+                            for name, other, _ in embedded
+                            if other is not None and other.signed_revision > emb.signed_revision
+                        },
                         final_values=final_values,
+                        doc_timestamp=min(
+                            (item for item in doc_stamps if item[0] > emb.signed_revision),
+                            key=lambda item: item[0],
+                            default=(0, None),
+                        )[1],
                         backend=backend,
                         dss=(dss_certs, dss_crls, dss_ocsps),
                     )
@@ -569,11 +589,6 @@ class Verifier:
                 except Exception as exc:  # noqa: BLE001 - every validator error is SIG-INVALID.
                     status = _broken(fq_name, f"signature validation failed: {exc!r}")
                 statuses.append(status)
-
-            for fq_name, emb, kind in embedded:
-                if kind != "doc-ts" or emb is None:
-                    continue
-                doc_notes.append(await self._doc_timestamp_note(fq_name, emb, backend))
         finally:
             if backend is not None:
                 await backend.close()
@@ -589,19 +604,28 @@ class Verifier:
             notes=tuple(doc_notes),
         )
 
-    async def _doc_timestamp_note(
-        self, fq_name: str, emb: EmbeddedPdfSignature, backend: AIOHttpFetcherBackend | None
-    ) -> str:
+    async def _doc_timestamp(
+        self,
+        fq_name: str,
+        emb: EmbeddedPdfSignature,
+        backend: AIOHttpFetcherBackend | None,
+        dss_certs: list[Any],
+    ) -> tuple[str, Any]:
+        """Validate one document time-stamp: a note, and its status (``None`` if unreadable)."""
         try:
             status = await async_validate_pdf_timestamp(
-                emb, validation_context=self._context(moment=None, backend=backend)
+                emb,
+                validation_context=self._context(
+                    moment=None, backend=backend, other_certs=dss_certs
+                ),
             )
         except Exception as exc:  # noqa: BLE001 - reported as a note only.
-            return f"document time-stamp {fq_name} cannot be validated: {exc!r}"
+            return f"document time-stamp {fq_name} cannot be validated: {exc!r}", None
         verdict = "valid" if status.intact and status.valid else "BROKEN"
         trust = "trusted" if status.trusted else "untrusted"
         return (
-            f"document time-stamp {fq_name} at {status.timestamp.isoformat()}: {verdict}, {trust}"
+            f"document time-stamp {fq_name} at {status.timestamp.isoformat()}: {verdict}, {trust}",
+            status,
         )
 
     async def _one_pdf_signature(
@@ -609,8 +633,9 @@ class Verifier:
         reader: PdfFileReader,
         emb: EmbeddedPdfSignature,
         *,
-        is_last: bool,
+        later_signature_fields: set[str],
         final_values: dict[str, str],
+        doc_timestamp: Any,
         backend: AIOHttpFetcherBackend | None,
         dss: tuple[list[Any], list[Any], list[Any]],
     ) -> SignatureStatus:
@@ -622,11 +647,19 @@ class Verifier:
         byte_range = [int(x) for x in emb.byte_range]
         covered = byte_range[2] + byte_range[3] if len(byte_range) == 4 else None
 
+        own_token = True
         try:
             ts_time = _timestamp_time(emb.signer_info)
+            own_token = ts_time is not None
         except Exception as exc:  # noqa: BLE001 - a broken token shows up as TS-INVALID below.
             ts_time = None
             notes.append(f"time-stamp token cannot be read: {exc!r}")
+        # Without a signature time-stamp of its own, a document time-stamp over
+        # the signature's revision dates it instead.
+        fallback = None if own_token else doc_timestamp
+        if fallback is not None:
+            ts_time = fallback.timestamp
+            notes.append("dated by the document time-stamp over it")
         adobe_crls, adobe_ocsps = _adobe_revinfo(emb.signer_info)
         embedded_certs = [*dss_certs, *emb.other_embedded_certs]
         revinfo = {"crls": [*dss_crls, *adobe_crls], "ocsps": [*dss_ocsps, *adobe_ocsps]}
@@ -660,14 +693,22 @@ class Verifier:
 
         self._judge_trust(status, codes, notes, moment)
 
-        # Modifications after signing.
+        # Modifications after signing. pyHanko's FORM_FILLING level is accepted
+        # only when the fields it saw change are the fields of later signatures
+        # and document time-stamps (B-T/B-LTA extensions, counter-signers), and
+        # no form value differs from the signed revision's.
         level = status.modification_level
         modified = False
         if level is None or level not in _HARMLESS_LEVELS:
-            if is_last or level is None or level.value > ModificationLevel.FORM_FILLING.value:
+            diff = status.diff_result
+            changed = getattr(diff, "changed_form_fields", None)
+            if (
+                level is not ModificationLevel.FORM_FILLING
+                or changed is None
+                or not set(changed) <= later_signature_fields
+            ):
                 modified = True
             else:
-                # Later signatures fill their own fields; only value changes matter.
                 signed_values = _field_values(reader.get_historical_root(emb.signed_revision))
                 modified = signed_values != final_values
         if modified:
@@ -676,7 +717,9 @@ class Verifier:
                 f"the document was changed after this signature (modification level {level})"
             )
 
-        common = self._judge_signer_and_timestamp(status, ts_time, codes, notes, now)
+        common = self._judge_signer_and_timestamp(
+            status, ts_time, codes, notes, now, fallback=fallback
+        )
         return SignatureStatus(
             field_name=emb.field_name,
             kind="pades",
@@ -691,12 +734,14 @@ class Verifier:
 
     def _judge_signer_and_timestamp(
         self, status: Any, ts_time: datetime | None, codes: set[str], notes: list[str],
-        now: datetime,
+        now: datetime, *, fallback: Any = None,
     ) -> dict[str, Any]:
         """Judge the signer's qualification and the signature time-stamp.
 
         ``status`` is pyHanko's validation status of a PDF or a CMS signature;
-        returns the :class:`SignatureStatus` fields both kinds fill alike.
+        ``fallback`` the status of a document time-stamp standing in for a
+        missing signature time-stamp. Returns the :class:`SignatureStatus`
+        fields both kinds fill alike.
         """
         signer = self._identity(status.signing_cert, notes)
         if self.settings.require_qualified and not (
@@ -704,7 +749,7 @@ class Verifier:
         ):
             codes.add("SIG-NOT-QUALIFIED")
             notes.append("the signer's certificate is not a qualified certificate for e-signatures")
-        ts = status.timestamp_validity
+        ts = status.timestamp_validity or fallback
         ts_present = ts is not None or ts_time is not None
         ts_valid = bool(ts is not None and ts.intact and ts.valid)
         ts_trusted = bool(ts is not None and ts.trusted)

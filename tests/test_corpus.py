@@ -99,3 +99,14 @@ def test_pyhanko_lta_file_is_valid_and_trusted() -> None:
     assert status.intact and status.valid and status.trusted, status.notes
     assert status.timestamp_present
     assert "SIG-INVALID" not in result.codes and "SIG-UNTRUSTED" not in result.codes
+
+
+def test_bb_signature_extended_by_document_timestamp_is_not_modified() -> None:
+    """DSS's B-B signature extended to T by a document time-stamp (its own PKI, untrusted here)."""
+    result = _verify(_by_name("pades-t-level-extended.pdf"))
+    assert isinstance(result, FormVerdict)
+    assert "SIG-MODIFIED" not in result.codes
+    assert "TS-MISSING" not in result.codes
+    (status,) = result.signatures
+    assert status.timestamp_present and not status.modified_after
+    assert {"SIG-UNTRUSTED", "TS-UNTRUSTED"} <= set(result.codes)

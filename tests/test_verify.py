@@ -196,6 +196,38 @@ def test_document_timestamp_alone_is_sig_missing(pki: PkiFixture) -> None:
     assert verdict.codes == ("SIG-MISSING",)
 
 
+def test_document_timestamp_over_bb_signature_gives_it_its_time(pki: PkiFixture) -> None:
+    """ETSI EN 319 142-1 B-T: a document time-stamp may date a B-B signature."""
+    from signing.pki import add_document_timestamp
+
+    bb = pki.sign(pki.form_pdf(), timestamp=False)
+    verdict = verify(pki, add_document_timestamp(bb, pki.timestamper))
+    assert verdict.codes == (), verdict.signatures[0].notes
+    (status,) = verdict.signatures
+    assert status.timestamp_present and status.timestamp_valid and status.timestamp_trusted
+    assert not status.modified_after
+    assert "dated by the document time-stamp over it" in status.notes
+
+
+def test_document_timestamp_from_untrusted_tsa_is_ts_untrusted(pki: PkiFixture) -> None:
+    from signing.pki import add_document_timestamp
+
+    bb = pki.sign(pki.form_pdf(), timestamp=False)
+    verdict = verify(pki, add_document_timestamp(bb, pki.untrusted_timestamper))
+    assert verdict.codes == ("TS-UNTRUSTED",)
+
+
+def test_field_changed_then_document_timestamped_is_still_modified(pki: PkiFixture) -> None:
+    """A document time-stamp does not launder a change made before it."""
+    from intake.samples import change_field_after_signing
+    from signing.pki import add_document_timestamp
+
+    signed = pki.sign(pki.form_pdf({"org_reg_no": "40003000001"}), timestamp=False)
+    changed = change_field_after_signing(signed, "org_reg_no", "40003999999")
+    verdict = verify(pki, add_document_timestamp(changed, pki.timestamper))
+    assert "SIG-MODIFIED" in verdict.codes
+
+
 @pytest.mark.parametrize("kind", ["garbage", "truncated", "encrypted", "too-large"])
 def test_unreadable_inputs_raise(pki: PkiFixture, kind: str) -> None:
     signed = pki.sign(pki.form_pdf())
