@@ -68,8 +68,17 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO) -> int:
         if sig:
             for i, one in enumerate(sig.get("signatures", []), 1):
                 codes = ", ".join(one["codes"]) or "ok"
-                p(f"  signature {i} ({one.get('field')}): {codes}; time-stamp {one.get('timestamp')}")
+                where = one.get("field") or {"cms": ".p7s", "smime": "S/MIME"}.get(one.get("kind"))
+                p(f"  signature {i} ({where}): {codes}; time-stamp {one.get('timestamp')}")
                 for note in one.get("notes", []):
+                    p(f"    - {note}")
+            mail_sig = sig.get("mail_signature")
+            if mail_sig:
+                signer = mail_sig.get("signer") or {}
+                who = f"{signer.get('name')} {signer.get('personal_code') or ''}".strip()
+                p(f"  mail S/MIME signature: {', '.join(mail_sig['codes']) or 'ok'}"
+                  f" ({who or 'signer unknown'})")
+                for note in mail_sig.get("notes", []):
                     p(f"    - {note}")
         if verdicts.get("csr"):
             csr = verdicts["csr"]

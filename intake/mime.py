@@ -37,7 +37,7 @@ import re
 import unicodedata
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
@@ -77,6 +77,8 @@ class Attachment:
     depth: int = 0
     #: The decoded size of a part over the attachment limit, whose data was not kept.
     dropped_size: int | None = None
+    #: The part lies inside the content covered by the mail's S/MIME signature.
+    in_smime: bool = False
 
 
 @dataclass(frozen=True)
@@ -579,6 +581,7 @@ class _Walk:
                 self.walk(child, depth, nesting + 1)
             return
         content, signature = children
+        first = len(self.attachments)
         self.walk(content, depth, nesting + 1)
         if protocol not in P7S_TYPES:
             # Not S/MIME (e.g. PGP/MIME): keep the signature as a plain attachment.
@@ -593,6 +596,9 @@ class _Walk:
             return
         if self.smime is None and depth == 0:
             self.smime = (signed, sig)
+            self.attachments[first:] = [
+                replace(a, in_smime=True) for a in self.attachments[first:]
+            ]
 
 
 def _signed_bytes(raw: bytes, part: Message) -> bytes | None:

@@ -6,7 +6,12 @@ frozen :class:`~rules.base.Case` built so far and returns a new one
 duplicates) are handed in as plain functions, so the stages stay free of I/O
 apart from the verifier's revocation fetching.
 
-    read_form ─▶ verify_signature ─▶ place_workflow ─▶ check_csr ─▶ look_up_registry ─▶ judge
+    verify_signature ─▶ read_form ─▶ place_workflow ─▶ check_csr ─▶ look_up_registry
+        ─▶ find_duplicate ─▶ judge
+
+The form's signature is PAdES inside the PDF, or else a detached ``.p7s`` or
+the mail's S/MIME signature over it; an S/MIME signature beside a PAdES one is
+recorded (signer and verdict) but does not judge the form.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from intake.config import Config, MailboxConfig, WorkflowConfig
 from intake.errors import PermanentError
-from intake.mime import ParsedMail
+from intake.mime import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 
 log = logging.getLogger(__name__)
@@ -81,7 +86,9 @@ class Pipeline:
     # -- stages -----------------------------------------------------------
 
     def verify_signature(self, sub: Submission) -> Submission:
-        form = sub.mail.form
+        """Judge the form's signature: PAdES in the PDF, else a ``.p7s`` or S/MIME over it."""
+        mail = sub.mail
+        form = mail.form
         if form is None:
             return sub
         from signing.verify import UnreadableInput
@@ -92,8 +99,13 @@ class Pipeline:
             return replace(sub, case=replace(sub.case, form_error=error))
         try:
             verdict = self.verifier.verify_pdf_sync(form.data)
+            if not verdict.signatures:
+                verdict = self.detached_form_signature(mail, form) or verdict
         except UnreadableInput as exc:
             return replace(sub, case=replace(sub.case, form_error=str(exc) or "unreadable PDF"))
+        record = verdict_to_record(verdict)
+        if mail.smime is not None and not any(s.kind == "smime" for s in verdict.signatures):
+            record["mail_signature"] = self.mail_signature_record(mail.smime)
         signer = verdict.signer
         return replace(
             sub,
@@ -102,8 +114,51 @@ class Pipeline:
                 verdict=verdict,
                 signer_code=signer.personal_code if signer is not None else None,
             ),
-            verdict_record=verdict_to_record(verdict),
+            verdict_record=record,
         )
+
+    def detached_form_signature(self, mail: ParsedMail, form: Attachment) -> Any:
+        """The verdict of a signature outside an unsigned form PDF, or ``None``.
+
+        A ``.p7s`` counts when it is over the form (``form.pdf.p7s``, or any
+        ``.p7s`` not named after another attachment); an S/MIME signature counts
+        when the form is inside the signed content. Either covers the whole PDF,
+        so every value read from it is signed.
+        """
+        p7s = mail.p7s
+        if p7s is not None and self.p7s_target(mail, p7s) is form:
+            return self.verifier.verify_detached_sync(form.data, p7s.data, kind="cms")
+        if mail.smime is not None and form.in_smime:
+            content, signature = mail.smime
+            return self.verifier.verify_detached_sync(content, signature, kind="smime")
+        return None
+
+    @staticmethod
+    def p7s_target(mail: ParsedMail, p7s: Attachment) -> Attachment | None:
+        """The attachment a detached signature is over: named by it, else the form."""
+        name = (p7s.filename or "").lower()
+        if name.endswith(".p7s"):
+            stem = name[: -len(".p7s")]
+            named = [a for a in mail.attachments if (a.filename or "").lower() == stem]
+            if named:
+                return named[0]
+        return mail.form
+
+    def mail_signature_record(self, smime: tuple[bytes, bytes]) -> dict[str, Any]:
+        """The S/MIME signature of a mail whose form is signed on its own: recorded, not judged."""
+        from signing.verify import UnreadableInput
+
+        content, signature = smime
+        try:
+            verdict = self.verifier.verify_detached_sync(content, signature, kind="smime")
+        except UnreadableInput as exc:
+            return {"codes": ["SIG-INVALID"], "notes": [str(exc)], "signer": None}
+        (status,) = verdict.signatures
+        return {
+            "codes": list(status.codes),
+            "notes": list(status.notes),
+            "signer": signer_to_record(status.signer),
+        }
 
     def read_form(self, sub: Submission) -> Submission:
         form = sub.mail.form

@@ -7,8 +7,10 @@ Unicode values, signed with pyHanko (PAdES) by the demo PKI.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import Mapping, Sequence
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from io import BytesIO
@@ -106,3 +108,70 @@ def application_mail(
         maintype, _, subtype = ctype.partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
     return msg.as_bytes(policy=SMTP)
+
+
+def detached_signature(content: bytes, signer: Any, timestamper: Any = None) -> bytes:
+    """A detached CAdES signature (the DER of a ``.p7s``) over ``content``.
+
+    ``signer`` is a pyHanko signer, ``timestamper`` a pyHanko time-stamper or
+    ``None`` for no signature time-stamp.
+    """
+    import asyncio
+
+    signature = asyncio.run(signer.async_sign_general_data(
+        content, "sha256", detached=True, use_cades=True, timestamper=timestamper,
+    ))
+    return bytes(signature.dump())
+
+
+def smime_signed_mail(
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    signer: Any,
+    timestamper: Any = None,
+    body: str = "Labdien! Pielikumā pieteikums.\n",
+    form: bytes | None = None,
+    form_name: str = "pieteikums.pdf",
+    csr: bytes | None = None,
+    tamper: bool = False,
+) -> bytes:
+    """A ``multipart/signed`` S/MIME mail (RFC 8551) whose signed content holds the form.
+
+    With ``tamper`` the signed content is altered after signing, as a relay
+    that rewrites the body would.
+    """
+    inner = MIMEPart(policy=SMTP)
+    inner.set_content(body)
+    if form is not None:
+        inner.add_attachment(form, maintype="application", subtype="pdf", filename=form_name)
+    if csr is not None:
+        inner.add_attachment(csr, maintype="application", subtype="pkcs10",
+                             filename="request.csr")
+    content = inner.as_bytes(policy=SMTP)
+    signature = detached_signature(content, signer, timestamper)
+    if tamper:
+        content = content.replace(b"Labdien", b"Labrit", 1)
+    boundary = f"----pasts-signed-{secrets.token_hex(8)}"
+    head = EmailMessage(policy=SMTP)
+    head["From"] = sender
+    head["To"] = to
+    head["Subject"] = subject
+    head["Date"] = format_datetime(__import__("datetime").datetime.now().astimezone())
+    head["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "example.test")
+    head["MIME-Version"] = "1.0"
+    content_type = (
+        f'Content-Type: multipart/signed; protocol="application/pkcs7-signature";\r\n'
+        f' micalg=sha-256; boundary="{boundary}"\r\n\r\n'
+    )
+    b64 = base64.encodebytes(signature).replace(b"\n", b"\r\n")
+    return b"".join([
+        head.as_bytes(policy=SMTP).rstrip(b"\r\n") + b"\r\n", content_type.encode(),
+        b"This is a cryptographically signed message in MIME format.\r\n\r\n",
+        f"--{boundary}\r\n".encode(), content, f"\r\n--{boundary}\r\n".encode(),
+        b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+        b"Content-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: attachment; filename=smime.p7s\r\n\r\n",
+        b64, f"\r\n--{boundary}--\r\n".encode(),
+    ])

@@ -1,0 +1,125 @@
+"""Forms signed outside the PDF: a detached ``.p7s`` beside it, or the mail's S/MIME signature.
+
+End to end through the real Dovecot inbox and SMTP server, with the real test
+PKI (its OCSP, CRL and TSA services on loopback).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from intake.samples import (
+    application_mail,
+    detached_signature,
+    filled_form,
+    make_csr,
+    smime_signed_mail,
+)
+from signing.pki import QUALIFIED_PERSONAL_CODE
+from tests.daemon_env import EA, GOOD, TO, Deployment, message_id_of, reference_of
+
+pytestmark = pytest.mark.sections(verification={"required": False})
+SENDER = "janis@ergli.example"
+
+
+def _csr() -> bytes:
+    return make_csr(GOOD["csr_common_name"], GOOD["org_name"])
+
+
+def _answer(deployment: Deployment, raw: bytes) -> Any:
+    deployment.deliver(raw)
+    assert deployment.run_once() == 0
+    [reply] = deployment.replies_to(message_id_of(raw))
+    return reply
+
+
+def _p7s_mail(form: bytes, signature: bytes, name: str = "pieteikums.pdf.p7s",
+              extra: tuple[tuple[str, str, bytes], ...] = ()) -> bytes:
+    return application_mail(
+        sender=SENDER, to=TO, subject="Pieteikums ar .p7s", form=form, csr=_csr(),
+        attachments=(*extra, (name, "application/pkcs7-signature", signature)),
+    )
+
+
+def test_unsigned_form_with_p7s_over_it_is_accepted_and_signer_recorded(
+        deployment: Deployment, pki: Any) -> None:
+    form = filled_form(EA, GOOD)
+    reply = _answer(deployment, _p7s_mail(
+        form, detached_signature(form, pki.signer("qualified"), pki.timestamper)))
+    assert reply["X-Pasts-Codes"] is None
+    assert reply["X-Pasts-Status"] == "in-review"
+    code, shown = deployment.cli("show", reference_of(reply))
+    assert code == 0
+    assert QUALIFIED_PERSONAL_CODE in shown
+    assert "signature 1 (.p7s): ok" in shown
+
+
+def test_p7s_over_other_bytes_is_sig_invalid(deployment: Deployment, pki: Any) -> None:
+    form = filled_form(EA, GOOD)
+    other = filled_form(EA, {**GOOD, "org_reg_no": "40003999999"})
+    reply = _answer(deployment, _p7s_mail(
+        form, detached_signature(other, pki.signer("qualified"), pki.timestamper)))
+    assert reply["X-Pasts-Codes"] == "SIG-INVALID"
+    assert reply["X-Pasts-Status"] == "incomplete"
+
+
+def test_p7s_without_timestamp_is_ts_missing(deployment: Deployment, pki: Any) -> None:
+    form = filled_form(EA, GOOD)
+    reply = _answer(deployment, _p7s_mail(form, detached_signature(form, pki.signer("qualified"))))
+    assert reply["X-Pasts-Codes"] == "TS-MISSING"
+
+
+def test_p7s_named_after_another_attachment_does_not_sign_the_form(
+        deployment: Deployment, pki: Any) -> None:
+    notes = "Piezīmes pieteikumam".encode()
+    reply = _answer(deployment, _p7s_mail(
+        filled_form(EA, GOOD),
+        detached_signature(notes, pki.signer("qualified"), pki.timestamper),
+        name="piezimes.txt.p7s", extra=(("piezimes.txt", "text/plain", notes),)))
+    assert reply["X-Pasts-Codes"] == "SIG-MISSING"
+
+
+def test_smime_signed_mail_signs_the_unsigned_form_inside(deployment: Deployment,
+                                                          pki: Any) -> None:
+    raw = smime_signed_mail(sender=SENDER, to=TO, subject="Parakstīts pieteikums",
+                            signer=pki.signer("qualified"), timestamper=pki.timestamper,
+                            form=filled_form(EA, GOOD), csr=_csr())
+    reply = _answer(deployment, raw)
+    assert reply["X-Pasts-Codes"] is None
+    assert reply["X-Pasts-Status"] == "in-review"
+    code, shown = deployment.cli("show", reference_of(reply))
+    assert QUALIFIED_PERSONAL_CODE in shown
+    assert "signature 1 (S/MIME): ok" in shown
+
+
+def test_smime_mail_changed_in_transit_is_sig_invalid(deployment: Deployment,
+                                                      pki: Any) -> None:
+    raw = smime_signed_mail(sender=SENDER, to=TO, subject="Parakstīts pieteikums",
+                            signer=pki.signer("qualified"), timestamper=pki.timestamper,
+                            form=filled_form(EA, GOOD), csr=_csr(), tamper=True)
+    reply = _answer(deployment, raw)
+    assert reply["X-Pasts-Codes"] == "SIG-INVALID"
+
+
+def test_smime_by_a_non_qualified_signer_is_sig_not_qualified(deployment: Deployment,
+                                                             pki: Any) -> None:
+    raw = smime_signed_mail(sender=SENDER, to=TO, subject="Parakstīts pieteikums",
+                            signer=pki.signer("nonqualified"), timestamper=pki.timestamper,
+                            form=filled_form(EA, GOOD), csr=_csr())
+    codes = _answer(deployment, raw)["X-Pasts-Codes"].split(",")
+    assert "SIG-NOT-QUALIFIED" in codes
+
+
+def test_pades_form_in_smime_mail_is_judged_by_pades_and_mail_signer_recorded(
+        deployment: Deployment, pki: Any) -> None:
+    form = pki.sign(filled_form(EA, GOOD), signer="qualified")
+    raw = smime_signed_mail(sender=SENDER, to=TO, subject="Parakstīts pieteikums",
+                            signer=pki.signer("qualified-2"), timestamper=pki.timestamper,
+                            form=form, csr=_csr())
+    reply = _answer(deployment, raw)
+    assert reply["X-Pasts-Codes"] is None
+    code, shown = deployment.cli("show", reference_of(reply))
+    assert "signature 1 (Signature1): ok" in shown
+    assert "mail S/MIME signature: ok (Jānis Bērziņš" in shown
