@@ -391,9 +391,11 @@ class Verifier:
         """Synchronous :meth:`verify_pdf` for command-line use (not inside a running loop)."""
         return asyncio.run(self.verify_pdf(data))
 
-    def verify_detached_sync(self, content: bytes, signature_der: bytes) -> FormVerdict:
+    def verify_detached_sync(
+        self, content: bytes, signature_der: bytes, *, kind: Literal["cms", "smime"] = "cms"
+    ) -> FormVerdict:
         """Synchronous :meth:`verify_detached` for command-line use."""
-        return asyncio.run(self.verify_detached(content, signature_der))
+        return asyncio.run(self.verify_detached(content, signature_der, kind=kind))
 
     # -- plumbing --------------------------------------------------------------------
 
