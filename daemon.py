@@ -122,22 +122,22 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else config.daemon.log_level)
         from intake.runtime import Runtime
 
-        rt = Runtime.open(config)
-        if args.command == "run":
-            return commands.cmd_run(rt, once=args.once, out=out)
-        if args.command == "list":
-            return commands.cmd_list(rt, state=args.state, workflow=args.workflow, out=out)
-        if args.command == "show":
-            return commands.cmd_show(rt, args.reference, out=out)
-        if args.command in ("approve", "reject", "restrict"):
-            return commands.cmd_staff(rt, args.command, args.reference, user=args.user,
-                                      code=getattr(args, "code", None), note=args.note, out=out)
-        if args.command == "registry":
-            return commands.cmd_registry_import(rt, args.file, out=out)
-        if args.command == "digest":
-            return commands.cmd_digest(rt, send=args.send, html=args.html, out=out)
-        if args.command == "forms":
-            return commands.cmd_forms_render(rt, args.workflow, args.output, out=out)
+        with Runtime.open(config) as rt:
+            if args.command == "run":
+                return commands.cmd_run(rt, once=args.once, out=out)
+            if args.command == "list":
+                return commands.cmd_list(rt, state=args.state, workflow=args.workflow, out=out)
+            if args.command == "show":
+                return commands.cmd_show(rt, args.reference, out=out)
+            if args.command in ("approve", "reject", "restrict"):
+                return commands.cmd_staff(rt, args.command, args.reference, user=args.user,
+                                          code=getattr(args, "code", None), note=args.note, out=out)
+            if args.command == "registry":
+                return commands.cmd_registry_import(rt, args.file, out=out)
+            if args.command == "digest":
+                return commands.cmd_digest(rt, send=args.send, html=args.html, out=out)
+            if args.command == "forms":
+                return commands.cmd_forms_render(rt, args.workflow, args.output, out=out)
         parser.error(f"unknown command {args.command}")
     except ConfigurationError as exc:
         print(f"pasts: configuration error: {exc}", file=sys.stderr)

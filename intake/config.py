@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from intake.errors import ConfigurationError
@@ -73,6 +73,12 @@ class _Section:
         value = self.get(k, kind, default)
         if value is not None and value <= 0:
             raise self.error(k, f"must be greater than 0; got {value!r}")
+        return value
+
+    def non_negative(self, k: str, kind: type, default: Any) -> Any:
+        value = self.get(k, kind, default)
+        if value is not None and value < 0:
+            raise self.error(k, f"must be 0 or more; got {value!r}")
         return value
 
     def path_value(self, k: str, default: Any = ...) -> Path | None:
@@ -443,6 +449,9 @@ class LimitsConfig:
     max_pdf_pages: int = 200
     #: Wall-clock bound for verifying one form (seconds).
     verify_timeout_seconds: float = 60.0
+    #: Address-space bound of a verification process in MiB (0: none).
+    verify_memory_mb: int = 1536
+    MIN_VERIFY_MEMORY_MB: ClassVar[int] = 256
 
     @classmethod
     def from_toml(cls, s: _Section) -> LimitsConfig:
@@ -453,7 +462,14 @@ class LimitsConfig:
             verify_timeout_seconds=s.positive(
                 "verify_timeout_seconds", float, cls.verify_timeout_seconds
             ),
+            verify_memory_mb=s.non_negative("verify_memory_mb", int, cls.verify_memory_mb),
         )
+        if 0 < cfg.verify_memory_mb < cls.MIN_VERIFY_MEMORY_MB:
+            raise s.error(
+                "verify_memory_mb",
+                f"must be 0 (no limit) or at least {cls.MIN_VERIFY_MEMORY_MB}: a verification "
+                f"process needs about that much at rest; got {cfg.verify_memory_mb}",
+            )
         s.finish()
         return cfg
 

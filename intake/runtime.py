@@ -26,10 +26,13 @@ log = logging.getLogger(__name__)
 
 
 def make_verifier(config: Config) -> Any:
-    from signing.verify import Verifier, VerifierSettings
+    """The verifier the pipeline uses: in child processes bounded in time and memory."""
+    from signing.isolation import IsolatedVerifier
+    from signing.verify import VerifierSettings
 
     sc = config.signing
-    return Verifier(
+    memory_mb = config.limits.verify_memory_mb
+    return IsolatedVerifier(
         VerifierSettings(
             trust_roots=sc.trust_roots,
             require_timestamp=sc.require_timestamp,
@@ -39,7 +42,8 @@ def make_verifier(config: Config) -> Any:
             allow_fetching=sc.allow_fetching,
             max_pdf_bytes=config.limits.max_attachment_bytes,
             timeout_seconds=config.limits.verify_timeout_seconds,
-        )
+        ),
+        memory_bytes=memory_mb * 1024 * 1024 if memory_mb else None,
     )
 
 
@@ -63,6 +67,18 @@ class Runtime:
         # Leases name their holder as host:pid, so a restarted daemon can take
         # over what its killed predecessor held (intake.leases).
         return cls(config=config, store=open_store(config.database.url), worker=worker_id())
+
+    def close(self) -> None:
+        """Stop the verification processes (the store needs no closing)."""
+        if self._verifier is not None:
+            self._verifier.close()
+            self._verifier = None
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     @property
     def verifier(self) -> Any:

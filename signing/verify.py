@@ -15,6 +15,8 @@ the signature covers (see :attr:`FormVerdict.signed_revision`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -76,6 +78,10 @@ class UnreadableInput(ValueError):
     """The input cannot be read at all (not a PDF, truncated, encrypted, over limits)."""
 
     code = "FORM-UNREADABLE"
+
+
+class VerificationTimeout(UnreadableInput):
+    """Verification overran its time limit; its thread may still be running."""
 
 
 @dataclass(frozen=True)
@@ -400,24 +406,41 @@ class Verifier:
     # -- plumbing --------------------------------------------------------------------
 
     async def _bounded(self, function: Callable[..., Any], *args: Any) -> FormVerdict:
-        """Run ``function`` on a worker thread with its own loop, under the time limit.
+        """Run ``function`` on a thread of its own with its own loop, under the time limit.
 
         Parsing and difference analysis are CPU-bound; running them on a worker
-        keeps the daemon's event loop responsive and lets the time limit fire.
-        A worker that overruns is abandoned (it cannot be killed), and the input
-        is reported unreadable.
+        keeps the caller's event loop responsive and lets the time limit fire.
+        A thread that overruns cannot be killed: it is abandoned (a daemon
+        thread, not an executor's, so no loop shutdown waits for it) and
+        :class:`VerificationTimeout` is raised. Where runaway work must really
+        stop, run the verifier in a child process (:mod:`signing.isolation`).
         """
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[FormVerdict] = loop.create_future()
 
-        def run() -> FormVerdict:
-            result: FormVerdict = asyncio.run(function(*args))
-            return result
+        def settle(error: BaseException | None, result: FormVerdict | None) -> None:
+            if outcome.done():  # the caller gave up waiting
+                return
+            if error is not None:
+                outcome.set_exception(error)
+            else:
+                outcome.set_result(result)  # type: ignore[arg-type]
 
+        def run() -> None:
+            error: BaseException | None = None
+            result: FormVerdict | None = None
+            try:
+                result = asyncio.run(function(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller.
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the caller's loop is already closed
+                loop.call_soon_threadsafe(settle, error, result)
+
+        threading.Thread(target=run, name="pasts-verify", daemon=True).start()
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(run), timeout=self.settings.timeout_seconds
-            )
+            return await asyncio.wait_for(outcome, timeout=self.settings.timeout_seconds)
         except TimeoutError as exc:
-            raise UnreadableInput(
+            raise VerificationTimeout(
                 f"verification did not finish within {self.settings.timeout_seconds} s"
             ) from exc
         except RecursionError as exc:

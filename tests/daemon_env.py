@@ -145,7 +145,8 @@ class Deployment:
     # -- running ------------------------------------------------------------------
 
     def run_once(self) -> int:
-        return self.runtime().run_once()
+        with self.runtime() as runtime:
+            return runtime.run_once()
 
     def cli(self, *args: str) -> tuple[int, str]:
         from daemon import main

@@ -1,0 +1,187 @@
+"""Verification in child processes: bounded in time and memory, killable.
+
+A hostile PDF can make a parser loop or allocate without end, and a thread
+that does so cannot be stopped. :class:`IsolatedVerifier` has the synchronous
+API of :class:`~signing.verify.Verifier` but runs each call in a long-lived
+child process (started through a fork server, so a new child costs a fork, not
+an interpreter start) with an address-space limit. A call that overruns its
+time is answered :class:`~signing.verify.UnreadableInput` and its child is
+killed; so is a child that dies or runs out of memory. The next call starts a
+fresh child.
+
+Each calling thread borrows an idle child or starts one, so mailbox threads do
+not wait for one another.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import resource
+import threading
+import weakref
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Literal
+
+from signing.verify import (
+    FormVerdict,
+    UnreadableInput,
+    VerificationTimeout,
+    Verifier,
+    VerifierSettings,
+)
+
+log = logging.getLogger(__name__)
+
+# Methods of Verifier a child may be asked to run.
+_METHODS = frozenset({"verify_pdf_sync", "verify_detached_sync", "verify_asic_sync"})
+
+
+class VerifierCrashed(RuntimeError):
+    """The child failed in a way that says nothing about the input (a bug, not a deficiency)."""
+
+
+def _serve(conn: Connection, settings: VerifierSettings, memory_bytes: int | None) -> None:
+    """The child's loop: run requested verifications until the parent hangs up."""
+    if memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    verifier = Verifier(settings)
+    while True:
+        try:
+            method, args, kwargs = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if method not in _METHODS:
+                raise VerifierCrashed(f"unknown method {method!r}")
+            reply: tuple[str, Any] = ("ok", getattr(verifier, method)(*args, **kwargs))
+        except VerificationTimeout as exc:
+            # A thread of this process may still be running away: answer, then go.
+            reply = ("overran", str(exc))
+        except UnreadableInput as exc:
+            reply = ("unreadable", str(exc))
+        except MemoryError:
+            reply = ("unreadable", "the document needs too much memory to verify")
+        except RuntimeError as exc:
+            # Under the address-space limit a thread stack may not fit either.
+            if "can't start new thread" in str(exc):
+                reply = ("unreadable", "the document needs too much memory to verify")
+            else:
+                reply = ("crashed", repr(exc))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, never lost.
+            reply = ("crashed", repr(exc))
+        try:
+            conn.send(reply)
+        except MemoryError:
+            conn.send(("unreadable", "the verdict needs too much memory"))
+        if reply[0] == "overran":
+            return
+
+
+class _Child:
+    """One child process and the parent's end of its pipe."""
+
+    def __init__(self, ctx: Any, settings: VerifierSettings, memory_bytes: int | None) -> None:
+        self.conn, child_end = ctx.Pipe()
+        self.process: BaseProcess = ctx.Process(
+            target=_serve, args=(child_end, settings, memory_bytes),
+            name="pasts-verify", daemon=True,
+        )
+        self.process.start()
+        child_end.close()
+
+    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+             timeout: float) -> tuple[str, Any]:
+        self.conn.send((method, args, kwargs))
+        if not self.conn.poll(timeout):
+            return ("timeout", None)
+        try:
+            reply: tuple[str, Any] = self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(1)
+            return ("died", self.process.exitcode)
+        return reply
+
+    def kill(self) -> None:
+        self.conn.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+
+def _kill_all(children: list[_Child]) -> None:
+    while children:
+        children.pop().kill()
+
+
+class IsolatedVerifier:
+    """The synchronous :class:`~signing.verify.Verifier` API, run in child processes."""
+
+    def __init__(
+        self,
+        settings: VerifierSettings,
+        *,
+        memory_bytes: int | None = None,
+        grace_seconds: float = 5.0,
+    ) -> None:
+        """``memory_bytes`` bounds each child's address space; ``grace_seconds`` is
+        how much longer than the verifier's own time limit (which normally fires
+        first, inside the child) the parent waits before it kills the child."""
+        self.settings = settings
+        self.memory_bytes = memory_bytes
+        self.grace_seconds = grace_seconds
+        #: Children started so far (a new one after each kill).
+        self.children_started = 0
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["signing.verify"])
+        self._idle: list[_Child] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        # Children of a verifier nobody closed still go when it is collected.
+        self._finalizer = weakref.finalize(self, _kill_all, self._idle)
+
+    def verify_pdf_sync(self, data: bytes) -> FormVerdict:
+        """See :meth:`Verifier.verify_pdf`."""
+        return self._call("verify_pdf_sync", data)
+
+    def verify_detached_sync(
+        self, content: bytes, signature_der: bytes, *, kind: Literal["cms", "smime"] = "cms"
+    ) -> FormVerdict:
+        """See :meth:`Verifier.verify_detached`."""
+        return self._call("verify_detached_sync", content, signature_der, kind=kind)
+
+    def close(self) -> None:
+        """Stop every idle child (a busy one is killed when its call returns)."""
+        with self._lock:
+            self._closed = True
+            _kill_all(self._idle)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            child = self._idle.pop() if self._idle else None
+        if child is None or not child.process.is_alive():
+            child = _Child(self._ctx, self.settings, self.memory_bytes)
+            self.children_started += 1
+        timeout = self.settings.timeout_seconds + self.grace_seconds
+        status, value = child.call(method, args, kwargs, timeout)
+        with self._lock:
+            keep = status in ("ok", "unreadable", "crashed") and not self._closed
+            if keep:
+                self._idle.append(child)
+        if not keep:
+            child.kill()
+        if status == "ok":
+            return value
+        if status in ("unreadable", "overran"):
+            raise UnreadableInput(value)
+        if status == "timeout":
+            log.warning("verification overran %.0f s; its process was killed", timeout)
+            raise UnreadableInput(f"verification did not finish within {timeout:g} s")
+        if status == "died":
+            log.warning("the verification process died (exit code %s)", value)
+            raise UnreadableInput(
+                "the document could not be verified within the memory limit "
+                f"(verifier exit code {value})"
+            )
+        raise VerifierCrashed(f"{method} failed in the verification process: {value}")

@@ -1,0 +1,104 @@
+"""Verification in child processes: same verdicts, and runaway work is stopped.
+
+Real child processes (through the fork server) verify real signed forms of the
+test PKI; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from intake.config import parse_config
+from intake.errors import ConfigurationError
+from signing.isolation import IsolatedVerifier
+from signing.pki import QUALIFIED_PERSONAL_CODE
+from signing.verify import UnreadableInput, Verifier
+from tests.fixtures.pki import PkiFixture
+
+
+@pytest.fixture
+def isolated(pki: PkiFixture) -> Iterator[IsolatedVerifier]:
+    verifier = IsolatedVerifier(pki.settings(), memory_bytes=1536 * 1024 * 1024)
+    yield verifier
+    verifier.close()
+
+
+def test_verdict_is_the_in_process_verdict(pki: PkiFixture, isolated: IsolatedVerifier) -> None:
+    for signed in (pki.sign(pki.form_pdf()), pki.sign(pki.form_pdf(), "nonqualified")):
+        here = Verifier(pki.settings()).verify_pdf_sync(signed)
+        there = isolated.verify_pdf_sync(signed)
+        assert there.codes == here.codes
+        assert there.signer == here.signer
+        assert there.signed_revision == here.signed_revision
+    assert there.codes == ("SIG-NOT-QUALIFIED",)
+    # One child served both calls.
+    assert isolated.children_started == 1
+
+
+def test_detached_and_unreadable_inputs_cross_the_process_boundary(
+        pki: PkiFixture, isolated: IsolatedVerifier) -> None:
+    from intake.samples import detached_signature
+
+    content = "Pieteikums: Jānis Bērziņš".encode()
+    signature = detached_signature(content, pki.signer("qualified"), pki.timestamper)
+    verdict = isolated.verify_detached_sync(content, signature, kind="smime")
+    assert verdict.codes == ()
+    assert verdict.signatures[0].kind == "smime"
+    assert verdict.signer is not None and verdict.signer.personal_code == QUALIFIED_PERSONAL_CODE
+    with pytest.raises(UnreadableInput, match="not a PDF"):
+        isolated.verify_pdf_sync(b"GIF89a not a PDF")
+    # An unreadable input is an answer, not a reason to replace the child.
+    assert isolated.children_started == 1
+
+
+def test_overrun_inside_the_child_ends_the_child(pki: PkiFixture) -> None:
+    """The verifier's own limit fires; its thread may run on, so the child exits."""
+    verifier = IsolatedVerifier(pki.settings(timeout_seconds=0.001), grace_seconds=30)
+    try:
+        with pytest.raises(UnreadableInput, match="did not finish within 0.001 s"):
+            verifier.verify_pdf_sync(pki.sign(pki.form_pdf()))
+        with pytest.raises(UnreadableInput):
+            verifier.verify_pdf_sync(pki.sign(pki.form_pdf()))
+        assert verifier.children_started == 2
+    finally:
+        verifier.close()
+
+
+def test_child_that_does_not_answer_in_time_is_killed(pki: PkiFixture) -> None:
+    """With no grace the parent's deadline passes first and it kills the child."""
+    verifier = IsolatedVerifier(pki.settings(timeout_seconds=0.001), grace_seconds=0)
+    try:
+        with pytest.raises(UnreadableInput, match="did not finish within 0.001 s"):
+            verifier.verify_pdf_sync(pki.sign(pki.form_pdf()))
+        assert verifier._idle == []  # noqa: SLF001 - the killed child is not reused
+    finally:
+        verifier.close()
+
+
+def test_child_out_of_memory_is_form_unreadable_and_the_next_call_works(
+        pki: PkiFixture) -> None:
+    starved = IsolatedVerifier(pki.settings(), memory_bytes=16 * 1024 * 1024)
+    try:
+        with pytest.raises(UnreadableInput, match="memory"):
+            starved.verify_pdf_sync(pki.sign(pki.form_pdf()))
+    finally:
+        starved.close()
+    healthy = IsolatedVerifier(pki.settings(), memory_bytes=1536 * 1024 * 1024)
+    try:
+        assert healthy.verify_pdf_sync(pki.sign(pki.form_pdf())).ok
+    finally:
+        healthy.close()
+
+
+@pytest.mark.parametrize(("value", "accepted"), [(0, True), (256, True), (100, False), (-1, False)])
+def test_memory_limit_key_is_checked_at_start(tmp_path: Path, value: int, accepted: bool) -> None:
+    data = {"smtp": {"url": "maildir:./outbox", "from": "pasts@agency.test"},
+            "limits": {"verify_memory_mb": value}}
+    if accepted:
+        assert parse_config(data, tmp_path / "config.toml").limits.verify_memory_mb == value
+    else:
+        with pytest.raises(ConfigurationError, match=r"limits\.verify_memory_mb"):
+            parse_config(data, tmp_path / "config.toml")
