@@ -76,7 +76,8 @@ class Decider:
             app = application_for_thread(s, thread_ids)
         if app is not None:
             if mail.reply_address in (app.addresses or []):
-                if (mail.form is not None or mail.csr is not None) and app.state in RESUBMITTABLE:
+                submits = mail.form is not None or mail.csr is not None or mail.oversized
+                if submits and app.state in RESUBMITTABLE:
                     return self.judge(s, pipeline, mailbox, row, mail, app=app)
                 if self.verification.wants_new_link(mail, app):
                     return self.verification.resend(s, row, mail, app)

@@ -117,6 +117,8 @@ class ParsedMail:
     smime: tuple[bytes, bytes] | None
     #: Parser defects and limit violations, human-readable.
     defects: tuple[str, ...] = ()
+    #: The size of a message over the message limit: only its header was read.
+    oversized: int | None = None
 
     @property
     def reply_address(self) -> str:
@@ -633,9 +635,28 @@ def _first(attachments: Iterable[Attachment], kind: str) -> Attachment | None:
     return next((a for a in attachments if a.kind == kind), None)
 
 
-def parse_message(raw: bytes, *, max_attachment_bytes: int = 15 * 1024 * 1024) -> ParsedMail:
-    """Parse one RFC 5322 message; never raises, problems go to ``defects``."""
+def parse_message(
+    raw: bytes,
+    *,
+    max_attachment_bytes: int = 15 * 1024 * 1024,
+    max_message_bytes: int | None = None,
+) -> ParsedMail:
+    """Parse one RFC 5322 message; never raises, problems go to ``defects``.
+
+    A message over ``max_message_bytes`` has only its header parsed (enough to
+    route and answer it) and is marked :attr:`ParsedMail.oversized`.
+    """
     try:
+        if max_message_bytes is not None and len(raw) > max_message_bytes:
+            end = re.search(rb"\r?\n\r?\n", raw)
+            header = raw[: end.end()] if end else raw[:65536]
+            mail = _parse(bytes(header[:65536]), max_attachment_bytes)
+            return replace(
+                mail,
+                oversized=len(raw),
+                defects=(*mail.defects,
+                         f"message of {len(raw)} bytes is over the limit of {max_message_bytes}"),
+            )
         return _parse(raw, max_attachment_bytes)
     except Exception as exc:  # The last line of defence: a parse bug is a defect.
         return _empty([f"message could not be parsed: {type(exc).__name__}: {exc}"])

@@ -75,7 +75,8 @@ class Pipeline:
         sub = Submission(
             mail=mail,
             mailbox=mailbox,
-            case=Case(workflow=None, form_present=form is not None),
+            # An oversized mail was not opened: whatever it carried is unreadable.
+            case=Case(workflow=None, form_present=form is not None or mail.oversized is not None),
             form_sha256=hashlib.sha256(form.data).hexdigest() if form is not None else None,
         )
         for name, stage in self.stages:
@@ -89,6 +90,10 @@ class Pipeline:
         """Judge the form's signature: PAdES in the PDF, else a ``.p7s`` or S/MIME over it."""
         mail = sub.mail
         form = mail.form
+        if mail.oversized is not None:
+            limit = self.config.limits.max_message_bytes
+            error = f"the message is {mail.oversized} bytes, over the limit of {limit} bytes"
+            return replace(sub, case=replace(sub.case, form_error=error, unopened=True))
         if form is None:
             return sub
         from signing.verify import UnreadableInput

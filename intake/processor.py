@@ -85,8 +85,9 @@ class Intake:
         """Take one message through the ledger; return its final status."""
         mailbox = source.config
         # Parsed once: the ledger row takes its keys from it, the decision its content.
-        mail = parse_message(message.raw,
-                             max_attachment_bytes=self.config.limits.max_attachment_bytes)
+        limits = self.config.limits
+        mail = parse_message(message.raw, max_attachment_bytes=limits.max_attachment_bytes,
+                             max_message_bytes=limits.max_message_bytes)
         row_id = self.record(mailbox, message, mail)
         crash_point("after-persist")
         status = self.process(mailbox, row_id, mail)

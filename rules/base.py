@@ -52,6 +52,9 @@ class Case:
     form_present: bool = False
     #: Why the form could not be read (FORM-UNREADABLE), else None.
     form_error: str | None = None
+    #: The mail was over the message size limit and not opened at all, so
+    #: nothing is known of its attachments (only FORM-UNREADABLE is said).
+    unopened: bool = False
     #: The form's field values, read from the revision the signature covers.
     fields: Mapping[str, str] = field(default_factory=dict)
     #: ``signing.verify.FormVerdict`` of the form (None when not verified).

@@ -14,7 +14,9 @@ class CsrRule:
     description: str
 
     def applies(self, case: Case) -> bool:
-        return case.workflow is not None and "csr" in case.workflow.requires
+        return (
+            case.workflow is not None and "csr" in case.workflow.requires and not case.unopened
+        )
 
     def check(self, case: Case) -> Iterable[Finding]:
         codes = ("CSR-MISSING",) if case.csr is None else case.csr.codes

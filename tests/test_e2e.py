@@ -255,3 +255,19 @@ def test_expired_link_shows_the_expiry_page_and_a_new_link_can_be_asked(
     kinds = [r["X-Pasts-Status"] for r in deployment.replies()]
     assert kinds.count("awaiting-verification") == 2  # first link, then the new one
     assert "verification-expired" in kinds  # the expiry notice
+
+
+@pytest.mark.sections(limits={"max_message_bytes": 50000})
+def test_message_over_the_size_limit_is_answered_unread(deployment: Deployment,
+                                                         pki: Any) -> None:
+    raw = application_mail(sender="janis@ergli.example", to=TO, subject="Pieteikums",
+                           form=pki.sign(filled_form(EA, GOOD)), attachments=(
+                               ("scan.tiff", "image/tiff", b"II*\x00" + b"\x00" * 60000),))
+    deployment.deliver(raw)
+    deployment.run_once()
+    [reply] = deployment.replies_to(message_id_of(raw))
+    assert reply["X-Pasts-Codes"] == "FORM-UNREADABLE"
+    assert reply["X-Pasts-Status"] == "incomplete"
+    code, shown = deployment.cli("show", reference_of(reply))
+    assert "over the limit of 50000 bytes" in shown
+    assert deployment.inbox() == []

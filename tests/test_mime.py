@@ -259,3 +259,17 @@ def test_degenerate_inputs(raw: bytes) -> None:
     mail = parse_message(raw)
     assert mail.defects
     assert mail.from_addr == ""
+
+
+def test_message_over_the_limit_keeps_its_header_only() -> None:
+    from intake.samples import application_mail
+
+    raw = application_mail(sender="Jānis <janis@ergli.example>", to="pasts@agency.test",
+                           subject="Pieteikums", form=b"%PDF-1.7\n" + b"0" * 5000)
+    mail = parse_message(raw, max_message_bytes=4000)
+    assert mail.oversized == len(raw)
+    assert mail.from_addr == "janis@ergli.example" and mail.subject == "Pieteikums"
+    assert mail.message_id is not None
+    assert mail.form is None and mail.attachments == () and mail.body_text == ""
+    assert any("over the limit of 4000" in d for d in mail.defects)
+    assert parse_message(raw, max_message_bytes=len(raw)).oversized is None
