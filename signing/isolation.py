@@ -22,7 +22,7 @@ import threading
 import weakref
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from signing.verify import (
     FormVerdict,
@@ -32,10 +32,17 @@ from signing.verify import (
     VerifierSettings,
 )
 
+if TYPE_CHECKING:
+    from signing.asic import AsicVerdict
+
 log = logging.getLogger(__name__)
 
 # Methods of Verifier a child may be asked to run.
 _METHODS = frozenset({"verify_pdf_sync", "verify_detached_sync", "verify_asic_sync"})
+
+
+#: Loggers that repeat, with tracebacks, what the verdict already says.
+QUIET_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
 
 
 class VerifierCrashed(RuntimeError):
@@ -46,6 +53,14 @@ def _serve(conn: Connection, settings: VerifierSettings, memory_bytes: int | Non
     """The child's loop: run requested verifications until the parent hangs up."""
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    # pyHanko logs every failed check with a traceback; each one is already a
+    # code and a note in the verdict, so only its errors are worth a log line.
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s[verify]: %(message)s",
+    )
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     verifier = Verifier(settings)
     while True:
         try:
@@ -150,6 +165,10 @@ class IsolatedVerifier:
     ) -> FormVerdict:
         """See :meth:`Verifier.verify_detached`."""
         return self._call("verify_detached_sync", content, signature_der, kind=kind)
+
+    def verify_asic_sync(self, data: bytes) -> AsicVerdict:
+        """See :meth:`Verifier.verify_asic`."""
+        return cast("AsicVerdict", self._call("verify_asic_sync", data))
 
     def close(self) -> None:
         """Stop every idle child (a busy one is killed when its call returns)."""

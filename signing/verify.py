@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from asn1crypto import cms, pem
 from asn1crypto import crl as asn1_crl
@@ -54,6 +54,9 @@ from pyhanko_certvalidator.policy_decl import (
 )
 
 from signing.qc import qc_info
+
+if TYPE_CHECKING:
+    from signing.asic import AsicVerdict
 
 # The SubFilters of approval signatures this intake accepts.
 _ACCEPTED_SUBFILTERS = ("/ETSI.CAdES.detached", "/adbe.pkcs7.detached")
@@ -141,8 +144,8 @@ class SignatureStatus:
     field_name: str | None
     """Fully qualified name of the PDF signature field (``None`` for detached CMS)."""
 
-    kind: Literal["pades", "cms", "smime"]
-    """Where the signature came from: a PDF, a detached ``.p7s``, or S/MIME."""
+    kind: Literal["pades", "cms", "smime", "xades"]
+    """Where the signature came from: a PDF, a detached ``.p7s``, S/MIME, or an ASiC-E container."""
 
     intact: bool
     """The signed data's digest matches the digest the signature covers."""
@@ -925,6 +928,18 @@ class Verifier:
             notes=tuple(notes),
         )
         return FormVerdict(signatures=(status,), codes=status.codes, signer=status.signer)
+
+    # -- ASiC-E --------------------------------------------------------------------------
+
+    async def verify_asic(self, data: bytes) -> AsicVerdict:
+        """Verify the XAdES signatures of an ASiC-E container (see :mod:`signing.asic`)."""
+        from signing.asic import verify_container
+
+        return cast("AsicVerdict", await self._bounded(verify_container, self, data))
+
+    def verify_asic_sync(self, data: bytes) -> AsicVerdict:
+        """Synchronous :meth:`verify_asic` (not inside a running loop)."""
+        return asyncio.run(self.verify_asic(data))
 
 
 def _broken(
