@@ -68,7 +68,7 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO) -> int:
         if sig:
             for i, one in enumerate(sig.get("signatures", []), 1):
                 codes = ", ".join(one["codes"]) or "ok"
-                where = one.get("field") or {"cms": ".p7s", "smime": "S/MIME"}.get(one.get("kind"))
+                where = one.get("field") or {"cms": ".p7s", "smime": "S/MIME", "xades": "ASiC-E"}.get(one.get("kind"))
                 p(f"  signature {i} ({where}): {codes}; time-stamp {one.get('timestamp')}")
                 for note in one.get("notes", []):
                     p(f"    - {note}")

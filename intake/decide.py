@@ -76,13 +76,13 @@ class Decider:
             app = application_for_thread(s, thread_ids)
         if app is not None:
             if mail.reply_address in (app.addresses or []):
-                submits = mail.form is not None or mail.csr is not None or mail.oversized
+                submits = mail.carries_form or mail.csr is not None or mail.oversized
                 if submits and app.state in RESUBMITTABLE:
                     return self.judge(s, pipeline, mailbox, row, mail, app=app)
                 if self.verification.wants_new_link(mail, app):
                     return self.verification.resend(s, row, mail, app)
                 return self.answer_status(s, row, mail, app)
-            if mail.form is None:
+            if not mail.carries_form:
                 # A stranger replying in someone's thread learns nothing.
                 return self.status_unknown(s, row, mail)
         return self.judge(s, pipeline, mailbox, row, mail, app=None)
@@ -112,7 +112,8 @@ class Decider:
     def judge(self, s: Session, pipeline: Pipeline, mailbox: MailboxConfig,
               row: ReceivedMessage, mail: ParsedMail, *, app: Application | None) -> Outcome:
         default = pipeline.default_workflow(mailbox)
-        if app is None and mail.form is None and default is not None and not default.needs_form:
+        if (app is None and not mail.carries_form and default is not None
+                and not default.needs_form):
             return self.consultation(s, row, mail, default)
 
         sub = pipeline.run(mail, mailbox)

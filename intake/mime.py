@@ -121,6 +121,11 @@ class ParsedMail:
     oversized: int | None = None
 
     @property
+    def carries_form(self) -> bool:
+        """A form arrived: a PDF, or an ASiC-E container that should hold one."""
+        return self.form is not None or self.asice is not None
+
+    @property
     def reply_address(self) -> str:
         return self.reply_to or self.from_addr
 
@@ -561,9 +566,8 @@ class _Walk:
             self.defects.append(f"attachment {label} too large ({len(data)} bytes)")
             # An over-limit PDF is still the applicant's form: it is answered
             # FORM-UNREADABLE ("over limits", SPEC section 3), not FORM-MISSING.
-            dropped: AttachmentKind = (
-                "form" if classify(data, filename, ctype) == "form" else "other"
-            )
+            kind = classify(data, filename, ctype)
+            dropped: AttachmentKind = kind if kind in ("form", "asice") else "other"
             self.attachments.append(
                 Attachment(filename, ctype, dropped, b"", depth, dropped_size=len(data))
             )

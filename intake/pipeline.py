@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from intake.config import Config, MailboxConfig, WorkflowConfig
@@ -46,7 +46,9 @@ class Submission:
     mail: ParsedMail
     mailbox: MailboxConfig
     case: Case
-    #: SHA-256 of the form PDF (DUPLICATE), when there is one.
+    #: The form PDF's bytes: the attachment, or the PDF inside an ASiC-E container.
+    form_data: bytes | None = field(default=None, repr=False)
+    #: SHA-256 of what was signed, the PDF or the container (DUPLICATE).
     form_sha256: str | None = None
     #: The whole verdict as plain data for the store (signatures, notes).
     verdict_record: dict[str, Any] | None = None
@@ -71,13 +73,15 @@ class Pipeline:
         )
 
     def run(self, mail: ParsedMail, mailbox: MailboxConfig) -> Submission:
-        form = mail.form
+        signed = mail.form or mail.asice
         sub = Submission(
             mail=mail,
             mailbox=mailbox,
             # An oversized mail was not opened: whatever it carried is unreadable.
-            case=Case(workflow=None, form_present=form is not None or mail.oversized is not None),
-            form_sha256=hashlib.sha256(form.data).hexdigest() if form is not None else None,
+            case=Case(workflow=None,
+                      form_present=mail.carries_form or mail.oversized is not None),
+            form_data=mail.form.data if mail.form is not None else None,
+            form_sha256=hashlib.sha256(signed.data).hexdigest() if signed is not None else None,
         )
         for name, stage in self.stages:
             sub = stage(sub)
@@ -94,6 +98,8 @@ class Pipeline:
             limit = self.config.limits.max_message_bytes
             error = f"the message is {mail.oversized} bytes, over the limit of {limit} bytes"
             return replace(sub, case=replace(sub.case, form_error=error, unopened=True))
+        if form is None and mail.asice is not None:
+            return self.verify_container(sub, mail.asice)
         if form is None:
             return sub
         from signing.verify import UnreadableInput
@@ -117,6 +123,39 @@ class Pipeline:
             case=replace(
                 sub.case,
                 verdict=verdict,
+                signer_code=signer.personal_code if signer is not None else None,
+            ),
+            verdict_record=record,
+        )
+
+    def verify_container(self, sub: Submission, container: Attachment) -> Submission:
+        """Judge an ASiC-E container's signatures; the PDF inside becomes the form."""
+        from signing.verify import UnreadableInput
+
+        name = container.filename or "container"
+        if container.dropped_size is not None:
+            limit = self.config.limits.max_attachment_bytes
+            error = f"{name} is {container.dropped_size} bytes, over the limit of {limit} bytes"
+            return replace(sub, case=replace(sub.case, form_error=error))
+        try:
+            asic = self.verifier.verify_asic_sync(container.data)
+        except UnreadableInput as exc:
+            error = f"{name} cannot be read: {exc}"
+            return replace(sub, case=replace(sub.case, form_error=error))
+        record = verdict_to_record(asic.verdict)
+        record["container"] = {
+            "name": name, "form": asic.form_name, "files": [n for n, _ in asic.documents],
+        }
+        if asic.form_bytes is None:
+            # A signed container without the form is a mail without the form.
+            return replace(sub, case=replace(sub.case, form_present=False), verdict_record=record)
+        signer = asic.verdict.signer
+        return replace(
+            sub,
+            form_data=asic.form_bytes,
+            case=replace(
+                sub.case,
+                verdict=asic.verdict,
                 signer_code=signer.personal_code if signer is not None else None,
             ),
             verdict_record=record,
@@ -166,8 +205,8 @@ class Pipeline:
         }
 
     def read_form(self, sub: Submission) -> Submission:
-        form = sub.mail.form
-        if form is None or sub.case.form_error:
+        data = sub.form_data
+        if data is None or sub.case.form_error:
             return sub
         from intake.forms import read_form_fields
 
@@ -177,10 +216,10 @@ class Pipeline:
         # from the signed revision, never from a later update.
         signed = getattr(verdict, "signed_revision", None)
         try:
-            fields = read_form_fields(signed or form.data, max_pages=max_pages)
+            fields = read_form_fields(signed or data, max_pages=max_pages)
             changed = False
             if signed:
-                changed = read_form_fields(form.data, max_pages=max_pages) != fields
+                changed = read_form_fields(data, max_pages=max_pages) != fields
         except PermanentError as exc:
             return replace(sub, case=replace(sub.case, form_error=str(exc)))
         return replace(

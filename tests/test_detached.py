@@ -6,6 +6,7 @@ PKI (its OCSP, CRL and TSA services on loopback).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -123,3 +124,67 @@ def test_pades_form_in_smime_mail_is_judged_by_pades_and_mail_signer_recorded(
     code, shown = deployment.cli("show", reference_of(reply))
     assert "signature 1 (Signature1): ok" in shown
     assert "mail S/MIME signature: ok (Jānis Bērziņš" in shown
+
+
+# -- ASiC-E containers (.edoc, .asice) -----------------------------------------------
+
+
+def _edoc_mail(container: bytes, name: str = "pieteikums.edoc") -> bytes:
+    return application_mail(sender=SENDER, to=TO, subject="Pieteikums .edoc formātā",
+                            csr=_csr(),
+                            attachments=((name, "application/vnd.etsi.asic-e+zip", container),))
+
+
+def _edoc(pki: Any, files: tuple[tuple[str, bytes], ...], signer: str = "qualified") -> bytes:
+    from signing.asic import make_asice
+
+    return make_asice(files, pki.signer(signer), timestamper=pki.timestamper)
+
+
+def test_edoc_with_the_form_is_judged_like_a_signed_pdf(deployment: Deployment,
+                                                        pki: Any) -> None:
+    container = _edoc(pki, (("pieteikums.pdf", filled_form(EA, GOOD)),
+                            ("pielikums.txt", "Ērgļu pielikums".encode())))
+    reply = _answer(deployment, _edoc_mail(container))
+    assert reply["X-Pasts-Codes"] is None
+    assert reply["X-Pasts-Status"] == "in-review"
+    code, shown = deployment.cli("show", reference_of(reply))
+    assert QUALIFIED_PERSONAL_CODE in shown
+    assert re.search(r"signature 1 \(META-INF/signatures\d*\.xml#[^)]+\): ok", shown), shown
+    assert "SIA Ērgļu Māja" in shown  # the fields come from the PDF inside
+
+
+def test_edoc_whose_form_was_replaced_after_signing_is_sig_invalid(deployment: Deployment,
+                                                                   pki: Any) -> None:
+    import zipfile
+    from io import BytesIO
+
+    container = _edoc(pki, (("pieteikums.pdf", filled_form(EA, GOOD)),))
+    changed = BytesIO()
+    with zipfile.ZipFile(BytesIO(container)) as src, zipfile.ZipFile(changed, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "pieteikums.pdf":
+                data = filled_form(EA, {**GOOD, "org_reg_no": "40003999999"})
+            dst.writestr(item, data)
+    reply = _answer(deployment, _edoc_mail(changed.getvalue()))
+    assert "SIG-INVALID" in reply["X-Pasts-Codes"].split(",")
+    assert reply["X-Pasts-Status"] == "incomplete"
+
+
+def test_edoc_without_a_pdf_is_form_missing(deployment: Deployment, pki: Any) -> None:
+    container = _edoc(pki, (("pieteikums.txt", "Lūdzu pieslēgt".encode()),))
+    reply = _answer(deployment, _edoc_mail(container, "pieteikums.asice"))
+    assert "FORM-MISSING" in reply["X-Pasts-Codes"].split(",")
+
+
+def test_edoc_that_is_not_a_container_is_form_unreadable(deployment: Deployment) -> None:
+    reply = _answer(deployment, _edoc_mail(b"PK\x03\x04 this is not really a zip"))
+    assert reply["X-Pasts-Codes"] == "FORM-UNREADABLE"
+
+
+def test_edoc_by_an_untrusted_signer_is_sig_untrusted(deployment: Deployment,
+                                                      pki: Any) -> None:
+    container = _edoc(pki, (("pieteikums.pdf", filled_form(EA, GOOD)),), signer="untrusted")
+    codes = _answer(deployment, _edoc_mail(container))["X-Pasts-Codes"].split(",")
+    assert "SIG-UNTRUSTED" in codes
