@@ -101,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("apscheduler", "pyhanko", "pyhanko_certvalidator", "alembic", "aiosmtplib"):
+    for noisy in ("apscheduler", "alembic", "aiosmtplib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pyHanko logs each failed check with a traceback; the verdict's codes and
+    # notes already say it (see `pasts show`).
+    for noisy in ("pyhanko", "pyhanko_certvalidator"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.ERROR)
 
     from intake import commands
     from intake.config import load_config

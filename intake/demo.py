@@ -89,10 +89,14 @@ def build_samples(config: Config, pki: Any) -> list[Sample]:
     from intake.samples import (
         application_mail,
         change_field_after_signing,
+        detached_signature,
+        embed_revocation_info,
         filled_form,
         make_csr,
         sign,
+        smime_signed_mail,
     )
+    from signing.asic import make_asice
 
     ea = config.workflow("eaddress-production")
     api = config.workflow("api-access")
@@ -157,6 +161,60 @@ def build_samples(config: Config, pki: Any) -> list[Sample]:
             headers={"Auto-Submitted": "auto-replied"}, body="Esmu atvaļinājumā.\n"),
             "no answer (auto-submitted)"),
     ]
+    # Forms signed outside the PDF: a detached .p7s, and an S/MIME signed mail.
+    p7s_form = filled_form(ea, {**EA_GOOD, "contact_name": "Edgars Ozols",
+                                "contact_email": "edgars@ergli.example"})
+    smime_form = filled_form(ea, {**EA_GOOD, "contact_name": "Inese Kalna",
+                                  "contact_email": "inese@ergli.example"})
+    edoc_form = filled_form(ea, {**EA_GOOD, "contact_name": "Māris Liepa",
+                                 "contact_email": "maris@ergli.example"})
+    revoked = sign(filled_form(ea, {**EA_GOOD, "contact_email": "juris@ergli.example"}), pki,
+                   "revoked")
+    samples += [
+        Sample("e-address, form signed by a .p7s beside it", "edgars@ergli.example",
+               "applications", application_mail(
+                   sender="edgars@ergli.example", to=TO, subject="Pieteikums ar .p7s parakstu",
+                   form=p7s_form, csr=make_csr("ergli-connector.example.lv"),
+                   attachments=(("pieteikums.pdf.p7s", "application/pkcs7-signature",
+                                 detached_signature(p7s_form, pki.signer("qualified"),
+                                                    pki.timestamper())),)),
+               "awaiting-verification (signer read from the .p7s)"),
+        Sample("e-address, S/MIME signed mail", "inese@ergli.example", "applications",
+               smime_signed_mail(sender="inese@ergli.example", to=TO,
+                                 subject="Parakstīts pieteikums", signer=pki.signer("qualified"),
+                                 timestamper=pki.timestamper(), form=smime_form,
+                                 csr=make_csr("ergli-connector.example.lv")),
+               "awaiting-verification (signer read from S/MIME)"),
+        Sample("e-address, form in an .edoc (ASiC-E, XAdES)", "maris@ergli.example",
+               "applications", application_mail(
+                   sender="maris@ergli.example", to=TO, subject="Pieteikums .edoc formātā",
+                   csr=make_csr("ergli-connector.example.lv"),
+                   attachments=(("pieteikums.edoc", "application/vnd.etsi.asic-e+zip",
+                                 make_asice([("pieteikums.pdf", edoc_form)],
+                                            pki.signer("qualified"),
+                                            timestamper=pki.timestamper())),)),
+               "awaiting-verification (signer read from the XAdES signature)"),
+        Sample("e-address, signer's certificate revoked", "juris@ergli.example", "applications",
+               application_mail(sender="juris@ergli.example", to=TO, subject="Pieteikums",
+                                form=embed_revocation_info(revoked, [pki.crl("ca-qualified")]),
+                                csr=make_csr("ergli-connector.example.lv")),
+               "SIG-CERT-REVOKED (the CRL travels in the PDF)"),
+        Sample("e-address, same signed form in a new mail", "janis@ergli.example",
+               "applications", application_mail(
+                   sender="janis@ergli.example", to=TO, subject="Pieteikums (vēlreiz)",
+                   form=good_ea, csr=make_csr("ergli-connector.example.lv", "SIA Ērgļu Māja")),
+               "DUPLICATE (answered with the first reference)"),
+        Sample("a form of no configured procedure", "ilze@example.lv", "applications",
+               application_mail(sender="ilze@example.lv", to=TO, subject="Būvatļauja",
+                                form=sign(filled_form(ea, {**EA_GOOD, "form_id": "building-permit",
+                                                           "contact_email": "ilze@example.lv"}),
+                                          pki)),
+               "FORM-UNKNOWN"),
+        Sample("a broken PDF", "oskars@example.lv", "applications", application_mail(
+            sender="oskars@example.lv", to=TO, subject="Pieteikums",
+            form=good_ea[: len(good_ea) // 3], csr=make_csr("ergli-connector.example.lv")),
+            "FORM-UNREADABLE"),
+    ]
     # The same good mail delivered twice: answered once.
     samples.append(Sample("e-address, good (delivered twice)", "janis@ergli.example", "applications",
                           samples[0].raw, "no second answer"))
@@ -209,56 +267,61 @@ def run_demo(demo_dir: Path, *, out: TextIO, config_path: Path = Path("config.to
 
     p("1. demo PKI (root, qualified CA, TSA, signers) and agency CA")
     root = config.signing.trust_roots[0]
-    pki = DemoPki.create(root.parent)
+    # The certificates name a CRL location (never fetched: signing.allow_fetching
+    # is off), so a CRL the form carries is binding for them.
+    pki = DemoPki.create(root.parent, crl_url="http://crl.pasts-demo.invalid/qualified-ca.crl")
     assert config.ca.certificate is not None
     make_test_ca(config.ca.certificate.parent)
 
-    rt = Runtime.open(config)
-    registry = demo_dir / "registry.csv"
-    registry.write_text(REGISTRY_CSV, encoding="utf-8")
-    added, _ = import_registry(rt.store, registry)
-    p(f"2. registry: {added} organisations imported from {registry}")
+    with Runtime.open(config) as rt:
+        registry = demo_dir / "registry.csv"
+        registry.write_text(REGISTRY_CSV, encoding="utf-8")
+        added, _ = import_registry(rt.store, registry)
+        p(f"2. registry: {added} organisations imported from {registry}")
 
-    samples = build_samples(config, pki)
-    deliver(config, samples)
-    p(f"3. {len(samples)} sample mails delivered to the maildirs:")
-    for sample in samples:
-        p(f"     {sample.label:<42} expect: {sample.expect}")
+        samples = build_samples(config, pki)
+        deliver(config, samples)
+        p(f"3. {len(samples)} sample mails delivered to the maildirs:")
+        for sample in samples:
+            p(f"     {sample.label:<42} expect: {sample.expect}")
 
-    p("4. pasts run --once")
-    rt.run_once(progress=lambda line: p(f"     {line}"))
+        p("4. pasts run --once")
+        rt.run_once(progress=lambda line: p(f"     {line}"))
 
-    p("5. applicants open and confirm their verification links (GET, then POST)")
-    web = start_web(rt)
-    try:
-        confirmed = confirm_links(config)
-    finally:
-        web.shutdown()
-    p(f"     confirmed: {', '.join(confirmed) or 'none'}")
-    rt.run_once()
+        p("5. applicants open and confirm their verification links (GET, then POST)")
+        web = start_web(rt)
+        try:
+            confirmed = confirm_links(config)
+        finally:
+            web.shutdown()
+        p(f"     confirmed: {', '.join(confirmed) or 'none'}")
+        rt.run_once()
 
-    with rt.store.session() as s:
-        ea = s.scalars(select(Application).where(
-            Application.workflow == "eaddress-production", Application.state == "in-review")).first()
-        ref = ea.reference if ea else None
-    if ref:
-        p(f"6. staff: pasts approve {ref}")
-        p(f"     {staff.approve(rt, ref, user='demo-staff', note='Demo approval')}")
-        rt.flush_outbox()
+        with rt.store.session() as s:
+            ea = s.scalars(select(Application).where(
+                Application.workflow == "eaddress-production", Application.state == "in-review")).first()
+            ref = ea.reference if ea else None
+        if ref:
+            p(f"6. staff: pasts approve {ref}")
+            p(f"     {staff.approve(rt, ref, user='demo-staff', note='Demo approval')}")
+            rt.flush_outbox()
 
-    p("")
-    p(f"{'reference':<18} {'workflow':<20} {'state':<22} codes")
-    with rt.store.session() as s:
-        for app in s.scalars(select(Application).order_by(Application.id)):
-            p(f"{app.reference:<18} {app.workflow:<20} {app.state:<22} {', '.join(app.codes or []) or '-'}")
-        ignored = s.scalars(select(ReceivedMessage).where(ReceivedMessage.status == "ignored")).all()
-        for row in ignored:
-            p(f"{'(not answered)':<18} {row.sender or '':<20} {row.outcome}")
-    assert config.smtp.path is not None
-    replies = len(stdlib_mailbox.Maildir(str(config.smtp.path), create=True))
-    p("")
-    p(f"{replies} replies written to {config.smtp.path}/new (one file per mail)")
-    if config.ca.crl:
-        p(f"agency CA in {config.ca.certificate.parent}; issued certificates are attached to the approval mail")
-    p("next: .venv/bin/pasts list    .venv/bin/pasts show <reference>    .venv/bin/pasts digest")
-    return 0
+        p("")
+        p(f"{'reference':<18} {'workflow':<20} {'state':<22} codes")
+        with rt.store.session() as s:
+            for app in s.scalars(select(Application).order_by(Application.id)):
+                p(f"{app.reference:<18} {app.workflow:<20} {app.state:<22} {', '.join(app.codes or []) or '-'}")
+            for row in s.scalars(select(ReceivedMessage).where(
+                    ReceivedMessage.outcome.like("duplicate of %"))):
+                p(f"{'(DUPLICATE)':<18} {row.sender or '':<20} {row.outcome}")
+            ignored = s.scalars(select(ReceivedMessage).where(ReceivedMessage.status == "ignored")).all()
+            for row in ignored:
+                p(f"{'(not answered)':<18} {row.sender or '':<20} {row.outcome}")
+        assert config.smtp.path is not None
+        replies = len(stdlib_mailbox.Maildir(str(config.smtp.path), create=True))
+        p("")
+        p(f"{replies} replies written to {config.smtp.path}/new (one file per mail)")
+        if config.ca.crl:
+            p(f"agency CA in {config.ca.certificate.parent}; issued certificates are attached to the approval mail")
+        p("next: .venv/bin/pasts list    .venv/bin/pasts show <reference>    .venv/bin/pasts digest")
+        return 0

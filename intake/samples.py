@@ -73,6 +73,26 @@ def change_field_after_signing(pdf: bytes, field: str, value: str) -> bytes:
     return out.getvalue()
 
 
+def embed_revocation_info(pdf: bytes, crls: Sequence[bytes]) -> bytes:
+    """Append a DSS (PAdES B-LT style) holding ``crls`` (DER) for the last signature.
+
+    This is how a form carries its own revocation evidence, so it can be
+    judged offline (the demo's revoked signer).
+    """
+    from asn1crypto import crl as asn1_crl
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation.dss import DocumentSecurityStore
+
+    reader = PdfFileReader(BytesIO(pdf), strict=False)
+    signature = reader.embedded_regular_signatures[-1]
+    out = BytesIO(pdf)
+    DocumentSecurityStore.add_dss(
+        out, signature.pkcs7_content,
+        crls=[asn1_crl.CertificateList.load(der) for der in crls], strict=False,
+    )
+    return out.getvalue()
+
+
 def application_mail(
     *,
     sender: str,
