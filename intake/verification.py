@@ -88,9 +88,13 @@ class Verification:
     def issue(self, s: Session, app: Application, email: str, person: str, *,
               in_reply_to: str | None, references: Any, subject: str) -> str:
         """Create a fresh link (superseding open ones) and queue the mail with it."""
+        # Every open link of the application is superseded, not only those for
+        # this address: a resubmission may name another contact, and the
+        # application waits on its current contact alone. A link left open for
+        # the old address would keep it from going to review when the new one
+        # is confirmed, and would later "expire" it.
         for old in s.scalars(
             select(VerificationToken).where(VerificationToken.application_id == app.id,
-                                            VerificationToken.email == email,
                                             VerificationToken.status == "pending")
         ):
             old.status = "superseded"
