@@ -116,12 +116,12 @@ class Decider:
                 and not default.needs_form):
             return self.consultation(s, row, mail, default)
 
-        sub = pipeline.run(mail, mailbox)
+        sub = pipeline.run(mail, mailbox, resubmits=app.reference if app is not None else None)
         case = sub.case
         judgement = sub.judgement
         assert judgement is not None
 
-        if case.duplicate_of and (app is None or case.duplicate_of != app.reference):
+        if case.duplicate_of:
             original = find_application(s, case.duplicate_of)
             assert original is not None
             link_mail(s, original, mail.message_id, "in", "duplicate submission")

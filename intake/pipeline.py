@@ -35,8 +35,9 @@ class Lookups:
     """What the pipeline may ask of the store (plain functions, no session)."""
 
     organisation: Callable[[str], OrganisationRecord | None]
-    #: The reference of an earlier application with this form hash, if any.
-    duplicate: Callable[[str], str | None]
+    #: The reference of an application with this form hash, other than the
+    #: one given (the application being resubmitted), if any.
+    duplicate: Callable[[str, str | None], str | None]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Submission:
     #: The whole verdict as plain data for the store (signatures, notes).
     verdict_record: dict[str, Any] | None = None
     judgement: Judgement | None = None
+    #: The application this mail resubmits to, if any (its own form is no duplicate).
+    resubmits: str | None = None
 
 
 class Pipeline:
@@ -72,11 +75,14 @@ class Pipeline:
             ("judge", self.judge),
         )
 
-    def run(self, mail: ParsedMail, mailbox: MailboxConfig) -> Submission:
+    def run(self, mail: ParsedMail, mailbox: MailboxConfig, *,
+            resubmits: str | None = None) -> Submission:
+        """Judge one mail; ``resubmits`` names the application it is a resubmission to."""
         signed = mail.form or mail.asice
         sub = Submission(
             mail=mail,
             mailbox=mailbox,
+            resubmits=resubmits,
             # An oversized mail was not opened: whatever it carried is unreadable.
             case=Case(workflow=None,
                       form_present=mail.carries_form or mail.oversized is not None),
@@ -271,9 +277,8 @@ class Pipeline:
         # Only a signed form that verified is a "signed form already submitted".
         if sub.form_sha256 is None or sub.case.verdict is None or not sub.case.verdict.signatures:
             return sub
-        return replace(
-            sub, case=replace(sub.case, duplicate_of=self.lookups.duplicate(sub.form_sha256))
-        )
+        original = self.lookups.duplicate(sub.form_sha256, sub.resubmits)
+        return replace(sub, case=replace(sub.case, duplicate_of=original))
 
     def judge(self, sub: Submission) -> Submission:
         return replace(sub, judgement=judge(sub.case))

@@ -220,7 +220,7 @@ class Intake:
             self.verifier,
             Lookups(
                 organisation=lambda reg_no: organisation_record(session, reg_no),
-                duplicate=lambda sha: duplicate_reference(session, sha),
+                duplicate=lambda sha, exclude: duplicate_reference(session, sha, exclude),
             ),
         )
         return self.decider.decide(session, pipeline, mailbox, row, mail)

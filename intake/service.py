@@ -147,12 +147,13 @@ def organisation_record(session: Session, reg_no: str) -> OrganisationRecord | N
     )
 
 
-def duplicate_reference(session: Session, form_sha256: str) -> str | None:
-    return session.scalars(
-        select(Application.reference)
-        .where(Application.form_sha256 == form_sha256)
-        .order_by(Application.id)
-    ).first()
+def duplicate_reference(session: Session, form_sha256: str,
+                        exclude: str | None = None) -> str | None:
+    """The first application holding this signed form, other than ``exclude``."""
+    query = select(Application.reference).where(Application.form_sha256 == form_sha256)
+    if exclude is not None:
+        query = query.where(Application.reference != exclude)
+    return session.scalars(query.order_by(Application.id)).first()
 
 
 def stable_message_id(config: Config, key: str) -> str:
