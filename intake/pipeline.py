@@ -103,7 +103,7 @@ class Pipeline:
         if mail.oversized is not None:
             limit = self.config.limits.max_message_bytes
             error = f"the message is {mail.oversized} bytes, over the limit of {limit} bytes"
-            return replace(sub, case=replace(sub.case, form_error=error, unopened=True))
+            return _unreadable(sub, error, unopened=True)
         if form is None and mail.asice is not None:
             return self.verify_container(sub, mail.asice)
         if form is None:
@@ -111,28 +111,21 @@ class Pipeline:
         from signing.verify import UnreadableInput
 
         if form.dropped_size is not None:
-            limit = self.config.limits.max_attachment_bytes
-            error = f"the PDF is {form.dropped_size} bytes, over the limit of {limit} bytes"
-            return replace(sub, case=replace(sub.case, form_error=error))
+            return _unreadable(sub, self.over_limit("the PDF", form))
         try:
             verdict = self.verifier.verify_pdf_sync(form.data)
             if not verdict.signatures:
                 verdict = self.detached_form_signature(mail, form) or verdict
         except UnreadableInput as exc:
-            return replace(sub, case=replace(sub.case, form_error=str(exc) or "unreadable PDF"))
+            return _unreadable(sub, str(exc) or "unreadable PDF")
         record = verdict_to_record(verdict)
         if mail.smime is not None and not any(s.kind == "smime" for s in verdict.signatures):
             record["mail_signature"] = self.mail_signature_record(mail.smime)
-        signer = verdict.signer
-        return replace(
-            sub,
-            case=replace(
-                sub.case,
-                verdict=verdict,
-                signer_code=signer.personal_code if signer is not None else None,
-            ),
-            verdict_record=record,
-        )
+        return _verified(sub, verdict, record)
+
+    def over_limit(self, what: str, attachment: Attachment) -> str:
+        limit = self.config.limits.max_attachment_bytes
+        return f"{what} is {attachment.dropped_size} bytes, over the limit of {limit} bytes"
 
     def verify_container(self, sub: Submission, container: Attachment) -> Submission:
         """Judge an ASiC-E container's signatures; the PDF inside becomes the form."""
@@ -140,14 +133,11 @@ class Pipeline:
 
         name = container.filename or "container"
         if container.dropped_size is not None:
-            limit = self.config.limits.max_attachment_bytes
-            error = f"{name} is {container.dropped_size} bytes, over the limit of {limit} bytes"
-            return replace(sub, case=replace(sub.case, form_error=error))
+            return _unreadable(sub, self.over_limit(name, container))
         try:
             asic = self.verifier.verify_asic_sync(container.data)
         except UnreadableInput as exc:
-            error = f"{name} cannot be read: {exc}"
-            return replace(sub, case=replace(sub.case, form_error=error))
+            return _unreadable(sub, f"{name} cannot be read: {exc}")
         record = verdict_to_record(asic.verdict)
         record["container"] = {
             "name": name, "form": asic.form_name, "files": [n for n, _ in asic.documents],
@@ -155,17 +145,7 @@ class Pipeline:
         if asic.form_bytes is None:
             # A signed container without the form is a mail without the form.
             return replace(sub, case=replace(sub.case, form_present=False), verdict_record=record)
-        signer = asic.verdict.signer
-        return replace(
-            sub,
-            form_data=asic.form_bytes,
-            case=replace(
-                sub.case,
-                verdict=asic.verdict,
-                signer_code=signer.personal_code if signer is not None else None,
-            ),
-            verdict_record=record,
-        )
+        return _verified(replace(sub, form_data=asic.form_bytes), asic.verdict, record)
 
     def detached_form_signature(self, mail: ParsedMail, form: Attachment) -> Any:
         """The verdict of a signature outside an unsigned form PDF, or ``None``.
@@ -282,6 +262,25 @@ class Pipeline:
 
     def judge(self, sub: Submission) -> Submission:
         return replace(sub, judgement=judge(sub.case))
+
+
+def _unreadable(sub: Submission, error: str, *, unopened: bool = False) -> Submission:
+    """The submission with a FORM-UNREADABLE reason."""
+    return replace(sub, case=replace(sub.case, form_error=error, unopened=unopened))
+
+
+def _verified(sub: Submission, verdict: Any, record: dict[str, Any]) -> Submission:
+    """The submission with its form's signature verdict and its signer's personal code."""
+    signer = verdict.signer
+    return replace(
+        sub,
+        case=replace(
+            sub.case,
+            verdict=verdict,
+            signer_code=signer.personal_code if signer is not None else None,
+        ),
+        verdict_record=record,
+    )
 
 
 def verdict_to_record(verdict: Any) -> dict[str, Any]:
