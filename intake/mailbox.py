@@ -75,7 +75,10 @@ class RawMessage:
     uid: str
     #: IMAP UIDVALIDITY of the folder; 0 for maildir.
     uidvalidity: int
+    #: The message's bytes; only its header when it is over the size limit.
     raw: bytes = field(repr=False)
+    #: The whole message's size when ``raw`` holds only its header, else None.
+    oversized: int | None = None
 
 
 class MailSource(Protocol):
@@ -86,8 +89,13 @@ class MailSource(Protocol):
 
     def uidvalidity(self) -> int: ...
 
-    def fetch(self, *, limit: int | None = None) -> Iterator[RawMessage]:
-        """Messages now in the inbox folder, oldest first, without marking them seen."""
+    def fetch(self, *, limit: int | None = None,
+              max_bytes: int | None = None) -> Iterator[RawMessage]:
+        """Messages now in the inbox folder, oldest first, without marking them seen.
+
+        Of a message over ``max_bytes`` only the header is read
+        (:attr:`RawMessage.oversized` then gives its size).
+        """
         ...
 
     def move(self, uid: str, folder: str) -> None:
@@ -214,6 +222,18 @@ def _parse_fetch(data: list[object]) -> dict[int, tuple[bytes, bytes | None]]:
     return found
 
 
+#: How much of an oversized message's start is read to find its header.
+HEADER_READ_BYTES = 256 * 1024
+
+
+def _read_header(path: Path) -> bytes:
+    """The header block of a message file (up to the first empty line), bounded."""
+    with path.open("rb") as handle:
+        start = handle.read(HEADER_READ_BYTES)
+    end = re.search(rb"\r?\n\r?\n", start)
+    return start[: end.end()] if end else start
+
+
 class ImapSource:
     """An IMAP mailbox read with imap-tools; see the module docstring."""
 
@@ -312,12 +332,14 @@ class ImapSource:
         self._client()
         return self._uidvalidity
 
-    def fetch(self, *, limit: int | None = None) -> Iterator[RawMessage]:
+    def fetch(self, *, limit: int | None = None,
+              max_bytes: int | None = None) -> Iterator[RawMessage]:
         """Exact bytes of each message in the folder, by ascending UID, not marked seen.
 
         UIDs are searched first; bodies are then fetched with ``BODY.PEEK[]`` in
         chunks bounded by count and size, so a large inbox is never held in
-        memory at once. A message moved away meanwhile is skipped.
+        memory at once. A message over ``max_bytes`` (by RFC822.SIZE) has only
+        its header fetched. A message moved away meanwhile is skipped.
         """
         mb = self._client()
         client = mb.client
@@ -331,17 +353,25 @@ class ImapSource:
         if limit is not None:
             uids = uids[: max(0, limit)]
         uidvalidity = self._uidvalidity
-        for chunk in self._chunks(uids):
-            with self._step("UID FETCH"):
-                typ, data = client.uid("FETCH", _uid_set(chunk), "(UID BODY.PEEK[])")
-                self._check(typ, data, "UID FETCH")
-            bodies = _parse_fetch(data)
+        sizes = self._sizes(uids)
+        for chunk in self._chunks(uids, sizes):
+            big = {u for u in chunk if max_bytes is not None and sizes.get(u, 0) > max_bytes}
+            bodies: dict[int, tuple[bytes, bytes | None]] = {}
+            for part, item in ((sorted(set(chunk) - big), "BODY.PEEK[]"),
+                               (sorted(big), "BODY.PEEK[HEADER]")):
+                if not part:
+                    continue
+                with self._step("UID FETCH"):
+                    typ, data = client.uid("FETCH", _uid_set(part), f"(UID {item})")
+                    self._check(typ, data, "UID FETCH")
+                bodies.update(_parse_fetch(data))
             for uid in chunk:
                 _, raw = bodies.get(uid, (b"", None))
                 if raw is None:
                     log.debug("mailbox %s: UID %d vanished before FETCH", self.config.name, uid)
                     continue
-                yield RawMessage(str(uid), uidvalidity, raw)
+                yield RawMessage(str(uid), uidvalidity, raw,
+                                 oversized=sizes[uid] if uid in big else None)
 
     def move(self, uid: str, folder: str) -> None:
         """Move message ``uid`` to ``folder``; never expunges any other message.
@@ -497,11 +527,11 @@ class ImapSource:
             woke = bool(mb.client.untagged_responses.pop("EXISTS", None)) or woke
         return woke
 
-    def _chunks(self, uids: list[int]) -> Iterator[list[int]]:
-        """``uids`` in groups whose bodies together stay near FETCH_CHUNK_BYTES."""
-        if not uids:
-            return
+    def _sizes(self, uids: list[int]) -> dict[int, int]:
+        """RFC822.SIZE of each message, by UID."""
         sizes: dict[int, int] = {}
+        if not uids:
+            return sizes
         client = self._client().client
         for i in range(0, len(uids), SIZE_CHUNK_UIDS):
             part = uids[i : i + SIZE_CHUNK_UIDS]
@@ -512,6 +542,11 @@ class ImapSource:
                 m = _SIZE_RE.search(head)
                 if m:
                     sizes[uid] = int(m.group(1))
+        return sizes
+
+    @staticmethod
+    def _chunks(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:
+        """``uids`` in groups whose bodies together stay near FETCH_CHUNK_BYTES."""
         chunk: list[int] = []
         total = 0
         for uid in uids:
@@ -602,13 +637,21 @@ class MaildirSource:
     def uidvalidity(self) -> int:
         return 0
 
-    def fetch(self, *, limit: int | None = None) -> Iterator[RawMessage]:
-        """Exact file bytes of each message, oldest first (file mtime, then key)."""
+    def fetch(self, *, limit: int | None = None,
+              max_bytes: int | None = None) -> Iterator[RawMessage]:
+        """Exact file bytes of each message, oldest first (file mtime, then key).
+
+        A file over ``max_bytes`` has only its header read.
+        """
         entries = self._entries()
         if limit is not None:
             entries = entries[: max(0, limit)]
         for _, key, path in entries:
             try:
+                size = path.stat().st_size
+                if max_bytes is not None and size > max_bytes:
+                    yield RawMessage(key, 0, _read_header(path), oversized=size)
+                    continue
                 raw = path.read_bytes()
             except FileNotFoundError:
                 # Moved or flagged (renamed) by someone else meanwhile.

@@ -644,22 +644,25 @@ def parse_message(
     *,
     max_attachment_bytes: int = 15 * 1024 * 1024,
     max_message_bytes: int | None = None,
+    size: int | None = None,
 ) -> ParsedMail:
     """Parse one RFC 5322 message; never raises, problems go to ``defects``.
 
     A message over ``max_message_bytes`` has only its header parsed (enough to
-    route and answer it) and is marked :attr:`ParsedMail.oversized`.
+    route and answer it) and is marked :attr:`ParsedMail.oversized`. ``size``
+    is the whole message's size when ``raw`` is only its header.
     """
+    whole = size if size is not None else len(raw)
     try:
-        if max_message_bytes is not None and len(raw) > max_message_bytes:
+        if max_message_bytes is not None and whole > max_message_bytes:
             end = re.search(rb"\r?\n\r?\n", raw)
             header = raw[: end.end()] if end else raw[:65536]
             mail = _parse(bytes(header[:65536]), max_attachment_bytes)
             return replace(
                 mail,
-                oversized=len(raw),
+                oversized=whole,
                 defects=(*mail.defects,
-                         f"message of {len(raw)} bytes is over the limit of {max_message_bytes}"),
+                         f"message of {whole} bytes is over the limit of {max_message_bytes}"),
             )
         return _parse(raw, max_attachment_bytes)
     except Exception as exc:  # The last line of defence: a parse bug is a defect.

@@ -71,7 +71,7 @@ class Intake:
 
     def drain(self, source: MailSource) -> int:
         handled = 0
-        for message in source.fetch():
+        for message in source.fetch(max_bytes=self.config.limits.max_message_bytes):
             if self.stop.is_set():
                 log.info("stop requested; leaving the rest of %s for later", source.config.name)
                 break
@@ -87,7 +87,7 @@ class Intake:
         # Parsed once: the ledger row takes its keys from it, the decision its content.
         limits = self.config.limits
         mail = parse_message(message.raw, max_attachment_bytes=limits.max_attachment_bytes,
-                             max_message_bytes=limits.max_message_bytes)
+                             max_message_bytes=limits.max_message_bytes, size=message.oversized)
         row_id = self.record(mailbox, message, mail)
         crash_point("after-persist")
         status = self.process(mailbox, row_id, mail)

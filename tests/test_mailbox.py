@@ -195,6 +195,21 @@ def test_fetch_returns_exact_bytes_oldest_first_unseen(
     assert all("\\Seen" not in flags for flags, _ in server.fetch_with_flags(login))
 
 
+def test_message_over_max_bytes_is_fetched_header_only(
+    imap_account: ImapAccount, imap_mailbox_config: ConfigFactory
+) -> None:
+    server, login = imap_account.server, imap_account.login
+    small, big = message(1), message(2, extra=b"x" * 200_000)
+    server.append(login, small)
+    server.append(login, big)
+    with open_source(imap_mailbox_config(imap_account)) as src:
+        got = list(src.fetch(max_bytes=100_000))
+    assert [m.oversized for m in got] == [None, len(big)]
+    assert got[0].raw == small
+    header = big[: big.index(b"\r\n\r\n") + 4]
+    assert got[1].raw == header
+
+
 def test_fetch_in_small_chunks_keeps_order(
     imap_account: ImapAccount, imap_mailbox_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -210,7 +225,7 @@ def test_fetch_in_small_chunks_keeps_order(
     with open_source(imap_mailbox_config(imap_account)) as src:
         assert isinstance(src, ImapSource)
         uids = [int(m.uid) for m in src.fetch()]
-        chunks = list(src._chunks(uids))
+        chunks = list(src._chunks(uids, src._sizes(uids)))
         assert [m.raw for m in src.fetch()] == sent
     assert sum(chunks, []) == uids
     assert all(len(c) <= 3 for c in chunks)
@@ -539,3 +554,16 @@ def test_dovecot_fixture_helpers(dovecot_server: DovecotServer) -> None:
     dovecot_server.reset_uidvalidity(login, "Other")
     assert dovecot_server.uidvalidity(login, "Other") != before
     assert dovecot_server.list_uids(login, "Other") == []
+
+
+def test_maildir_file_over_max_bytes_is_read_header_only(tmp_path: Path) -> None:
+    big = message(7, extra=b"y" * 200_000)
+    for sub in ("new", "cur", "tmp"):
+        (tmp_path / "box" / sub).mkdir(parents=True)
+    deliver(tmp_path / "box", "1.big", big, time.time())
+    with open_source(maildir_config(tmp_path / "box")) as src:
+        [got] = list(src.fetch(max_bytes=100_000))
+        assert got.oversized == len(big)
+        assert got.raw == big[: big.index(b"\r\n\r\n") + 4]
+        [whole] = list(src.fetch())
+        assert whole.raw == big and whole.oversized is None
