@@ -543,6 +543,9 @@ class WorkflowConfig:
     #: Whether a form is needed at all (false for consultation).
     needs_form: bool = True
     language: str | None = None
+    #: SIG-TOO-OLD for this procedure: how many days a time-stamp may be old
+    #: (None: ``[signing] max_age_days``).
+    max_age_days: int | None = None
 
     @classmethod
     def from_toml(cls, s: _Section) -> WorkflowConfig:
@@ -565,6 +568,7 @@ class WorkflowConfig:
             ),
             needs_form=s.get("needs_form", bool, True),
             language=s.get("language", str, None),
+            max_age_days=s.positive("max_age_days", int, None),
         )
         if not cfg.prefix.isalnum() or not cfg.prefix.isupper():
             raise s.error("prefix", f"must be upper-case letters/digits; got {cfg.prefix!r}")

@@ -20,6 +20,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from intake.config import Config, MailboxConfig, WorkflowConfig
@@ -85,7 +86,8 @@ class Pipeline:
             resubmits=resubmits,
             # An oversized mail was not opened: whatever it carried is unreadable.
             case=Case(workflow=None,
-                      form_present=mail.carries_form or mail.oversized is not None),
+                      form_present=mail.carries_form or mail.oversized is not None,
+                      judged_at=datetime.now(UTC)),
             form_data=mail.form.data if mail.form is not None else None,
             form_sha256=hashlib.sha256(signed.data).hexdigest() if signed is not None else None,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from intake.config import WorkflowConfig
@@ -69,6 +70,8 @@ class Case:
     organisation: OrganisationRecord | None = None
     #: The reference of an application that already has this exact signed form.
     duplicate_of: str | None = None
+    #: When the case is judged (the "now" of age limits); None: not known.
+    judged_at: datetime | None = None
 
 
 class Rule(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from rules.base import Case, Finding
 
@@ -36,6 +37,28 @@ class VerdictRule:
             yield Finding(self.code, "; ".join(notes)[:500])
 
 
+@dataclass(frozen=True)
+class TooOld(VerdictRule):
+    """SIG-TOO-OLD against the workflow's own ``max_age_days`` where it sets one.
+
+    The verifier applies ``[signing] max_age_days``; a workflow that sets its
+    own limit is judged here instead, from each signature's time-stamp time.
+    """
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        workflow = case.workflow
+        limit = workflow.max_age_days if workflow is not None else None
+        if workflow is None or limit is None or case.judged_at is None:
+            yield from super().check(case)
+            return
+        for sig in case.verdict.signatures:
+            stamped = sig.timestamp_time
+            if stamped is not None and case.judged_at - stamped > timedelta(days=limit):
+                yield Finding(self.code, f"time-stamp {stamped.isoformat()} is older than "
+                                         f"{limit} days ({workflow.id})")
+                return
+
+
 RULES = (
     VerdictRule("SIG-MISSING", "The form carries an electronic signature."),
     VerdictRule("SIG-INVALID", "The signature is cryptographically sound."),
@@ -47,5 +70,5 @@ RULES = (
     VerdictRule("TS-MISSING", "The signature carries a signature time-stamp."),
     VerdictRule("TS-INVALID", "The time-stamp token is sound and matches the signature."),
     VerdictRule("TS-UNTRUSTED", "The time-stamping authority is trusted."),
-    VerdictRule("SIG-TOO-OLD", "The form was signed recently enough for the procedure."),
+    TooOld("SIG-TOO-OLD", "The form was signed recently enough for the procedure."),
 )

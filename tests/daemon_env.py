@@ -88,6 +88,8 @@ def toml_value(value: Any) -> str:
         return json.dumps(str(value), ensure_ascii=False)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(value)
 
 
@@ -173,7 +175,7 @@ class Deployment:
 
 def make_deployment(tmp_path: Path, imap_account: Any, imap_mailbox_config: Callable[..., Any],
                     smtp_server: Any, pki: Any, *, registry: str | None = REGISTRY,
-                    **sections: dict[str, Any]) -> Deployment:
+                    **sections: dict[str, Any] | list[dict[str, Any]]) -> Deployment:
     """A config.toml for these servers (``sections`` override keys), with ``registry`` imported."""
     mb = imap_mailbox_config(imap_account)
     smtp = smtp_server.smtp_config()
@@ -195,7 +197,10 @@ def make_deployment(tmp_path: Path, imap_account: Any, imap_mailbox_config: Call
         "digest": {"recipients": ["staff@agency.test"]},
     }
     for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
+        if isinstance(values, list):  # an array of tables ([[workflow]]) is given whole
+            data[name] = values
+        else:
+            data.setdefault(name, {}).update(values)
     path = tmp_path / "config.toml"
     path.write_text(to_toml(data), encoding="utf-8")
     env = {mb.password_env: os.environ[mb.password_env]}

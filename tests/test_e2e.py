@@ -271,3 +271,28 @@ def test_message_over_the_size_limit_is_answered_unread(deployment: Deployment,
     code, shown = deployment.cli("show", reference_of(reply))
     assert "over the limit of 50000 bytes" in shown
     assert deployment.inbox() == []
+
+
+def _workflows_with(wid: str, **changes: Any) -> list[dict[str, Any]]:
+    """The shipped workflow tables, with ``changes`` made to workflow ``wid``."""
+    import tomllib
+
+    from tests.daemon_env import ROOT
+
+    tables = tomllib.loads((ROOT / "intake" / "workflows.toml").read_text("utf-8"))["workflow"]
+    return [{**t, **changes} if t["id"] == wid else t for t in tables]
+
+
+@pytest.mark.sections(verification={"required": False},
+                      workflow=_workflows_with("eaddress-production", max_age_days=1))
+def test_workflow_own_time_stamp_age_limit(deployment: Deployment, pki: Any) -> None:
+    """SPEC: SIG-TOO-OLD is 'older than the workflow allows' ([signing] allows 90 days)."""
+    from tests.test_codes_e2e import old_timestamp
+
+    raw = application_mail(sender="janis@ergli.example", to=TO, subject="Pieteikums",
+                           form=old_timestamp(pki),
+                           csr=make_csr(GOOD["csr_common_name"], GOOD["org_name"]))
+    deployment.deliver(raw)
+    deployment.run_once()
+    [reply] = deployment.replies_to(message_id_of(raw))
+    assert reply["X-Pasts-Codes"] == "SIG-TOO-OLD"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -342,3 +342,25 @@ def test_signer_rule_skipped_without_a_signer() -> None:
     judgement = judge(case)
     assert judgement.codes == ("SIG-MISSING",)
     assert "SIGNER-NOT-AUTHORISED" not in judgement.passed
+
+
+def _stamped(days_ago: int) -> Case:
+    """A good e-address case whose one signature was time-stamped ``days_ago`` days ago."""
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    sig = replace(signature(), timestamp_time=now - timedelta(days=days_ago))
+    return good(verdict=FormVerdict(signatures=(sig,), codes=(), signer=None), judged_at=now)
+
+
+def test_workflow_max_age_days_judges_sig_too_old_itself() -> None:
+    strict = replace(EA, max_age_days=7)
+    assert "SIG-TOO-OLD" in judge(replace(_stamped(8), workflow=strict)).codes
+    assert "SIG-TOO-OLD" not in judge(replace(_stamped(6), workflow=strict)).codes
+
+
+def test_workflow_max_age_days_overrides_the_global_verdict() -> None:
+    """A procedure allowing a year accepts a form the global limit refused."""
+    lenient = replace(EA, max_age_days=365)
+    case = _stamped(120)
+    old = FormVerdict(signatures=case.verdict.signatures, codes=("SIG-TOO-OLD",), signer=None)
+    assert "SIG-TOO-OLD" in judge(replace(case, verdict=old)).codes  # no workflow limit
+    assert "SIG-TOO-OLD" not in judge(replace(case, verdict=old, workflow=lenient)).codes
