@@ -518,7 +518,9 @@ class Verifier:
             try:
                 sig_dict = sig_obj.get_object()
                 sig_type = sig_dict.get("/Type", "/Sig")
-                if sig_type == "/DocTimeStamp":
+                # Some producers write /Type /Sig on a document time-stamp; its
+                # SubFilter still says what it is.
+                if sig_type == "/DocTimeStamp" or sig_dict.get("/SubFilter") == "/ETSI.RFC3161":
                     embedded.append(
                         (fq_name, EmbeddedPdfSignature(reader, sig_field, fq_name), "doc-ts")
                     )

@@ -110,3 +110,55 @@ def test_bb_signature_extended_by_document_timestamp_is_not_modified() -> None:
     (status,) = result.signatures
     assert status.timestamp_present and not status.modified_after
     assert {"SIG-UNTRUSTED", "TS-UNTRUSTED"} <= set(result.codes)
+
+
+# What the corpus README says the source projects expect, in our codes. Files
+# whose expectation depends on trust the tests cannot give (foreign roots,
+# frozen times) are judged only on integrity.
+REJECTED_AS = {
+    "pades-bes-no-certificates.pdf": "SIG-INVALID",  # signer certificate not identifiable
+    "pades-unsupported-signature-algorithm.pdf": "SIG-INVALID",
+    "pdf-adobe-webcapture-x509.rsa_sha1.pdf": "SIG-INVALID",  # legacy, not PAdES
+    "pdf-sig-with-econtent.pdf": "SIG-INVALID",  # detached signature with eContent
+    "form-update-override-appearance-stream-sneaky.pdf": "SIG-MODIFIED",
+    "modified_after_signature.pdf": "SIG-MODIFIED",
+    "replace.pdf": "SIG-MODIFIED",  # shadow attack
+    "self-issued-qesig.pdf": "SIG-UNTRUSTED",  # EE certificate used as an issuer
+    "timestamped_and_signed.pdf": "TS-MISSING",  # the document time-stamp predates the signature
+}
+
+
+@pytest.mark.parametrize("name", sorted(REJECTED_AS))
+def test_corpus_file_gets_the_code_its_source_expects(name: str) -> None:
+    result = _verify(_by_name(name))
+    assert isinstance(result, FormVerdict)
+    assert REJECTED_AS[name] in result.codes, result.codes
+
+
+@pytest.mark.parametrize("name", ["hello_signed_INCSAVE_signed_EDITED.pdf",
+                                  "pdf-byterange-overlap.pdf"])
+def test_one_of_two_signatures_broken_is_told_apart(name: str) -> None:
+    """DSS: one signature fails, the other is intact; only the broken one is SIG-INVALID."""
+    result = _verify(_by_name(name))
+    assert isinstance(result, FormVerdict)
+    assert len(result.signatures) == 2
+    assert sorted("SIG-INVALID" in s.codes for s in result.signatures) == [False, True]
+
+
+@pytest.mark.parametrize("name", ["pdf-signed-original.pdf", "minimal-two-fields-signed-twice.pdf",
+                                  "form-update-override-appearance-stream.pdf",
+                                  "sig-no-signed-attrs.pdf", "sig-with-ski-sid.pdf",
+                                  "pades-with-old-style-signing-cert-attr.pdf"])
+def test_intact_corpus_signatures_are_neither_invalid_nor_modified(name: str) -> None:
+    result = _verify(_by_name(name))
+    assert isinstance(result, FormVerdict)
+    assert result.signatures
+    assert not {"SIG-INVALID", "SIG-MODIFIED"} & set(result.codes), result.codes
+
+
+def test_document_timestamp_typed_as_sig_is_not_an_unsupported_signature() -> None:
+    """digidoc4j's file writes /Type /Sig on its /ETSI.RFC3161 document time-stamp."""
+    result = _verify(_by_name("hellopades-pades-lt-sha256-sign.pdf"))
+    assert isinstance(result, FormVerdict)
+    assert len(result.signatures) == 1
+    assert any("document time-stamp Signature2" in note for note in result.notes)
