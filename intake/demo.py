@@ -2,8 +2,9 @@
 
 Makes a demo PKI and agency CA, a registry, good and bad signed applications
 for each procedure in the configured maildirs, processes them with SQLite,
-confirms the verification links over HTTP, approves the good e-address
-application (issuing its certificate), and prints what happened.
+confirms the verification links over HTTP, approves the good application of
+each procedure (certificate, data-exchange id, publication), and prints what
+happened.
 """
 
 from __future__ import annotations
@@ -142,6 +143,14 @@ def build_samples(config: Config, pki: Any) -> list[Sample]:
                                 form=sign(filled_form(api, {**API_GOOD, "contact_email": "dev@forli.example"}),
                                           pki, "nonqualified")),
                "SIG-NOT-QUALIFIED, CSR-MISSING"),
+        Sample("API access, fields and CSR wrong", "dev2@forli.example", "applications",
+               application_mail(
+                   sender="dev2@forli.example", to=TO, subject="Richiesta accesso API",
+                   form=sign(filled_form(api, {**API_GOOD, "contact_email": "dev2@forli.example",
+                                               "data_provider_email": "entrate at example",
+                                               "apis": ""}), pki),
+                   csr=make_csr("altro.forli.example.it", "Comune di Forlì")),
+               "FORM-FIELD-INVALID, FORM-FIELD-MISSING, CSR-SUBJECT-MISMATCH"),
         Sample("service card, good", "izglitiba@riga.example", "applications", application_mail(
             sender="izglitiba@riga.example", to=TO, subject="Pakalpojuma kartīte",
             form=sign(filled_form(io, IO_GOOD), pki)), "awaiting-verification, then in-review"),
@@ -153,6 +162,13 @@ def build_samples(config: Config, pki: Any) -> list[Sample]:
                                     "privacy_url": "http://bezliguma.example/privacy",
                                     "contact_email": "info@bezliguma.example"}), pki, "untrusted")),
                "SIG-UNTRUSTED, FORM-FIELD-INVALID, CONTRACT-MISSING"),
+        Sample("service card, signer not a delegate", "web@riga.example", "applications",
+               application_mail(sender="web@riga.example", to=TO, subject="Pakalpojuma kartīte",
+                                form=sign(filled_form(io, {
+                                    **IO_GOOD, "contact_email": "web@riga.example",
+                                    "service_name": "Pieteikums bērnudārzam " * 5,
+                                    "department": ""}), pki, "qualified-2")),
+               "SIGNER-NOT-AUTHORISED, FORM-FIELD-INVALID:service_name, FORM-FIELD-MISSING"),
         Sample("question to support", "maija@example.lv", "support", application_mail(
             sender="maija@example.lv", to=SUPPORT, subject="Jautājums par e-adresi",
             body="Vai iestādei vajag atsevišķu sertifikātu testa videi?\n"), "received (Q reference)"),
@@ -297,14 +313,20 @@ def run_demo(demo_dir: Path, *, out: TextIO, config_path: Path = Path("config.to
         p(f"     confirmed: {', '.join(confirmed) or 'none'}")
         rt.run_once()
 
+        # Staff approve the first good application of each procedure: a
+        # certificate, an account with its data-exchange id, a publication.
+        refs = []
         with rt.store.session() as s:
-            ea = s.scalars(select(Application).where(
-                Application.workflow == "eaddress-production", Application.state == "in-review")).first()
-            ref = ea.reference if ea else None
-        if ref:
-            p(f"6. staff: pasts approve {ref}")
+            for workflow in ("eaddress-production", "api-access", "service-publication"):
+                first = s.scalars(select(Application).where(
+                    Application.workflow == workflow, Application.state == "in-review")
+                    .order_by(Application.id)).first()
+                if first is not None:
+                    refs.append(first.reference)
+        p(f"6. staff: pasts approve {' / '.join(refs)}")
+        for ref in refs:
             p(f"     {staff.approve(rt, ref, user='demo-staff', note='Demo approval')}")
-            rt.flush_outbox()
+        rt.flush_outbox()
 
         p("")
         p(f"{'reference':<18} {'workflow':<20} {'state':<22} codes")

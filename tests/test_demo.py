@@ -48,11 +48,15 @@ def test_demo_runs_every_procedure_offline(tmp_path: Path) -> None:
         states = {(a.workflow, a.state) for a in apps}
         codes = {c for a in apps for c in a.codes or []}
         outcomes = [r.outcome or "" for r in s.scalars(select(ReceivedMessage))]
-    # Each procedure's good application goes through; e-address ends approved.
+    # Each procedure's good application is approved by the demo's staff step.
     assert ("eaddress-production", "approved") in states
-    assert ("api-access", "in-review") in states
-    assert ("service-publication", "in-review") in states
+    assert ("api-access", "approved") in states
+    assert ("service-publication", "active") in states
     assert ("consultation", "received") in states
+    # ... and each has at least two bad ones.
+    for workflow in ("eaddress-production", "api-access", "service-publication"):
+        assert sum(1 for a in apps if a.workflow == workflow and a.state == "incomplete") >= 2
+    assert "data-exchange id DX-" in printed
     # Forms signed by .p7s, S/MIME and .edoc reach review as well.
     ea_reviewed = [a for a in apps if a.workflow == "eaddress-production"
                    and a.state == "in-review"]
