@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import resource
+import signal
 import threading
 import weakref
 from multiprocessing.connection import Connection
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 _METHODS = frozenset({"verify_pdf_sync", "verify_detached_sync", "verify_asic_sync"})
 
 
+#: Exit codes of a child stopped by someone else, not by what it was reading.
+_STOPPED_FROM_OUTSIDE = frozenset({-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP})
+
 #: Loggers that repeat, with tracebacks, what the verdict already says.
 QUIET_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
 
@@ -51,6 +55,10 @@ class VerifierCrashed(RuntimeError):
 
 def _serve(conn: Connection, settings: VerifierSettings, memory_bytes: int | None) -> None:
     """The child's loop: run requested verifications until the parent hangs up."""
+    # A stop signal sent to the whole process group (Ctrl-C, systemd) is the
+    # parent's to act on: it finishes the message in hand, then hangs up.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     # pyHanko logs every failed check with a traceback; each one is already a
@@ -108,12 +116,12 @@ class _Child:
 
     def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
              timeout: float) -> tuple[str, Any]:
-        self.conn.send((method, args, kwargs))
-        if not self.conn.poll(timeout):
-            return ("timeout", None)
         try:
+            self.conn.send((method, args, kwargs))
+            if not self.conn.poll(timeout):
+                return ("timeout", None)
             reply: tuple[str, Any] = self.conn.recv()
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # the child is gone (BrokenPipeError is an OSError)
             self.process.join(1)
             return ("died", self.process.exitcode)
         return reply
@@ -197,6 +205,9 @@ class IsolatedVerifier:
         if status == "timeout":
             log.warning("verification overran %.0f s; its process was killed", timeout)
             raise UnreadableInput(f"verification did not finish within {timeout:g} s")
+        if status == "died" and value in _STOPPED_FROM_OUTSIDE:
+            # Not the document's doing: try the message again later.
+            raise VerifierCrashed(f"the verification process was stopped (exit code {value})")
         if status == "died":
             log.warning("the verification process died (exit code %s)", value)
             raise UnreadableInput(

@@ -6,6 +6,10 @@ test PKI; nothing is mocked.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import pytest
 
 from intake.config import parse_config
 from intake.errors import ConfigurationError
-from signing.isolation import IsolatedVerifier
+from signing.isolation import IsolatedVerifier, VerifierCrashed
 from signing.pki import QUALIFIED_PERSONAL_CODE
 from signing.verify import UnreadableInput, Verifier
 from tests.fixtures.pki import PkiFixture
@@ -102,3 +106,39 @@ def test_memory_limit_key_is_checked_at_start(tmp_path: Path, value: int, accept
     else:
         with pytest.raises(ConfigurationError, match=r"limits\.verify_memory_mb"):
             parse_config(data, tmp_path / "config.toml")
+
+
+def test_child_ignores_a_group_stop_signal_and_is_not_blamed_on_the_form(
+        pki: PkiFixture, isolated: IsolatedVerifier) -> None:
+    """Ctrl-C or systemd signal the whole group: the parent decides when to stop."""
+    form = pki.sign(pki.form_pdf())
+    assert isolated.verify_pdf_sync(form).ok
+    [child] = isolated._idle  # noqa: SLF001
+    os.kill(child.process.pid, signal.SIGTERM)
+    os.kill(child.process.pid, signal.SIGINT)
+    assert isolated.verify_pdf_sync(form).ok  # the same child, still serving
+    assert isolated.children_started == 1
+
+
+def test_child_stopped_from_outside_mid_call_is_a_crash_to_retry(
+        pki: PkiFixture, isolated: IsolatedVerifier) -> None:
+    """A child that dies of SIGHUP says nothing about the form: no FORM-UNREADABLE."""
+    form = pki.sign(pki.form_pdf())
+    assert isolated.verify_pdf_sync(form).ok
+    [child] = isolated._idle  # noqa: SLF001
+    # Paused, with a hang-up pending that strikes as soon as it resumes.
+    os.kill(child.process.pid, signal.SIGSTOP)
+    os.kill(child.process.pid, signal.SIGHUP)
+    def wake() -> None:
+        with contextlib.suppress(ProcessLookupError):  # already gone is fine too
+            os.kill(child.process.pid, signal.SIGCONT)
+
+    resume = threading.Timer(0.3, wake)
+    resume.start()
+    try:
+        with pytest.raises(VerifierCrashed, match="stopped"):
+            isolated.verify_pdf_sync(form)
+    finally:
+        resume.join()
+    assert isolated.verify_pdf_sync(form).ok  # a fresh child takes over
+    assert isolated.children_started == 2
