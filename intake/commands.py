@@ -72,14 +72,23 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO) -> int:
                 p(f"  signature {i} ({where}): {codes}; time-stamp {one.get('timestamp')}")
                 for note in one.get("notes", []):
                     p(f"    - {note}")
-            mail_sig = sig.get("mail_signature")
-            if mail_sig:
-                signer = mail_sig.get("signer") or {}
+            sides = (("mail_signature", "mail S/MIME signature"),
+                     ("attachment_signature", ".p7s signature"))
+            for key, label in sides:
+                side = sig.get(key)
+                if not side:
+                    continue
+                signer = side.get("signer") or {}
                 who = f"{signer.get('name')} {signer.get('personal_code') or ''}".strip()
-                p(f"  mail S/MIME signature: {', '.join(mail_sig['codes']) or 'ok'}"
+                over = f" over {side['over']}" if side.get("over") else ""
+                p(f"  {label}{over}: {', '.join(side['codes']) or 'ok'}"
                   f" ({who or 'signer unknown'})")
-                for note in mail_sig.get("notes", []):
+                for note in side.get("notes", []):
                     p(f"    - {note}")
+            container = sig.get("container")
+            if container:
+                p(f"  container {container['name']}: form {container.get('form')}; "
+                  f"files {', '.join(container.get('files', []))}")
         if verdicts.get("csr"):
             csr = verdicts["csr"]
             p(f"  csr: {', '.join(csr['codes']) or 'ok'}; CN={csr.get('common_name')} "

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from intake.config import Config, MailboxConfig, WorkflowConfig
 from intake.errors import PermanentError
@@ -121,8 +121,14 @@ class Pipeline:
         except UnreadableInput as exc:
             return _unreadable(sub, str(exc) or "unreadable PDF")
         record = verdict_to_record(verdict)
-        if mail.smime is not None and not any(s.kind == "smime" for s in verdict.signatures):
-            record["mail_signature"] = self.mail_signature_record(mail.smime)
+        kinds = {s.kind for s in verdict.signatures}
+        if mail.smime is not None and "smime" not in kinds:
+            record["mail_signature"] = self.side_signature_record(*mail.smime, kind="smime")
+        if mail.p7s is not None and "cms" not in kinds:
+            target = self.p7s_target(mail, mail.p7s)
+            if target is not None:
+                side = self.side_signature_record(target.data, mail.p7s.data, kind="cms")
+                record["attachment_signature"] = {**side, "over": target.filename}
         return _verified(sub, verdict, record)
 
     def over_limit(self, what: str, attachment: Attachment) -> str:
@@ -176,13 +182,14 @@ class Pipeline:
                 return named[0]
         return mail.form
 
-    def mail_signature_record(self, smime: tuple[bytes, bytes]) -> dict[str, Any]:
-        """The S/MIME signature of a mail whose form is signed on its own: recorded, not judged."""
+    def side_signature_record(self, content: bytes, signature: bytes, *,
+                              kind: Literal["cms", "smime"]) -> dict[str, Any]:
+        """A signature that does not sign the form (the mail's S/MIME, a ``.p7s``
+        over another attachment): verified and recorded with its signer, not judged."""
         from signing.verify import UnreadableInput
 
-        content, signature = smime
         try:
-            verdict = self.verifier.verify_detached_sync(content, signature, kind="smime")
+            verdict = self.verifier.verify_detached_sync(content, signature, kind=kind)
         except UnreadableInput as exc:
             return {"codes": ["SIG-INVALID"], "notes": [str(exc)], "signer": None}
         (status,) = verdict.signatures

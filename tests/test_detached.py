@@ -80,6 +80,9 @@ def test_p7s_named_after_another_attachment_does_not_sign_the_form(
         detached_signature(notes, pki.signer("qualified"), pki.timestamper),
         name="piezimes.txt.p7s", extra=(("piezimes.txt", "text/plain", notes),)))
     assert reply["X-Pasts-Codes"] == "SIG-MISSING"
+    # It is still verified, and its signer recorded, for staff.
+    code, shown = deployment.cli("show", reference_of(reply))
+    assert f".p7s signature over piezimes.txt: ok (Anna Ozola {QUALIFIED_PERSONAL_CODE})" in shown
 
 
 def test_smime_signed_mail_signs_the_unsigned_form_inside(deployment: Deployment,
@@ -152,6 +155,7 @@ def test_edoc_with_the_form_is_judged_like_a_signed_pdf(deployment: Deployment,
     assert QUALIFIED_PERSONAL_CODE in shown
     assert re.search(r"signature 1 \(META-INF/signatures\d*\.xml#[^)]+\): ok", shown), shown
     assert "SIA Ērgļu Māja" in shown  # the fields come from the PDF inside
+    assert "container pieteikums.edoc: form pieteikums.pdf; files pieteikums.pdf, " in shown
 
 
 def test_edoc_whose_form_was_replaced_after_signing_is_sig_invalid(deployment: Deployment,
