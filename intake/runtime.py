@@ -61,6 +61,8 @@ class Runtime:
     store: Store
     worker: str | None = None
     _verifier: Any = field(default=None, repr=False)
+    # Mailbox threads ask for the verifier at once; one must be made, not two.
+    _verifier_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(cls, config: Config) -> Runtime:
@@ -70,9 +72,10 @@ class Runtime:
 
     def close(self) -> None:
         """Stop the verification processes (the store needs no closing)."""
-        if self._verifier is not None:
-            self._verifier.close()
-            self._verifier = None
+        with self._verifier_lock:
+            verifier, self._verifier = self._verifier, None
+        if verifier is not None:
+            verifier.close()
 
     def __enter__(self) -> Runtime:
         return self
@@ -82,9 +85,10 @@ class Runtime:
 
     @property
     def verifier(self) -> Any:
-        if self._verifier is None:
-            self._verifier = make_verifier(self.config)
-        return self._verifier
+        with self._verifier_lock:
+            if self._verifier is None:
+                self._verifier = make_verifier(self.config)
+            return self._verifier
 
     def intake(self) -> Intake:
         return Intake(self.config, self.store, self.verifier, worker=self.worker)
