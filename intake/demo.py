@@ -137,7 +137,7 @@ def build_samples(config: Config, pki: Any) -> list[Sample]:
             body="Buongiorno, in allegato il modulo firmato.\n",
             form=sign(filled_form(api, API_GOOD), pki), form_name="modulo_accesso.pdf",
             csr=make_csr("api.forli.example.it", "Comune di Forlì")),
-            "awaiting-verification, then in-review"),
+            "awaiting-verification, then in-review, then approved with a data-exchange id"),
         Sample("API access, non-qualified, no CSR", "dev@forli.example", "applications",
                application_mail(sender="dev@forli.example", to=TO, subject="Richiesta accesso",
                                 form=sign(filled_form(api, {**API_GOOD, "contact_email": "dev@forli.example"}),
@@ -153,7 +153,8 @@ def build_samples(config: Config, pki: Any) -> list[Sample]:
                "FORM-FIELD-INVALID, FORM-FIELD-MISSING, CSR-SUBJECT-MISMATCH"),
         Sample("service card, good", "izglitiba@riga.example", "applications", application_mail(
             sender="izglitiba@riga.example", to=TO, subject="Pakalpojuma kartīte",
-            form=sign(filled_form(io, IO_GOOD), pki)), "awaiting-verification, then in-review"),
+            form=sign(filled_form(io, IO_GOOD), pki)),
+            "awaiting-verification, then in-review, then active"),
         Sample("service card, several defects", "info@bezliguma.example", "applications",
                application_mail(sender="info@bezliguma.example", to=TO, subject="Pakalpojums",
                                 form=sign(filled_form(io, {
@@ -201,7 +202,7 @@ def build_samples(config: Config, pki: Any) -> list[Sample]:
                                  timestamper=pki.timestamper(), form=smime_form,
                                  csr=make_csr("ergli-connector.example.lv")),
                "awaiting-verification (signer read from S/MIME)"),
-        Sample("e-address, form in an .edoc (ASiC-E, XAdES)", "maris@ergli.example",
+        Sample("e-address, form in an .edoc (ASiC-E)", "maris@ergli.example",
                "applications", application_mail(
                    sender="maris@ergli.example", to=TO, subject="Pieteikums .edoc formātā",
                    csr=make_csr("ergli-connector.example.lv"),
@@ -299,7 +300,7 @@ def run_demo(demo_dir: Path, *, out: TextIO, config_path: Path = Path("config.to
         deliver(config, samples)
         p(f"3. {len(samples)} sample mails delivered to the maildirs:")
         for sample in samples:
-            p(f"     {sample.label:<42} expect: {sample.expect}")
+            p(f"     {sample.label:<44} expect: {sample.expect}")
 
         p("4. pasts run --once")
         rt.run_once(progress=lambda line: p(f"     {line}"))
