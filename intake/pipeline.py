@@ -119,7 +119,14 @@ class Pipeline:
             if not verdict.signatures:
                 verdict = self.detached_form_signature(mail, form) or verdict
         except UnreadableInput as exc:
-            return _unreadable(sub, str(exc) or "unreadable PDF")
+            if mail.asice is None:
+                return _unreadable(sub, str(exc) or "unreadable PDF")
+            verdict = None
+        if (verdict is None or not verdict.signatures) and mail.asice is not None:
+            # An unsigned (or broken) copy of the PDF beside the signed container:
+            # the container is what was signed.
+            return self.verify_container(sub, mail.asice)
+        assert verdict is not None
         record = verdict_to_record(verdict)
         kinds = {s.kind for s in verdict.signatures}
         if mail.smime is not None and "smime" not in kinds:
@@ -150,6 +157,8 @@ class Pipeline:
         record["container"] = {
             "name": name, "form": asic.form_name, "files": [n for n, _ in asic.documents],
         }
+        # What was signed is the container: DUPLICATE compares its bytes.
+        sub = replace(sub, form_sha256=hashlib.sha256(container.data).hexdigest())
         if asic.form_bytes is None:
             # A signed container without the form is a mail without the form.
             return replace(sub, case=replace(sub.case, form_present=False), verdict_record=record)

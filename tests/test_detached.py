@@ -192,3 +192,16 @@ def test_edoc_by_an_untrusted_signer_is_sig_untrusted(deployment: Deployment,
     container = _edoc(pki, (("pieteikums.pdf", filled_form(EA, GOOD)),), signer="untrusted")
     codes = _answer(deployment, _edoc_mail(container))["X-Pasts-Codes"].split(",")
     assert "SIG-UNTRUSTED" in codes
+
+
+def test_unsigned_pdf_copy_beside_the_edoc_does_not_hide_the_container(
+        deployment: Deployment, pki: Any) -> None:
+    """Applicants often attach the plain PDF too; the signed container is what counts."""
+    form = filled_form(EA, GOOD)
+    raw = application_mail(
+        sender=SENDER, to=TO, subject="Pieteikums un tā .edoc", form=form, csr=_csr(),
+        attachments=(("pieteikums.edoc", "application/vnd.etsi.asic-e+zip",
+                      _edoc(pki, (("pieteikums.pdf", form),))),))
+    reply = _answer(deployment, raw)
+    assert reply["X-Pasts-Codes"] is None
+    assert reply["X-Pasts-Status"] == "in-review"
