@@ -391,6 +391,36 @@ def test_unreadable_containers_raise(pki: PkiFixture, kind: str) -> None:
     assert excinfo.value.code == "FORM-UNREADABLE"
 
 
+_ENTITY_ATTACK = b"""<?xml version="1.0"?>
+<!DOCTYPE x [
+ <!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">
+ <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+ <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
+ <!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
+ <!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;">
+ <!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">
+ <!ENTITY xxe SYSTEM "file:///etc/passwd">
+]>
+<asic:XAdESSignatures xmlns:asic="http://uri.etsi.org/02918/v1.2.1#"
+ xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:Signature Id="S0">&f;&xxe;</ds:Signature>
+</asic:XAdESSignatures>"""
+
+
+@pytest.mark.parametrize("document", [
+    _ENTITY_ATTACK,
+    _ENTITY_ATTACK.replace(b"&f;&xxe;", b"<x/>"),  # a DTD alone, no entity used
+])
+def test_signature_file_with_entities_is_sig_invalid_unexpanded(pki: PkiFixture,
+                                                                 document: bytes) -> None:
+    """Billion laughs and an external entity: refused, nothing expanded or read."""
+    container = pack_asice([(FORM, pki.form_pdf())], [document])
+    verdict = Verifier(pki.settings()).verify_asic_sync(container)
+    assert verdict.codes == ("SIG-INVALID",)
+    text = " ".join(verdict.verdict.notes + tuple(n for s in verdict.verdict.signatures
+                                                 for n in s.notes))
+    assert "root:" not in text and "aaaaaaaaaa" not in text
+
+
 def test_reader_keeps_data_files_apart_from_meta_inf(pki: PkiFixture) -> None:
     data = container(pki)
     read = read_container(data, max_bytes=10_000_000)
