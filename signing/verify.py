@@ -708,12 +708,9 @@ class Verifier:
             emb, signer_validation_context=signer_ctx, ts_validation_context=ts_ctx
         )
 
-        if not status.intact:
-            codes.add("SIG-INVALID")
-            notes.append("the signed bytes do not match the signature's digest")
-        if not status.valid:
-            codes.add("SIG-INVALID")
-            notes.append("the cryptographic signature does not verify")
+        self._judge_integrity(
+            status, "the signed bytes do not match the signature's digest", codes, notes
+        )
         if status.coverage not in (
             SignatureCoverageLevel.ENTIRE_REVISION,
             SignatureCoverageLevel.ENTIRE_FILE,
@@ -795,6 +792,16 @@ class Verifier:
             "timestamp_trusted": ts_trusted,
             "timestamp_time": ts.timestamp if ts is not None else ts_time,
         }
+
+    @staticmethod
+    def _judge_integrity(status: Any, mismatch: str, codes: set[str], notes: list[str]) -> None:
+        """SIG-INVALID unless the digest matches (else note ``mismatch``) and the signature verifies."""
+        if not status.intact:
+            codes.add("SIG-INVALID")
+            notes.append(mismatch)
+        if not status.valid:
+            codes.add("SIG-INVALID")
+            notes.append("the cryptographic signature does not verify")
 
     def _judge_trust(
         self, status: Any, codes: set[str], notes: list[str], moment: datetime
@@ -912,12 +919,9 @@ class Verifier:
             if backend is not None:
                 await backend.close()
 
-        if not result.intact:
-            codes.add("SIG-INVALID")
-            notes.append("the signed content does not match the signature's digest")
-        if not result.valid:
-            codes.add("SIG-INVALID")
-            notes.append("the cryptographic signature does not verify")
+        self._judge_integrity(
+            result, "the signed content does not match the signature's digest", codes, notes
+        )
         self._judge_trust(result, codes, notes, moment)
         common = self._judge_signer_and_timestamp(result, ts_time, codes, notes, now)
         status = SignatureStatus(
