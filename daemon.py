@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     dig.add_argument("--send", action="store_true", help="mail it to digest.recipients")
     dig.add_argument("--html", type=Path, metavar="FILE", help="also write the HTML version here")
 
+    trust = sub.add_parser("trust", help="the EU trusted lists ([trust])")
+    trust_sub = trust.add_subparsers(dest="trust_command", metavar="ACTION", required=True)
+    trust_sub.add_parser("refresh", help="fetch and verify the LOTL and the national lists, cache them",
+                         description="Exit status 1 when the LOTL or a national list cannot be "
+                         "fetched or its signature does not verify (the last good copy stays).")
+    trust_sub.add_parser("status", help="each list's sequence number, dates and freshness",
+                         description="Exit status 1 when any configured list is stale or missing.")
+
     forms = sub.add_parser("forms", help="form templates")
     forms_sub = forms.add_subparsers(dest="forms_command", metavar="ACTION", required=True)
     render = forms_sub.add_parser("render", help="write the blank fillable form of a workflow")
@@ -124,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args.dir, out=out, config_path=Path(args.config))
         config = load_config(args.config)
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else config.daemon.log_level)
+        if args.command == "trust":
+            from intake.trust import cmd_trust_refresh, cmd_trust_status
+
+            if args.trust_command == "refresh":
+                return cmd_trust_refresh(config, out=out)
+            return cmd_trust_status(config, out=out)
         from intake.runtime import Runtime
 
         with Runtime.open(config) as rt:
