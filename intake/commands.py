@@ -72,6 +72,20 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO) -> int:
                 p(f"  signature {i} ({where}): {codes}; time-stamp {one.get('timestamp')}")
                 for note in one.get("notes", []):
                     p(f"    - {note}")
+                q = one.get("qualification")
+                if q:
+                    what = (f"qualified ({q.get('qc_type')}, "
+                            f"{'QSCD' if q.get('qscd') else 'no QSCD'})"
+                            if q.get("qualified") else "not qualified")
+                    by = f" by {q['service']}" if q.get("service") else ""
+                    p(f"    qualification: {what}{by} [{q.get('source')}]")
+                    for reason in q.get("reasons", []):
+                        p(f"      - {reason}")
+                tq = one.get("timestamp_qualification")
+                if tq:
+                    what = "qualified" if tq.get("qualified") else "not qualified"
+                    by = f" ({tq['service']})" if tq.get("service") else ""
+                    p(f"    time-stamp: {what}{by} [{tq.get('source')}]")
             sides = (("mail_signature", "mail S/MIME signature"),
                      ("attachment_signature", ".p7s signature"))
             for key, label in sides:
