@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="one application: fields, signer, verdicts, history, mails")
     show.add_argument("reference")
+    show.add_argument("--report", type=Path, metavar="FILE",
+                      help="also write the stored validation report (ETSI TS 119 102-2 XML)")
 
     for name, text in (("approve", "staff approval; issues the certificate where the workflow has one"),
                        ("reject", "final rejection with a code and a note"),
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "list":
                 return commands.cmd_list(rt, state=args.state, workflow=args.workflow, out=out)
             if args.command == "show":
-                return commands.cmd_show(rt, args.reference, out=out)
+                return commands.cmd_show(rt, args.reference, out=out, report=args.report)
             if args.command in ("approve", "reject", "restrict"):
                 return commands.cmd_staff(rt, args.command, args.reference, user=args.user,
                                           code=getattr(args, "code", None), note=args.note, out=out)

@@ -322,7 +322,12 @@ def verdict_to_record(verdict: Any) -> dict[str, Any]:
                     getattr(s, "timestamp_qualification", None)),
             }
         )
-    return {"codes": list(verdict.codes), "signatures": sigs}
+    reports = [s.report_xml for s in verdict.signatures if getattr(s, "report_xml", None)]
+    record: dict[str, Any] = {"codes": list(verdict.codes), "signatures": sigs}
+    if reports:
+        # The ETSI TS 119 102-2 reports, for `pasts show REF --report FILE`.
+        record["reports"] = reports
+    return record
 
 
 def _record_of(fact: Any) -> dict[str, Any] | None:

@@ -201,6 +201,9 @@ class SignatureStatus:
     timestamp_qualification: TimestampQualification | None = None
     """Whether the signature time-stamp is from a qualified service (``None``: no time-stamp)."""
 
+    report_xml: str | None = field(default=None, repr=False)
+    """pyHanko's ETSI TS 119 102-2 validation report of this signature (PAdES only)."""
+
     @property
     def ok(self) -> bool:
         """True when this signature raised no code."""
@@ -798,9 +801,11 @@ class Verifier:
         common = self._judge_signer_and_timestamp(
             status, ts_time, codes, notes, now, fallback=fallback
         )
+        report_xml = await self._validation_report(emb, signer_ctx, embedded_certs, notes)
         return SignatureStatus(
             field_name=emb.field_name,
             kind="pades",
+            report_xml=report_xml,
             **common,
             modified_after=modified,
             covered_bytes=covered,
@@ -862,6 +867,44 @@ class Verifier:
             "timestamp_trusted": ts_trusted,
             "timestamp_time": ts.timestamp if ts is not None else ts_time,
         }
+
+    async def _validation_report(self, emb: EmbeddedPdfSignature, ctx: ValidationContext,
+                                 certs: list[Any], notes: list[str]) -> str | None:
+        """The ETSI TS 119 102-2 report of pyHanko's AdES validation of one PDF signature.
+
+        It is evidence for staff, made with the same anchors, revocation
+        policy and embedded certificates as the verdict, never fetching; its
+        indication is pyHanko's own (EN 319 102-1) and may be stricter than
+        the codes, which stay the verdict. pyHanko's report generation is
+        incubating and covers PDF signatures only.
+        """
+        try:
+            from pyhanko.sign.validation.ades import ades_lta_validation
+            from pyhanko.sign.validation.policy_decl import (
+                LocalKnowledge,
+                PdfSignatureValidationSpec,
+                RevinfoOnlineFetchingRule,
+                RevocationInfoGatheringSpec,
+                SignatureValidationSpec,
+            )
+            from pyhanko.sign.validation.report.tools import generate_report
+            from pyhanko_certvalidator.context import CertValidationPolicySpec
+
+            policy = CertValidationPolicySpec(
+                trust_manager=ctx.path_builder.trust_manager,
+                revinfo_policy=ctx.revinfo_policy,
+            )
+            spec = PdfSignatureValidationSpec(SignatureValidationSpec(
+                cert_validation_policy=policy,
+                revinfo_gathering_policy=RevocationInfoGatheringSpec(
+                    online_fetching_rule=RevinfoOnlineFetchingRule.LOCAL_ONLY),
+                local_knowledge=LocalKnowledge(known_certs=list(certs)),
+            ))
+            result = await ades_lta_validation(emb, spec)
+            return generate_report(emb, result)
+        except Exception as exc:  # noqa: BLE001 - the report is evidence, never the verdict.
+            notes.append(f"no validation report: {exc!r}"[:300])
+            return None
 
     def _qualification(self, status: Any, moment: datetime,
                        notes: list[str]) -> Qualification | None:

@@ -174,3 +174,17 @@ def test_a_tsa_that_is_no_qtst_gives_ts_not_qualified(judged: Judged) -> None:
     assert "qualified time-stamping service on the EU trusted lists" in " ".join(body.split())
 
 
+
+
+def test_show_writes_the_stored_validation_report(judged: Judged, tmp_path: Path) -> None:
+    from lxml import etree
+
+    reference = str(judged.reply("qualified")["X-Pasts-Reference"])
+    target = tmp_path / "report.xml"
+    code, _ = judged.deployment.cli("show", reference, "--report", str(target))
+    assert code == 0
+    root = etree.fromstring(target.read_bytes())
+    vr = "{http://uri.etsi.org/19102/v1.2.1#}"
+    assert root.tag == f"{vr}ValidationReport"
+    (report,) = root.findall(f"{vr}SignatureValidationReport")
+    assert report.find(f"{vr}SignatureValidationStatus/{vr}MainIndication") is not None
