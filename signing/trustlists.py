@@ -475,6 +475,9 @@ class TrustSnapshot:
     errors: tuple[str, ...] = ()
     """Problems met while loading (unreadable cache entries)."""
 
+    parsed: dict[str, Any] = field(default_factory=dict)
+    """Registries by the SHA-256 of the cached content, reused by the next load."""
+
     def authorities(self) -> Iterable[Any]:
         """Every CA and time-stamping authority the lists name (anchors for path building)."""
         for registry in self.registries.values():
@@ -482,8 +485,13 @@ class TrustSnapshot:
             yield from registry.known_timestamp_authorities
 
 
-def load_snapshot(settings: TrustSettings, *, now: datetime | None = None) -> TrustSnapshot:
-    """Parse the cached lists; stale lists are loaded but marked (they judge nothing)."""
+def load_snapshot(settings: TrustSettings, *, now: datetime | None = None,
+                  previous: TrustSnapshot | None = None) -> TrustSnapshot:
+    """Parse the cached lists; stale lists are loaded but marked (they judge nothing).
+
+    Lists whose cached content is unchanged since ``previous`` are not parsed
+    again, so re-judging freshness costs only the state file.
+    """
     from pyhanko.sign.validation.qualified import eutl_parse
 
     now = now or datetime.now(UTC)
@@ -497,16 +505,19 @@ def load_snapshot(settings: TrustSettings, *, now: datetime | None = None) -> Tr
     for territory, state in sorted(states.items()):
         if territory == LOTL_TERRITORY or (wanted and territory not in wanted):
             continue
-        content = cache.read_list(state)
-        if content is None:
-            errors.append(f"the cached trusted list {territory} cannot be read")
-            continue
-        try:
-            registry, _problems = eutl_parse.trust_list_to_registry_unsafe(content)
-        except Exception as exc:  # noqa: BLE001 - a broken cache entry loads nothing.
-            errors.append(f"the cached trusted list {territory} cannot be parsed: {exc}")
-            continue
+        registry = previous.parsed.get(state.sha256 or "") if previous is not None else None
+        if registry is None:
+            content = cache.read_list(state)
+            if content is None:
+                errors.append(f"the cached trusted list {territory} cannot be read")
+                continue
+            try:
+                registry, _problems = eutl_parse.trust_list_to_registry_unsafe(content)
+            except Exception as exc:  # noqa: BLE001 - a broken cache entry loads nothing.
+                errors.append(f"the cached trusted list {territory} cannot be parsed: {exc}")
+                continue
         snapshot.registries[territory] = registry
+        snapshot.parsed[state.sha256 or ""] = registry
         reason = state.stale_reason(now, settings.max_age) or lotl_stale
         if reason is not None:
             snapshot.stale[territory] = reason

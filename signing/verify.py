@@ -414,11 +414,12 @@ class Verifier:
         if trust is None:
             return None
         now = self._now()
-        # Freshness changes with time alone: reload at least hourly.
-        key = (state_mtime(trust), int(now.timestamp() // 3600))
+        # Freshness changes with time alone: judge it again every minute (the
+        # lists themselves are parsed again only when their content changed).
+        key = (state_mtime(trust), int(now.timestamp() // 60))
         with self._snapshot_lock:
             if self._snapshot is None or key != self._snapshot_key:
-                self._snapshot = load_snapshot(trust, now=now)
+                self._snapshot = load_snapshot(trust, now=now, previous=self._snapshot)
                 self._snapshot_key = key
                 self._trust_manager = ListsAndRootsTrustManager(self._anchors, self._snapshot)
             return self._snapshot
