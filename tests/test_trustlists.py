@@ -231,3 +231,48 @@ def test_real_belgian_qtst_unit_is_a_qualified_time_stamping_service(
     stale = replace(snapshot, stale={"BE": "the trusted list BE is stale"})
     assert not judge_timestamp(path, datetime(2025, 8, 6, tzinfo=UTC), frozenset(),
                                stale).qualified
+
+
+# -- the same judgement for .p7s and ASiC-E, and in a long-lived verifier -----------------
+
+
+@pytest.fixture
+def refreshed(lists: TrustLists, tmp_path: Path) -> TrustSettings:
+    settings = settings_for(lists, tmp_path / "cache", max_age_hours=2.0)
+    assert refresh(settings).ok
+    return settings
+
+
+def test_detached_cms_and_asic_e_are_judged_by_the_lists(refreshed: TrustSettings,
+                                                         trust_pki: TrustPki) -> None:
+    from intake.samples import detached_signature
+    from signing.asic import make_asice
+
+    verifier = Verifier(VerifierSettings(trust_roots=(), trust=refreshed, allow_fetching=False))
+    form = make_form_pdf({"org_name": "SIA Ērgļi"})
+    p7s = detached_signature(form, trust_pki.signer("tl-noqscd"), trust_pki.timestamper("qtst"))
+    assert verifier.verify_detached_sync(form, p7s).codes == ("SIG-NOT-QUALIFIED",)
+    p7s = detached_signature(form, trust_pki.signer("tl-qualified"),
+                             trust_pki.timestamper("tl-plain-tsa"))
+    assert verifier.verify_detached_sync(form, p7s).codes == ("TS-NOT-QUALIFIED",)
+    container = make_asice((("pieteikums.pdf", form),), trust_pki.signer("tl-qualified"),
+                           timestamper=trust_pki.timestamper("qtst"))
+    assert verifier.verify_asic_sync(container).verdict.codes == ()
+    container = make_asice((("pieteikums.pdf", form),), trust_pki.signer("tl-withdrawn"),
+                           timestamper=trust_pki.timestamper("qtst"))
+    assert verifier.verify_asic_sync(container).verdict.codes == ("SIG-NOT-QUALIFIED",)
+
+
+def test_a_running_verifier_fails_closed_when_its_lists_go_stale(
+        refreshed: TrustSettings, trust_pki: TrustPki) -> None:
+    clock = [datetime.now(UTC)]
+    verifier = Verifier(VerifierSettings(trust_roots=(), trust=refreshed, allow_fetching=False),
+                        now=lambda: clock[0])
+    signed = sign_pdf(make_form_pdf({"org_name": "SIA Ērgļi"}), trust_pki.signer("tl-qualified"),
+                      timestamper=trust_pki.timestamper("qtst"))
+    assert verifier.verify_pdf_sync(signed).codes == ()
+    # Three hours on, the lists verified two hours ago are stale: nothing is qualified.
+    clock[0] += timedelta(hours=3)
+    (sig,) = verifier.verify_pdf_sync(signed).signatures
+    assert "SIG-NOT-QUALIFIED" in sig.codes
+    assert any("trusted list LV" in note for note in sig.notes), sig.notes
