@@ -211,20 +211,48 @@ def lotl_signers(settings: TrustSettings) -> list[asn1_x509.Certificate]:
 # -- fetching --------------------------------------------------------------------------
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) locations only (urllib would also follow ftp:)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> Any:
+        if urlsplit(newurl).scheme not in ("http", "https"):
+            raise TrustListError(f"redirected to a location that is not http(s): {newurl}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects())
+
+
 def fetch(location: str, *, timeout: float, max_bytes: int, allow_files: bool) -> str:
-    """The text of the list at ``location`` (http(s) URL, or a file where ``allow_files``)."""
+    """The text of the list at ``location`` (http(s) URL, or a file where ``allow_files``).
+
+    ``timeout`` bounds the whole download, not only each socket operation, so
+    a server that drips bytes cannot hold a refresh.
+    """
     parts = urlsplit(location)
     if parts.scheme in ("http", "https"):
         request = urllib.request.Request(location, headers={
             "Accept": "application/vnd.etsi.tsl+xml, text/xml, application/xml",
             "User-Agent": "pasts-trustlists",
         })
+        deadline = time.monotonic() + timeout
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            with _OPENER.open(request, timeout=timeout) as response:
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
                     raise TrustListError(f"{location}: {declared} bytes, over {max_bytes}")
-                data = response.read(max_bytes + 1)
+                chunks: list[bytes] = []
+                size = 0
+                while size <= max_bytes:
+                    chunk = response.read(min(65536, max_bytes + 1 - size))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if time.monotonic() > deadline:
+                        raise TrustListError(f"{location}: not fetched within {timeout} s")
+                data = b"".join(chunks)
         except TrustListError:
             raise
         except Exception as exc:  # noqa: BLE001 - every network failure is a fetch failure.

@@ -276,3 +276,17 @@ def test_a_running_verifier_fails_closed_when_its_lists_go_stale(
     (sig,) = verifier.verify_pdf_sync(signed).signatures
     assert "SIG-NOT-QUALIFIED" in sig.codes
     assert any("trusted list LV" in note for note in sig.notes), sig.notes
+
+
+def test_fetch_is_bounded_in_size_and_scheme(lists: TrustLists, tmp_path: Path) -> None:
+    from signing.trustlists import fetch
+
+    with TrustListServer(lists.directory) as server:
+        url = f"{server.base_url}/tl-lv.xml"
+        assert fetch(url, timeout=5, max_bytes=10_000_000, allow_files=False).startswith("<?xml")
+        with pytest.raises(TrustListError, match="over"):
+            fetch(url, timeout=5, max_bytes=1000, allow_files=False)
+    with pytest.raises(TrustListError, match="only http"):
+        fetch(lists.tl_path.as_uri(), timeout=5, max_bytes=10_000_000, allow_files=False)
+    with pytest.raises(TrustListError, match="only http"):
+        fetch("ftp://example.test/lotl.xml", timeout=5, max_bytes=1000, allow_files=True)
