@@ -81,3 +81,26 @@ def refresh_if_due(config: Config, *, now: datetime | None = None) -> bool:
     log.info("trusted lists refreshed in %.2f s: %d list(s), %d error(s)",
              result.seconds, len(result.lists), len(result.errors))
     return True
+
+
+def readiness(config: Config, *, now: datetime | None = None) -> tuple[bool, dict[str, object]]:
+    """The trusted-list check of ``/readyz`` (SPEC section 9): fresh, or not configured.
+
+    Returns whether it passes and a JSON-able body naming each list's
+    freshness and age in hours (also what ``/metrics`` reports as the
+    trusted-list age).
+    """
+    if config.trust is None:
+        return True, {"configured": False}
+    now = now or datetime.now(UTC)
+    items = status(config.trust.settings(), now=now)
+    lists: dict[str, object] = {}
+    for item in items:
+        verified = item.state.verified_at
+        lists[item.state.territory] = {
+            "fresh": item.stale is None,
+            "age_hours": round((now - verified).total_seconds() / 3600, 2) if verified else None,
+            "reason": item.stale,
+        }
+    ok = len(items) > 1 and all(item.stale is None for item in items)
+    return ok, {"configured": True, "lists": lists}

@@ -128,3 +128,20 @@ def test_the_scheduled_refresh_runs_when_due(tmp_path: Path) -> None:
     assert not refresh_if_due(config, now=now + timedelta(hours=1))
     # A quarter of max_age_hours later the lists are fetched again.
     assert refresh_if_due(config, now=now + timedelta(hours=3))
+
+
+def test_readiness_fails_when_the_lists_are_stale_or_missing(tmp_path: Path) -> None:
+    from intake.trust import readiness
+
+    assert readiness(parse_config({}, tmp_path / "config.toml")) == (True, {"configured": False})
+    lists = build_lists(TrustPki.create(), tmp_path / "lists")
+    data = {"trust": {"lotl": str(lists.lotl_path), "lotl_signers": [str(lists.lotl_signer_pem)],
+                      "cache_dir": str(tmp_path / "cache"), "max_age_hours": 8}}
+    config = parse_config(data, tmp_path / "config.toml")
+    assert readiness(config)[0] is False
+    now = datetime.now(UTC)
+    assert refresh_if_due(config, now=now)
+    ok, body = readiness(config, now=now)
+    assert ok and body["lists"]["LV"]["fresh"]  # type: ignore[index]
+    ok, body = readiness(config, now=now + timedelta(hours=9))
+    assert not ok and not body["lists"]["LV"]["fresh"]  # type: ignore[index]
