@@ -322,6 +322,8 @@ class SigningConfig:
     require_qscd: bool = True
     #: TS-NOT-QUALIFIED unless the time-stamp is from a qualified service (QTST).
     require_qualified_timestamp: bool = True
+    #: Store pyHanko's ETSI TS 119 102-2 validation report of each PAdES signature.
+    validation_report: bool = True
 
     @classmethod
     def from_toml(cls, s: _Section) -> SigningConfig:
@@ -332,6 +334,7 @@ class SigningConfig:
             require_qualified=s.get("require_qualified", bool, True),
             require_qscd=s.get("require_qscd", bool, True),
             require_qualified_timestamp=s.get("require_qualified_timestamp", bool, True),
+            validation_report=s.get("validation_report", bool, True),
             revocation=s.choice("revocation", REVOCATION_MODES, "soft-fail"),  # type: ignore[arg-type]
             max_age_days=s.positive("max_age_days", int, 90),
             allow_fetching=s.get("allow_fetching", bool, True),

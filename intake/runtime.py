@@ -42,6 +42,7 @@ def make_verifier(config: Config) -> Any:
             allow_fetching=sc.allow_fetching,
             require_qscd=sc.require_qscd,
             require_qualified_timestamp=sc.require_qualified_timestamp,
+            validation_report=sc.validation_report,
             trust=config.trust.settings() if config.trust is not None else None,
             max_pdf_bytes=config.limits.max_attachment_bytes,
             timeout_seconds=config.limits.verify_timeout_seconds,

@@ -145,3 +145,20 @@ def test_readiness_fails_when_the_lists_are_stale_or_missing(tmp_path: Path) -> 
     assert ok and body["lists"]["LV"]["fresh"]  # type: ignore[index]
     ok, body = readiness(config, now=now + timedelta(hours=9))
     assert not ok and not body["lists"]["LV"]["fresh"]  # type: ignore[index]
+
+
+def test_the_validation_report_can_be_switched_off(tmp_path: Path) -> None:
+    from signing.pki import DemoPki, make_form_pdf, sign_pdf
+    from signing.verify import Verifier, VerifierSettings
+
+    pki = DemoPki.create(tmp_path / "pki")
+    signed = sign_pdf(make_form_pdf({"org_name": "SIA Ērgļi"}), pki.signer("qualified"),
+                      timestamper=pki.timestamper("tsa"))
+    for wanted in (True, False):
+        verifier = Verifier(VerifierSettings(trust_roots=pki.trust_roots, allow_fetching=False,
+                                             validation_report=wanted))
+        (sig,) = verifier.verify_pdf_sync(signed).signatures
+        assert sig.codes == ()
+        assert (sig.report_xml is not None) is wanted
+    config = parse_config({"signing": {"validation_report": False}}, tmp_path / "config.toml")
+    assert config.signing.validation_report is False
