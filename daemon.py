@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="one application: fields, signer, verdicts, history, mails")
     show.add_argument("reference")
+    show.add_argument("--report", type=Path, metavar="FILE",
+                      help="also write the stored validation report (ETSI TS 119 102-2 XML)")
 
     for name, text in (("approve", "staff approval; issues the certificate where the workflow has one"),
                        ("reject", "final rejection with a code and a note"),
@@ -84,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     dig = sub.add_parser("digest", help="the staff digest (print; --send mails it)")
     dig.add_argument("--send", action="store_true", help="mail it to digest.recipients")
     dig.add_argument("--html", type=Path, metavar="FILE", help="also write the HTML version here")
+
+    trust = sub.add_parser("trust", help="the EU trusted lists ([trust])")
+    trust_sub = trust.add_subparsers(dest="trust_command", metavar="ACTION", required=True)
+    trust_sub.add_parser("refresh", help="fetch and verify the LOTL and the national lists, cache them",
+                         description="Exit status 1 when the LOTL or a national list cannot be "
+                         "fetched or its signature does not verify (the last good copy stays).")
+    trust_sub.add_parser("status", help="each list's sequence number, dates and freshness",
+                         description="Exit status 1 when any configured list is stale or missing.")
 
     forms = sub.add_parser("forms", help="form templates")
     forms_sub = forms.add_subparsers(dest="forms_command", metavar="ACTION", required=True)
@@ -124,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args.dir, out=out, config_path=Path(args.config))
         config = load_config(args.config)
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else config.daemon.log_level)
+        if args.command == "trust":
+            from intake.trust import cmd_trust_refresh, cmd_trust_status
+
+            if args.trust_command == "refresh":
+                return cmd_trust_refresh(config, out=out)
+            return cmd_trust_status(config, out=out)
         from intake.runtime import Runtime
 
         with Runtime.open(config) as rt:
@@ -132,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "list":
                 return commands.cmd_list(rt, state=args.state, workflow=args.workflow, out=out)
             if args.command == "show":
-                return commands.cmd_show(rt, args.reference, out=out)
+                return commands.cmd_show(rt, args.reference, out=out, report=args.report)
             if args.command in ("approve", "reject", "restrict"):
                 return commands.cmd_staff(rt, args.command, args.reference, user=args.user,
                                           code=getattr(args, "code", None), note=args.note, out=out)

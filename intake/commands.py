@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import TextIO
 
@@ -41,9 +42,35 @@ def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextI
     return 0
 
 
-def cmd_show(rt: Runtime, reference: str, *, out: TextIO) -> int:
+def merge_reports(reports: list[str]) -> bytes:
+    """One ETSI TS 119 102-2 ValidationReport holding every signature's report."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    first = etree.fromstring(reports[0].encode("utf-8"), parser=parser)
+    ns = first.nsmap.get("vr") or "http://uri.etsi.org/19102/v1.2.1#"
+    objects = first.find(f"{{{ns}}}SignatureValidationObjects")
+    for other in reports[1:]:
+        root = etree.fromstring(other.encode("utf-8"), parser=parser)
+        for report in root.findall(f"{{{ns}}}SignatureValidationReport"):
+            position = len(first.findall(f"{{{ns}}}SignatureValidationReport"))
+            first.insert(position, report)
+        more = root.find(f"{{{ns}}}SignatureValidationObjects")
+        if more is not None and objects is not None:
+            for item in list(more):
+                objects.append(item)
+    return bytes(etree.tostring(first, xml_declaration=True, encoding="UTF-8"))
+
+
+def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = None) -> int:
     with rt.store.session() as s:
         app = load_application(s, reference)
+        if report is not None:
+            stored = ((app.verdicts or {}).get("signature") or {}).get("reports") or []
+            if not stored:
+                print(f"pasts: {reference} has no stored validation report", file=sys.stderr)
+                return 1
+            report.write_bytes(merge_reports(list(stored)))
         p = lambda *a: print(*a, file=out)  # noqa: E731
         p(f"{app.reference}  ({app.workflow})")
         p(f"  state:      {app.state}")
@@ -72,6 +99,20 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO) -> int:
                 p(f"  signature {i} ({where}): {codes}; time-stamp {one.get('timestamp')}")
                 for note in one.get("notes", []):
                     p(f"    - {note}")
+                q = one.get("qualification")
+                if q:
+                    what = (f"qualified ({q.get('qc_type')}, "
+                            f"{'QSCD' if q.get('qscd') else 'no QSCD'})"
+                            if q.get("qualified") else "not qualified")
+                    by = f" by {q['service']}" if q.get("service") else ""
+                    p(f"    qualification: {what}{by} [{q.get('source')}]")
+                    for reason in q.get("reasons", []):
+                        p(f"      - {reason}")
+                tq = one.get("timestamp_qualification")
+                if tq:
+                    what = "qualified" if tq.get("qualified") else "not qualified"
+                    by = f" ({tq['service']})" if tq.get("service") else ""
+                    p(f"    time-stamp: {what}{by} [{tq.get('source')}]")
             sides = (("mail_signature", "mail S/MIME signature"),
                      ("attachment_signature", ".p7s signature"))
             for key, label in sides:

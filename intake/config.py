@@ -318,6 +318,12 @@ class SigningConfig:
     max_age_days: int = 90
     #: Fetch OCSP/CRL over the network when the file carries none.
     allow_fetching: bool = True
+    #: SIG-NOT-QUALIFIED also when the signer's key is not on a QSCD.
+    require_qscd: bool = True
+    #: TS-NOT-QUALIFIED unless the time-stamp is from a qualified service (QTST).
+    require_qualified_timestamp: bool = True
+    #: Store pyHanko's ETSI TS 119 102-2 validation report of each PAdES signature.
+    validation_report: bool = True
 
     @classmethod
     def from_toml(cls, s: _Section) -> SigningConfig:
@@ -326,12 +332,70 @@ class SigningConfig:
             trust_roots=roots,
             require_timestamp=s.get("require_timestamp", bool, True),
             require_qualified=s.get("require_qualified", bool, True),
+            require_qscd=s.get("require_qscd", bool, True),
+            require_qualified_timestamp=s.get("require_qualified_timestamp", bool, True),
+            validation_report=s.get("validation_report", bool, True),
             revocation=s.choice("revocation", REVOCATION_MODES, "soft-fail"),  # type: ignore[arg-type]
             max_age_days=s.positive("max_age_days", int, 90),
             allow_fetching=s.get("allow_fetching", bool, True),
         )
         s.finish()
         return cfg
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """``[trust]``: the EU trusted lists as the source of qualified status (SPEC section 8)."""
+
+    #: URL or file of the EU List of Trusted Lists.
+    lotl: str
+    #: Where verified lists are cached (created with mode 0700).
+    cache_dir: Path
+    #: PEM files of the certificates allowed to sign the LOTL (empty: the
+    #: Official Journal's, shipped in pyHanko's package).
+    lotl_signers: tuple[Path, ...] = ()
+    #: Lists last fetched and verified longer ago than this are stale.
+    max_age_hours: float = 48.0
+    #: Only these national lists (country codes); empty: every list.
+    territories: tuple[str, ...] = ()
+    #: Bound on each fetch of a list.
+    timeout_seconds: float = 20.0
+    #: Lists larger than this are refused.
+    max_list_bytes: int = 32 * 1024 * 1024
+
+    @classmethod
+    def from_toml(cls, s: _Section) -> TrustConfig:
+        lotl = s.get("lotl", str)
+        if not lotl.startswith(("https://", "http://")):
+            lotl = str(resolve_path(lotl.removeprefix("file://"), s.path))
+        territories = tuple(t.upper() for t in s.str_list("territories", []))
+        for t in territories:
+            if not (len(t) == 2 and t.isalpha()):
+                raise s.error("territories", f"must be two-letter country codes; got {t!r}")
+        cfg = cls(
+            lotl=lotl,
+            cache_dir=s.path_value("cache_dir", "var/trust") or Path("var/trust"),
+            lotl_signers=tuple(resolve_path(p, s.path) for p in s.str_list("lotl_signers", [])),
+            max_age_hours=s.positive("max_age_hours", float, 48.0),
+            territories=territories,
+            timeout_seconds=s.positive("timeout_seconds", float, 20.0),
+            max_list_bytes=s.positive("max_list_bytes", int, 32 * 1024 * 1024),
+        )
+        for path in cfg.lotl_signers:
+            if not path.is_file():
+                raise s.error("lotl_signers", f"no such file: {path}")
+        s.finish()
+        return cfg
+
+    def settings(self) -> Any:
+        """The plain values :mod:`signing.trustlists` works with."""
+        from signing.trustlists import TrustSettings
+
+        return TrustSettings(
+            lotl=self.lotl, cache_dir=self.cache_dir, lotl_signers=self.lotl_signers,
+            max_age_hours=self.max_age_hours, territories=self.territories,
+            timeout_seconds=self.timeout_seconds, max_list_bytes=self.max_list_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -546,6 +610,13 @@ class WorkflowConfig:
     #: SIG-TOO-OLD for this procedure: how many days a time-stamp may be old
     #: (None: ``[signing] max_age_days``).
     max_age_days: int | None = None
+    #: Overrides of ``[signing]`` for this procedure (None: the [signing] value).
+    require_timestamp: bool | None = None
+    require_qualified: bool | None = None
+    require_qscd: bool | None = None
+    require_qualified_timestamp: bool | None = None
+    #: Qualified e-seals (an organisation signing) count as qualified signatures.
+    accept_eseals: bool = False
 
     @classmethod
     def from_toml(cls, s: _Section) -> WorkflowConfig:
@@ -569,6 +640,11 @@ class WorkflowConfig:
             needs_form=s.get("needs_form", bool, True),
             language=s.get("language", str, None),
             max_age_days=s.positive("max_age_days", int, None),
+            require_timestamp=s.get("require_timestamp", bool, None),
+            require_qualified=s.get("require_qualified", bool, None),
+            require_qscd=s.get("require_qscd", bool, None),
+            require_qualified_timestamp=s.get("require_qualified_timestamp", bool, None),
+            accept_eseals=s.get("accept_eseals", bool, False),
         )
         if not cfg.prefix.isalnum() or not cfg.prefix.isupper():
             raise s.error("prefix", f"must be upper-case letters/digits; got {cfg.prefix!r}")
@@ -590,6 +666,8 @@ class Config:
     limits: LimitsConfig
     daemon: DaemonConfig
     workflows: tuple[WorkflowConfig, ...]
+    #: The EU trusted lists (None: ``[trust]`` is not configured).
+    trust: TrustConfig | None = None
 
     def workflow(self, wid: str) -> WorkflowConfig | None:
         return next((w for w in self.workflows if w.id == wid), None)
@@ -662,6 +740,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         limits=LimitsConfig.from_toml(top.sub("limits")),
         daemon=DaemonConfig.from_toml(top.sub("daemon")),
         workflows=tuple(workflows.values()),
+        trust=TrustConfig.from_toml(top.sub("trust")) if "trust" in top.data else None,
     )
     top.finish()
     return cfg

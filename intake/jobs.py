@@ -54,6 +54,21 @@ class RefreshCrl:
 
 
 @dataclass(frozen=True)
+class RefreshTrustLists:
+    """Fetch and verify the EU trusted lists when due (``[trust]``)."""
+
+    name: str = "refresh-trust-lists"
+
+    def trigger(self, runtime: Runtime) -> Any:
+        return IntervalTrigger(minutes=30)
+
+    def run(self, runtime: Runtime) -> None:
+        from intake.trust import refresh_if_due
+
+        refresh_if_due(runtime.config)
+
+
+@dataclass(frozen=True)
 class StaffDigest:
     name: str = "staff-digest"
 
@@ -69,7 +84,7 @@ class StaffDigest:
 
 
 #: What `run --once` runs; the digest goes out on its cron schedule only.
-JOBS = (ExpireVerificationLinks(), RefreshCrl())
+JOBS = (ExpireVerificationLinks(), RefreshCrl(), RefreshTrustLists())
 SCHEDULED = (*JOBS, StaffDigest())
 
 

@@ -87,7 +87,7 @@ class Pipeline:
             # An oversized mail was not opened: whatever it carried is unreadable.
             case=Case(workflow=None,
                       form_present=mail.carries_form or mail.oversized is not None,
-                      judged_at=datetime.now(UTC)),
+                      judged_at=datetime.now(UTC), signing=self.config.signing),
             form_data=mail.form.data if mail.form is not None else None,
             form_sha256=hashlib.sha256(signed.data).hexdigest() if signed is not None else None,
         )
@@ -317,9 +317,22 @@ def verdict_to_record(verdict: Any) -> dict[str, Any]:
                 "modified_after": s.modified_after,
                 "codes": list(s.codes),
                 "notes": list(s.notes),
+                "qualification": _record_of(getattr(s, "qualification", None)),
+                "timestamp_qualification": _record_of(
+                    getattr(s, "timestamp_qualification", None)),
             }
         )
-    return {"codes": list(verdict.codes), "signatures": sigs}
+    reports = [s.report_xml for s in verdict.signatures if getattr(s, "report_xml", None)]
+    record: dict[str, Any] = {"codes": list(verdict.codes), "signatures": sigs}
+    if reports:
+        # The ETSI TS 119 102-2 reports, for `pasts show REF --report FILE`.
+        record["reports"] = reports
+    return record
+
+
+def _record_of(fact: Any) -> dict[str, Any] | None:
+    """A qualification fact of :mod:`signing.qualification` as JSON-able data."""
+    return fact.to_record() if fact is not None else None
 
 
 def signer_to_record(signer: Any) -> dict[str, Any] | None:

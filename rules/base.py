@@ -72,6 +72,9 @@ class Case:
     duplicate_of: str | None = None
     #: When the case is judged (the "now" of age limits); None: not known.
     judged_at: datetime | None = None
+    #: ``intake.config.SigningConfig``: the defaults a workflow may override
+    #: (None: the verifier's codes stand as they are).
+    signing: Any = None
 
 
 class Rule(Protocol):

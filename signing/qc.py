@@ -115,7 +115,9 @@ def parse_qc_statements(extension_value: bytes) -> QcInfo:
                     garbled = True
     except (ValueError, TypeError, KeyError, IndexError):
         garbled = True
-    esign = QC_TYPE_ESIGN_OID in types
+    # QcCompliance without any QcType is a certificate for e-signatures
+    # (EN 319 412-5, 4.2.3; DSS and pyHanko read it so).
+    esign = QC_TYPE_ESIGN_OID in types or (compliance and not types and not garbled)
     return QcInfo(
         compliance=compliance, esign=esign, sscd=sscd, types=tuple(types), garbled=garbled
     )

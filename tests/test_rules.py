@@ -105,7 +105,7 @@ def spec_codes() -> set[str]:
 
 def test_there_is_one_rule_per_spec_code() -> None:
     expected = spec_codes()
-    assert len(expected) == 24
+    assert len(expected) == 26
     assert set(all_rules()) == expected
 
 
@@ -142,7 +142,7 @@ TRIGGERS: dict[str, tuple[Case, tuple[str, ...]]] = {
 }
 for _code in ("SIG-MISSING", "SIG-INVALID", "SIG-MODIFIED", "SIG-UNTRUSTED", "SIG-NOT-QUALIFIED",
               "SIG-CERT-EXPIRED", "SIG-CERT-REVOKED", "TS-MISSING", "TS-INVALID", "TS-UNTRUSTED",
-              "SIG-TOO-OLD"):
+              "SIG-TOO-OLD", "TS-NOT-QUALIFIED"):
     TRIGGERS[_code] = (good(verdict=verdict(_code)), (_code,))
 for _code in ("CSR-INVALID", "CSR-KEY-WEAK", "CSR-SUBJECT-MISMATCH"):
     TRIGGERS[_code] = (good(csr=csr_report(_code)), (_code,))
