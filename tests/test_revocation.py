@@ -20,10 +20,12 @@ from asn1crypto import ocsp as asn1_ocsp
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
 from signing.fetching import CACHE
+from signing.isolation import IsolatedVerifier
 from signing.pki import sign_pdf
-from signing.verify import FormVerdict, Verifier
+from signing.verify import FormVerdict, Verifier, VerifierSettings
 from tests.fixtures.pki import PkiFixture
 from tests.fixtures.revocation import BlackHole, Chain, CountingServer, issue_chain
+from tests.shared import CORPUS
 
 
 @pytest.fixture(autouse=True)
@@ -115,6 +117,22 @@ def test_two_messages_of_one_signer_cost_the_responder_one_request(pki: PkiFixtu
         assert server.requests["/ocsp"] == 1, server.requests
 
 
+def test_the_daemon_s_verification_process_keeps_the_cache(pki: PkiFixture) -> None:
+    holder: list[Chain] = []
+    with CountingServer(answer=lambda request: holder[0].ocsp_response(request)) as server:
+        chain = issue_chain(pki.pki, ocsp_url=f"{server.url}/ocsp", name="Isolated")
+        holder.append(chain)
+        first, second = signed_by(pki, chain), signed_by(pki, chain)
+        verifier = IsolatedVerifier(pki.settings(revocation="hard-fail"))
+        try:
+            for pdf in (first, second):
+                assert verifier.verify_pdf_sync(pdf).codes == ()
+        finally:
+            verifier.close()
+        # The mailbox thread's calls go to the same child, which remembers the answer.
+        assert server.requests["/ocsp"] == 1, server.requests
+
+
 def with_embedded_ocsp(pdf: bytes, response: bytes) -> bytes:
     """``pdf`` with ``response`` added to its document security store (as B-LT does)."""
     out = BytesIO(pdf)
@@ -142,3 +160,24 @@ def test_ocsp_response_must_be_produced_after_the_time_stamp(
     assert verdict.codes == expected, verdict.signatures[0].notes
     if expected:
         assert any("before the signature time-stamp" in n for n in verdict.signatures[0].notes)
+
+
+# -- real Latvian containers (digidoc4j's test data) ---------------------------------------------
+
+DIGIDOC4J = CORPUS / "digidoc4j"
+
+
+@pytest.mark.parametrize(("name", "stale"), [
+    # digidoc4j: INVALID, the OCSP response was produced before the time-stamp.
+    ("edoc2_lv-eId_sha256.edoc", True),
+    ("latvian_signed_container.edoc", True),
+    # digidoc4j: VALID (the OCSP response comes after the time-stamp).
+    ("latvian_LT_signature_with_44h_difference_between_TS_and_OCSP.asice", False),
+    ("latvian_signed_container.asice", False),
+])
+def test_real_latvian_ocsp_before_the_time_stamp_is_not_proof(name: str, stale: bool) -> None:
+    settings = VerifierSettings(trust_roots=(), allow_fetching=False, timeout_seconds=60.0)
+    result = Verifier(settings).verify_asic_sync((DIGIDOC4J / name).read_bytes())
+    notes = [note for status in result.verdict.signatures for note in status.notes]
+    withheld = [note for note in notes if "before the signature time-stamp" in note]
+    assert bool(withheld) == stale, notes
