@@ -93,13 +93,13 @@ def test_several_black_hole_signatures_stay_within_the_budget(pki: PkiFixture) -
         for index in range(signatures):
             chain = issue_chain(pki.pki, ocsp_url=f"{hole.url}/ocsp", name=f"Hole {index}")
             pdf = signed_by(pki, chain, pdf, field_name=f"Signature{index + 1}")
-        verdict, seconds = verify(pki, pdf, revocation="hard-fail", fetch_timeout_seconds=1.0,
+        verdict, seconds = verify(pki, pdf, revocation="hard-fail", fetch_timeout_seconds=1.5,
                                   fetch_budget_seconds=2.0)
     assert len(verdict.signatures) == signatures
     for status in verdict.signatures:
         assert status.codes == ("SIG-REVOCATION-UNKNOWN",), status.notes
-    # One second per signature would be four; the budget holds the document to two.
-    assert seconds < 3.5
+    # 1.5 s per signature would be six; the budget holds the document to two.
+    assert seconds < 4.5
     assert any("budget" in note for status in verdict.signatures for note in status.notes)
 
 
