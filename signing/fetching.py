@@ -152,6 +152,9 @@ async def chain_is_anchored(cert: x509.Certificate, context: ValidationContext) 
         await paths.__anext__()
     except (PathBuildingError, StopAsyncIteration):
         return False
+    except Exception:  # noqa: BLE001 - a chain that cannot be built is not anchored.
+        log.debug("path building for %s failed", cert.subject.human_friendly, exc_info=True)
+        return False
     finally:
         await paths.cancel()
     return True
@@ -413,6 +416,10 @@ class _CrlFetcher(CRLFetcher):
                 problem = str(exc) if isinstance(exc, _Refused) else f"{url}: {exc!r}"
                 problems.append(problem)
                 fetching.failed(f"CRL {problem}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - whatever fails, the status is unknown.
+                problems.append(f"{url}: {exc!r}")
+                fetching.failed(f"CRL {url}: {exc!r}")
                 continue
             fetching.cache.put(key, fetched, issued=issued, next_update=next_update,
                                ttl_seconds=fetching.settings.cache_seconds)

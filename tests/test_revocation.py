@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from asn1crypto import ocsp as asn1_ocsp
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
-from signing.fetching import CACHE
+from signing.fetching import CACHE, RevocationCache
 from signing.isolation import IsolatedVerifier
 from signing.pki import sign_pdf
 from signing.verify import FormVerdict, Verifier, VerifierSettings
@@ -181,3 +181,21 @@ def test_real_latvian_ocsp_before_the_time_stamp_is_not_proof(name: str, stale: 
     notes = [note for status in result.verdict.signatures for note in status.notes]
     withheld = [note for note in notes if "before the signature time-stamp" in note]
     assert bool(withheld) == stale, notes
+
+
+def test_cache_keeps_an_answer_until_its_next_update_or_the_ttl() -> None:
+    clock = [datetime(2026, 1, 1, 12, 0, tzinfo=UTC)]
+    cache = RevocationCache(now=lambda: clock[0])
+    issued = clock[0]
+    cache.put(("u", b"a"), "soon", issued=issued, next_update=issued + timedelta(minutes=1),
+              ttl_seconds=300)
+    cache.put(("u", b"b"), "late", issued=issued, next_update=issued + timedelta(days=1),
+              ttl_seconds=300)
+    assert cache.get(("u", b"a"), None) == "soon"
+    # Not for a signature time-stamped after the answer was issued.
+    assert cache.get(("u", b"a"), issued + timedelta(seconds=30)) is None
+    clock[0] += timedelta(minutes=2)
+    assert cache.get(("u", b"a"), None) is None  # past its nextUpdate
+    assert cache.get(("u", b"b"), None) == "late"
+    clock[0] += timedelta(minutes=4)
+    assert cache.get(("u", b"b"), None) is None  # past the TTL
