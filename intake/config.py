@@ -316,7 +316,8 @@ class SigningConfig:
     revocation: Literal["hard-fail", "soft-fail", "off"] = "soft-fail"
     #: Forms time-stamped longer ago than this are SIG-TOO-OLD.
     max_age_days: int = 90
-    #: Fetch OCSP/CRL over the network when the file carries none.
+    #: Fetch OCSP/CRL over the network when the file carries none (only for
+    #: chains that reach a trust anchor; issuer certificates are never fetched).
     allow_fetching: bool = True
     #: SIG-NOT-QUALIFIED also when the signer's key is not on a QSCD.
     require_qscd: bool = True
@@ -324,6 +325,12 @@ class SigningConfig:
     require_qualified_timestamp: bool = True
     #: Store pyHanko's ETSI TS 119 102-2 validation report of each PAdES signature.
     validation_report: bool = True
+    #: Connect-and-read limit of one OCSP or CRL request.
+    fetch_timeout_seconds: float = 5.0
+    #: Total time the revocation requests for one document may take.
+    fetch_budget_seconds: float = 15.0
+    #: How long a fetched OCSP response or CRL is reused (less when its nextUpdate is sooner).
+    fetch_cache_seconds: float = 300.0
 
     @classmethod
     def from_toml(cls, s: _Section) -> SigningConfig:
@@ -338,6 +345,9 @@ class SigningConfig:
             revocation=s.choice("revocation", REVOCATION_MODES, "soft-fail"),  # type: ignore[arg-type]
             max_age_days=s.positive("max_age_days", int, 90),
             allow_fetching=s.get("allow_fetching", bool, True),
+            fetch_timeout_seconds=s.positive("fetch_timeout_seconds", float, 5.0),
+            fetch_budget_seconds=s.positive("fetch_budget_seconds", float, 15.0),
+            fetch_cache_seconds=s.positive("fetch_cache_seconds", float, 300.0),
         )
         s.finish()
         return cfg

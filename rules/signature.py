@@ -158,6 +158,8 @@ RULES = (
                  "The signature is qualified at the signing time (qualified certificate, QSCD)."),
     VerdictRule("SIG-CERT-EXPIRED", "The signer's certificate was valid when signing."),
     VerdictRule("SIG-CERT-REVOKED", "The signer's certificate was not revoked when signing."),
+    VerdictRule("SIG-REVOCATION-UNKNOWN",
+                "The signer's certificate's revocation status at the signing time is known."),
     TimestampMissing("TS-MISSING", "The signature carries a signature time-stamp."),
     VerdictRule("TS-INVALID", "The time-stamp token is sound and matches the signature."),
     VerdictRule("TS-UNTRUSTED", "The time-stamping authority is trusted."),

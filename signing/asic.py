@@ -66,7 +66,6 @@ from pyhanko.sign.validation.status import (
     StandardCMSSignatureStatus,
     TimestampSignatureStatus,
 )
-from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 from signxml.algorithms import (
     CanonicalizationMethod,
     DigestAlgorithm,
@@ -76,6 +75,7 @@ from signxml.algorithms import (
 from signxml.exceptions import InvalidDigest
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
 
+from signing.fetching import MessageFetching
 from signing.verify import (
     FormVerdict,
     SignatureStatus,
@@ -395,7 +395,7 @@ async def verify_container(verifier: Verifier, data: bytes) -> AsicVerdict:
         )
 
     statuses: list[tuple[SignatureStatus, frozenset[str]]] = []
-    backend = verifier._backend()
+    fetching = verifier._fetching()
     try:
         for name, element, problem in xades:
             if element is None:
@@ -404,7 +404,7 @@ async def verify_container(verifier: Verifier, data: bytes) -> AsicVerdict:
             label = f"{name}#{element.get('Id')}" if element.get("Id") else name
             try:
                 statuses.append(
-                    await _verify_signature(verifier, element, label, container, backend)
+                    await _verify_signature(verifier, element, label, container, fetching)
                 )
             except RecursionError:
                 statuses.append((_broken_status(label, "signature nested too deeply"), frozenset()))
@@ -413,8 +413,8 @@ async def verify_container(verifier: Verifier, data: bytes) -> AsicVerdict:
                     (_broken_status(label, f"signature validation failed: {exc!r}"), frozenset())
                 )
     finally:
-        if backend is not None:
-            await backend.close()
+        if fetching is not None:
+            await fetching.close()
     for signature_name, manifest in cades:
         try:
             statuses.append(await _verify_cades(verifier, signature_name, manifest, container))
@@ -705,7 +705,7 @@ async def _verify_signature(
     signature: etree._Element,
     label: str,
     container: AsicContainer,
-    backend: AIOHttpFetcherBackend | None,
+    fetching: MessageFetching | None,
 ) -> tuple[SignatureStatus, frozenset[str]]:
     """Verify one ``ds:Signature``; returns its status and the data files it verifiably covers."""
     notes: list[str] = []
@@ -855,13 +855,14 @@ async def _verify_signature(
     )
     now = verifier._now()
     moment = ts_time if ts_time is not None and ts_time <= now else now
+    revinfo = verifier._revinfo(signing_cert, ts_time and moment, crls, ocsps, notes)
 
     trust_problem: Any = None
     path: Any = None
     revocation: RevocationDetails | None = None
     if intact and valid:
         signer_ctx = verifier._context(
-            moment=moment, backend=backend, other_certs=certs, crls=crls, ocsps=ocsps
+            moment=moment, fetching=fetching, other_certs=certs, **revinfo
         )
         refusal = _algorithm_problem(
             signer_ctx.algorithm_policy, signature_method, signing_cert, moment
@@ -886,7 +887,7 @@ async def _verify_signature(
             timestamp = _BrokenTimestamp()
             continue
         ts_ctx = verifier._context(
-            moment=moment, backend=backend, other_certs=certs, crls=crls, ocsps=ocsps
+            moment=moment, fetching=fetching, other_certs=certs, **revinfo
         )
         try:
             kwargs = await validate_tst_signed_data(signed_data, ts_ctx, _imprint_of(stamped))
@@ -912,7 +913,8 @@ async def _verify_signature(
             )
         ),
     )
-    verifier._judge_trust(status, codes, notes, moment)
+    unknown = await verifier._only_revocation_unknown(status, moment, certs, revinfo)
+    verifier._judge_trust(status, codes, notes, moment, fetching, revocation_unknown=unknown)
     common = verifier._judge_signer_and_timestamp(status, ts_time, codes, notes, now)
     return (
         SignatureStatus(

@@ -36,23 +36,23 @@ from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.fields import enumerate_sig_fields
-from pyhanko.sign.general import find_unique_cms_attribute
+from pyhanko.sign.general import extract_certificate_info, find_unique_cms_attribute
 from pyhanko.sign.validation import (
     async_validate_detached_cms,
     async_validate_pdf_signature,
     async_validate_pdf_timestamp,
 )
 from pyhanko.sign.validation.dss import DocumentSecurityStore, NoDSSFoundError
-from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
+from pyhanko.sign.validation.generic_cms import extract_tst_data_iter, validate_cert_usage
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel, StandardCMSSignatureStatus
 from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 from pyhanko_certvalidator.policy_decl import (
     NO_REVOCATION,
     CertRevTrustPolicy,
 )
 
+from signing.fetching import FetchSettings, MessageFetching, withhold_stale
 from signing.qc import qc_info
 from signing.qualification import (
     ListsAndRootsTrustManager,
@@ -82,6 +82,10 @@ _EXPIRY_PROBLEMS = {
 _REVOCATION_PROBLEMS = {"REVOKED", "REVOKED_NO_POE", "REVOKED_CA_NO_POE"}
 # Trust problems meaning "revocation status could not be determined".
 _REVINFO_UNAVAILABLE = {"TRY_LATER", "REVOCATION_OUT_OF_BOUNDS_NO_POE"}
+# The trust problem pyHanko reports for missing revocation data, among others.
+_GENERAL_FAILURE = "CERTIFICATE_CHAIN_GENERAL_FAILURE"
+# The SPEC code for a revocation status that could not be established.
+REVOCATION_UNKNOWN = "SIG-REVOCATION-UNKNOWN"
 # A bound on the depth of the AcroForm field tree we walk ourselves.
 _MAX_FIELD_DEPTH = 32
 
@@ -268,7 +272,16 @@ class VerifierSettings:
     """Raise ``SIG-TOO-OLD`` when the time-stamp is older than this."""
 
     allow_fetching: bool = True
-    """Fetch OCSP responses and CRLs named in the certificates."""
+    """Fetch OCSP responses and CRLs named in certificates whose chain reaches an anchor."""
+
+    fetch_timeout_seconds: float = 5.0
+    """Connect-and-read limit of one OCSP or CRL request."""
+
+    fetch_budget_seconds: float = 15.0
+    """Total time the revocation requests of one document may take."""
+
+    fetch_cache_seconds: float = 300.0
+    """How long a fetched answer is reused (less when its nextUpdate comes sooner)."""
 
     max_pdf_bytes: int = 15 * 1024 * 1024
     """Inputs larger than this are refused unread."""
@@ -509,17 +522,29 @@ class Verifier:
         self,
         *,
         moment: datetime | None,
-        backend: AIOHttpFetcherBackend | None,
+        fetching: MessageFetching | None,
         other_certs: Iterable[asn1_x509.Certificate] = (),
         crls: Iterable[Any] = (),
         ocsps: Iterable[Any] = (),
+        fresh_after: datetime | None = None,
+        revocation: str | None = None,
     ) -> ValidationContext:
-        """A validation context over the configured anchors only (never the OS store)."""
+        """A validation context over the configured anchors only (never the OS store).
+
+        With ``fetching``, revocation data is fetched for certificates whose
+        chain reaches an anchor (see :mod:`signing.fetching`); a cached answer
+        issued before ``fresh_after`` (the signature time-stamp) is not reused.
+        ``revocation`` overrides ``signing.revocation``.
+        """
+        crls, ocsps = list(crls), list(ocsps)
+        backend = (
+            fetching.backend(fresh_after, crls=crls, ocsps=ocsps) if fetching is not None else None
+        )
         kwargs: dict[str, Any] = {
             "trust_roots": list(self._anchors),
             "other_certs": list(other_certs),
-            "crls": list(crls),
-            "ocsps": list(ocsps),
+            "crls": crls,
+            "ocsps": ocsps,
             "moment": moment,
             "allow_fetching": backend is not None,
             "fetcher_backend": backend,
@@ -529,20 +554,30 @@ class Verifier:
             del kwargs["trust_roots"]
             kwargs["trust_manager"] = self._trust_manager
             kwargs["other_certs"].extend(self._trust_manager.certificates())
-        if self.settings.revocation == "off":
+        mode = revocation or self.settings.revocation
+        if mode == "off":
             kwargs["revinfo_policy"] = CertRevTrustPolicy(NO_REVOCATION)
         else:
-            kwargs["revocation_mode"] = self.settings.revocation
+            kwargs["revocation_mode"] = mode
             # Revocation information issued after the signing time still tells
             # whether the certificate had been revoked before it.
             kwargs["retroactive_revinfo"] = True
-        return ValidationContext(**kwargs)
+        context = ValidationContext(**kwargs)
+        if backend is not None:
+            backend.bind(context)
+        return context
 
-    def _backend(self) -> AIOHttpFetcherBackend | None:
+    def _fetching(self) -> MessageFetching | None:
+        """The fetching of one document, or ``None`` when fetching is off."""
         if not self.settings.allow_fetching or self.settings.revocation == "off":
             return None
-        per_request = max(1, int(min(10.0, self.settings.timeout_seconds / 4)))
-        return AIOHttpFetcherBackend(per_request_timeout=per_request)
+        return MessageFetching(
+            FetchSettings(
+                timeout_seconds=self.settings.fetch_timeout_seconds,
+                budget_seconds=self.settings.fetch_budget_seconds,
+                cache_seconds=self.settings.fetch_cache_seconds,
+            )
+        )
 
     # -- PDF ---------------------------------------------------------------------------
 
@@ -611,7 +646,7 @@ class Verifier:
         approvals.sort(key=revision)
         last_index = max(range(len(approvals)), key=lambda i: revision(approvals[i]))
 
-        backend = self._backend()
+        fetching = self._fetching()
         try:
             dss_certs: list[Any] = []
             dss_crls: list[Any] = []
@@ -645,7 +680,7 @@ class Verifier:
             for fq_name, emb, kind in embedded:
                 if kind != "doc-ts" or emb is None:
                     continue
-                note, stamp = await self._doc_timestamp(fq_name, emb, backend, dss_certs)
+                note, stamp = await self._doc_timestamp(fq_name, emb, fetching, dss_certs)
                 doc_notes.append(note)
                 if stamp is not None:
                     doc_stamps.append((emb.signed_revision, stamp))
@@ -670,7 +705,7 @@ class Verifier:
                             key=lambda item: item[0],
                             default=(0, None),
                         )[1],
-                        backend=backend,
+                        fetching=fetching,
                         dss=(dss_certs, dss_crls, dss_ocsps),
                     )
                 except RecursionError:
@@ -679,8 +714,8 @@ class Verifier:
                     status = _broken(fq_name, f"signature validation failed: {exc!r}")
                 statuses.append(status)
         finally:
-            if backend is not None:
-                await backend.close()
+            if fetching is not None:
+                await fetching.close()
 
         last = statuses[last_index]
         codes = tuple(sorted({code for status in statuses for code in status.codes}))
@@ -697,7 +732,7 @@ class Verifier:
         self,
         fq_name: str,
         emb: EmbeddedPdfSignature,
-        backend: AIOHttpFetcherBackend | None,
+        fetching: MessageFetching | None,
         dss_certs: list[Any],
     ) -> tuple[str, Any]:
         """Validate one document time-stamp: a note, and its status (``None`` if unreadable)."""
@@ -705,7 +740,7 @@ class Verifier:
             status = await async_validate_pdf_timestamp(
                 emb,
                 validation_context=self._context(
-                    moment=None, backend=backend, other_certs=dss_certs
+                    moment=None, fetching=fetching, other_certs=dss_certs
                 ),
             )
         except Exception as exc:  # noqa: BLE001 - reported as a note only.
@@ -725,7 +760,7 @@ class Verifier:
         later_signature_fields: set[str],
         final_values: dict[str, str],
         doc_timestamp: Any,
-        backend: AIOHttpFetcherBackend | None,
+        fetching: MessageFetching | None,
         dss: tuple[list[Any], list[Any], list[Any]],
     ) -> SignatureStatus:
         dss_certs, dss_crls, dss_ocsps = dss
@@ -751,17 +786,20 @@ class Verifier:
             notes.append("dated by the document time-stamp over it")
         adobe_crls, adobe_ocsps = _adobe_revinfo(emb.signer_info)
         embedded_certs = [*dss_certs, *emb.other_embedded_certs]
-        revinfo = {"crls": [*dss_crls, *adobe_crls], "ocsps": [*dss_ocsps, *adobe_ocsps]}
         # The signer's certificate is judged at the time-stamp's time when there
         # is one (a time-stamp in the future is not believed), else now.
         now = self._now()
         moment = ts_time if ts_time is not None and ts_time <= now else now
+        revinfo = self._revinfo(
+            _signer_certificate(emb.signed_data), ts_time and moment,
+            [*dss_crls, *adobe_crls], [*dss_ocsps, *adobe_ocsps], notes,
+        )
         signer_ctx = self._context(
-            moment=moment, backend=backend, other_certs=embedded_certs, **revinfo
+            moment=moment, fetching=fetching, other_certs=embedded_certs, **revinfo
         )
         # The TSA's certificate is judged at the time-stamp's own time as well.
         ts_ctx = self._context(
-            moment=moment, backend=backend, other_certs=embedded_certs, **revinfo
+            moment=moment, fetching=fetching, other_certs=embedded_certs, **revinfo
         )
         status = await async_validate_pdf_signature(
             emb, signer_validation_context=signer_ctx, ts_validation_context=ts_ctx
@@ -777,7 +815,8 @@ class Verifier:
             codes.add("SIG-INVALID")
             notes.append(f"the byte range does not cover a whole revision ({status.coverage})")
 
-        self._judge_trust(status, codes, notes, moment)
+        unknown = await self._only_revocation_unknown(status, moment, embedded_certs, revinfo)
+        self._judge_trust(status, codes, notes, moment, fetching, revocation_unknown=unknown)
 
         # Modifications after signing. pyHanko's FORM_FILLING level is accepted
         # only when the fields it saw change are the fields of later signatures
@@ -936,10 +975,57 @@ class Verifier:
             codes.add("SIG-INVALID")
             notes.append("the cryptographic signature does not verify")
 
+    @staticmethod
+    def _revinfo(
+        signer: asn1_x509.Certificate | None, fresh_after: datetime | None,
+        crls: list[Any], ocsps: list[Any], notes: list[str],
+    ) -> dict[str, Any]:
+        """The ``_context`` keywords for the revocation data a signature carries.
+
+        ``fresh_after`` is the signature time-stamp's time (``None`` without
+        one): the signer's data issued before it is withheld as no proof.
+        """
+        crls, ocsps, stale = withhold_stale(signer, fresh_after, crls, ocsps)
+        notes.extend(stale)
+        return {"crls": crls, "ocsps": ocsps, "fresh_after": fresh_after}
+
+    async def _only_revocation_unknown(
+        self, status: Any, moment: datetime, other_certs: Iterable[Any], revinfo: dict[str, Any]
+    ) -> bool:
+        """Whether the signer's chain fails under hard-fail only for want of revocation data.
+
+        pyHanko reports missing revocation data as a general chain failure,
+        like other path problems; the chain is judged again without fetching
+        under soft-fail, and when that passes, nothing but the revocation
+        status was missing (``SIG-REVOCATION-UNKNOWN``, not ``SIG-UNTRUSTED``).
+        """
+        if status.trusted or self.settings.revocation != "hard-fail":
+            return False
+        cert = getattr(status, "signing_cert", None)
+        problem = getattr(status.trust_problem_indic, "name", None)
+        if cert is None or problem not in _REVINFO_UNAVAILABLE | {_GENERAL_FAILURE}:
+            return False
+        context = self._context(
+            moment=moment, fetching=None, other_certs=other_certs, revocation="soft-fail",
+            **revinfo,
+        )
+        try:
+            result = await validate_cert_usage(
+                cert, context, StandardCMSSignatureStatus.default_usage_constraints(),
+                context.path_builder.async_build_paths_lazy(cert),
+            )
+        except Exception:  # noqa: BLE001 - then the chain has problems of its own.
+            return False
+        return result.success_result is not None
+
     def _judge_trust(
-        self, status: Any, codes: set[str], notes: list[str], moment: datetime
+        self, status: Any, codes: set[str], notes: list[str], moment: datetime,
+        fetching: MessageFetching | None = None, *, revocation_unknown: bool = False,
     ) -> None:
         if status.trusted:
+            if fetching is not None and fetching.failures and self.settings.revocation == "soft-fail":
+                notes.append("accepted under soft-fail although revocation data could not be "
+                             "fetched: " + "; ".join(fetching.failures))
             return
         problem = status.trust_problem_indic
         problem_name = getattr(problem, "name", str(problem))
@@ -953,9 +1039,16 @@ class Verifier:
             notes.append(
                 f"the signer's certificate was not valid at {moment.isoformat()} ({problem_name})"
             )
-        elif problem_name in _REVINFO_UNAVAILABLE:
-            codes.add("SIG-UNTRUSTED")
-            notes.append("revocation status unavailable")
+        elif problem_name in _REVINFO_UNAVAILABLE or revocation_unknown:
+            codes.add(REVOCATION_UNKNOWN)
+            notes.append(
+                "the revocation status of the signer's certificate at "
+                f"{moment.isoformat()} could not be established ({problem_name})"
+            )
+            if fetching is not None:
+                notes.extend(fetching.failures)
+            elif not self.settings.allow_fetching:
+                notes.append("fetching revocation data is off (signing.allow_fetching)")
         elif status.intact and status.valid:
             codes.add("SIG-UNTRUSTED")
             notes.append(f"the signer's chain does not reach a configured anchor ({problem_name})")
@@ -1025,7 +1118,7 @@ class Verifier:
 
         notes: list[str] = []
         codes: set[str] = set()
-        backend = self._backend()
+        fetching = self._fetching()
         try:
             try:
                 ts_time = _timestamp_time(signer_info)
@@ -1035,27 +1128,33 @@ class Verifier:
             adobe_crls, adobe_ocsps = _adobe_revinfo(signer_info)
             now = self._now()
             moment = ts_time if ts_time is not None and ts_time <= now else now
-            revinfo = {"crls": adobe_crls, "ocsps": adobe_ocsps}
+            revinfo = self._revinfo(
+                _signer_certificate(signed_data), ts_time and moment,
+                adobe_crls, adobe_ocsps, notes,
+            )
             try:
                 result: StandardCMSSignatureStatus = await async_validate_detached_cms(
                     content,
                     signed_data,
                     signer_validation_context=self._context(
-                        moment=moment, backend=backend, **revinfo
+                        moment=moment, fetching=fetching, **revinfo
                     ),
-                    ts_validation_context=self._context(moment=moment, backend=backend, **revinfo),
+                    ts_validation_context=self._context(moment=moment, fetching=fetching, **revinfo),
                 )
             except Exception as exc:  # noqa: BLE001 - every validator error is SIG-INVALID.
                 status = _broken(None, f"signature validation failed: {exc!r}", kind=kind)
                 return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
         finally:
-            if backend is not None:
-                await backend.close()
+            if fetching is not None:
+                await fetching.close()
 
         self._judge_integrity(
             result, "the signed content does not match the signature's digest", codes, notes
         )
-        self._judge_trust(result, codes, notes, moment)
+        unknown = await self._only_revocation_unknown(
+            result, moment, _other_certificates(signed_data), revinfo
+        )
+        self._judge_trust(result, codes, notes, moment, fetching, revocation_unknown=unknown)
         common = self._judge_signer_and_timestamp(result, ts_time, codes, notes, now)
         status = SignatureStatus(
             field_name=None,
@@ -1079,6 +1178,22 @@ class Verifier:
     def verify_asic_sync(self, data: bytes) -> AsicVerdict:
         """Synchronous :meth:`verify_asic` (not inside a running loop)."""
         return asyncio.run(self.verify_asic(data))
+
+
+def _other_certificates(signed_data: Any) -> list[asn1_x509.Certificate]:
+    """The SignedData's certificates other than the signer's."""
+    try:
+        return list(extract_certificate_info(signed_data).other_certs)
+    except Exception:  # noqa: BLE001 - without them the chain is judged on the anchors.
+        return []
+
+
+def _signer_certificate(signed_data: Any) -> asn1_x509.Certificate | None:
+    """The signer's certificate among the SignedData's certificates, if it is there."""
+    try:
+        return extract_certificate_info(signed_data).signer_cert
+    except Exception:  # noqa: BLE001 - validation reports a missing certificate itself.
+        return None
 
 
 def _broken(

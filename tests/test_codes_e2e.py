@@ -31,19 +31,21 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from intake.config import default_workflows
 from intake.samples import application_mail, change_field_after_signing, filled_form, make_csr
-from signing.pki import QUALIFIED_PERSONAL_CODE
+from signing.pki import QUALIFIED_PERSONAL_CODE, sign_pdf
 from tests.daemon_env import (
     EA,
     GOOD,
     ROOT,
     TO,
     Deployment,
+    free_port,
     make_deployment,
     message_id_of,
     text_of,
 )
 from tests.fixtures.dovecot import DovecotServer, ImapAccount
 from tests.fixtures.pki import PkiFixture
+from tests.fixtures.revocation import issue_chain
 from tests.fixtures.smtp import SmtpTestServer
 from tests.test_verify import _replace_timestamp_token
 
@@ -152,6 +154,12 @@ def old_timestamp(pki: PkiFixture) -> bytes:
     return pki.sign(filled_form(EA, GOOD), timestamper=tsa)
 
 
+def unknown_revocation(pki: PkiFixture) -> bytes:
+    """GOOD's form signed under the trusted root by a signer whose OCSP responder is down."""
+    chain = issue_chain(pki.pki, ocsp_url=f"http://127.0.0.1:{free_port()}/ocsp")
+    return sign_pdf(filled_form(EA, GOOD), chain.signer(), timestamper=pki.timestamper)
+
+
 def corrupted_csr() -> bytes:
     """A DER CSR for the right subject whose self-signature does not verify."""
     pem = make_csr(GOOD["csr_common_name"], GOOD["org_name"])
@@ -203,6 +211,9 @@ CASES: dict[str, Case] = {c.code: c for c in (
     _form_case("SIG-NOT-QUALIFIED", lambda pki: signed(pki, signer="nonqualified")),
     _form_case("SIG-CERT-EXPIRED", lambda pki: signed(pki, signer="expired")),
     _form_case("SIG-CERT-REVOKED", lambda pki: signed(pki, signer="revoked")),
+    # The module runs under revocation = "hard-fail" (every other signer's
+    # responder answers): a status that cannot be fetched is this code.
+    _form_case("SIG-REVOCATION-UNKNOWN", unknown_revocation),
     _form_case("TS-MISSING", lambda pki: signed(pki, timestamp=False)),
     _form_case("TS-INVALID", timestamp_over_other_data),
     _form_case("TS-UNTRUSTED", lambda pki: signed(pki, timestamper=pki.untrusted_timestamper)),
@@ -279,7 +290,9 @@ def judged(dovecot_server: DovecotServer, pki: PkiFixture,
             mp.setenv(env, password)
             dep = make_deployment(tmp_path_factory.mktemp("codes"), account, mailbox_config,
                                   smtp, pki, registry=REGISTRY,
-                                  signing={"max_age_days": MAX_AGE_DAYS})
+                                  signing={"max_age_days": MAX_AGE_DAYS,
+                                           "revocation": "hard-fail",
+                                           "fetch_timeout_seconds": 2.0})
             ids: dict[str, str] = {}
             # Cases another case depends on go first (UID order is processing order).
             order = sorted(CASES.values(), key=lambda c: c.after is not None)

@@ -141,8 +141,8 @@ TRIGGERS: dict[str, tuple[Case, tuple[str, ...]]] = {
                          ("CONTRACT-MISSING",)),
 }
 for _code in ("SIG-MISSING", "SIG-INVALID", "SIG-MODIFIED", "SIG-UNTRUSTED", "SIG-NOT-QUALIFIED",
-              "SIG-CERT-EXPIRED", "SIG-CERT-REVOKED", "TS-MISSING", "TS-INVALID", "TS-UNTRUSTED",
-              "SIG-TOO-OLD", "TS-NOT-QUALIFIED"):
+              "SIG-CERT-EXPIRED", "SIG-CERT-REVOKED", "SIG-REVOCATION-UNKNOWN", "TS-MISSING",
+              "TS-INVALID", "TS-UNTRUSTED", "SIG-TOO-OLD", "TS-NOT-QUALIFIED"):
     TRIGGERS[_code] = (good(verdict=verdict(_code)), (_code,))
 for _code in ("CSR-INVALID", "CSR-KEY-WEAK", "CSR-SUBJECT-MISMATCH"):
     TRIGGERS[_code] = (good(csr=csr_report(_code)), (_code,))
