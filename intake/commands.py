@@ -8,6 +8,7 @@ from typing import TextIO
 
 from sqlalchemy import select
 
+from intake.display import safe
 from intake.errors import ConfigurationError
 from intake.models import Application, IssuedCertificateRow, Outbox
 from intake.runtime import Runtime
@@ -33,9 +34,11 @@ def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextI
         for app in rows:
             org = (app.form_values or {}).get("org_name", "")
             codes = ",".join(app.codes or [])
-            print(f"{app.reference:<18} {app.state:<22} {app.workflow:<20} "
-                  f"{app.created_at:%Y-%m-%d %H:%M}  {app.applicant_email:<30} {org}"
-                  + (f"  [{codes}]" if codes else ""), file=out)
+            # The organisation and the address come from the mail: one line each,
+            # whatever CR, LF or ESC they hold.
+            print(safe(f"{app.reference:<18} {app.state:<22} {app.workflow:<20} "
+                       f"{app.created_at:%Y-%m-%d %H:%M}  {app.applicant_email:<30} {org}"
+                       + (f"  [{codes}]" if codes else "")), file=out)
         if not rows:
             print("no applications", file=out)
     return 0
@@ -44,7 +47,9 @@ def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextI
 def cmd_show(rt: Runtime, reference: str, *, out: TextIO) -> int:
     with rt.store.session() as s:
         app = load_application(s, reference)
-        p = lambda *a: print(*a, file=out)  # noqa: E731
+        # Nearly every value shown comes from a mail or a signed form: each line
+        # is printed with its control characters escaped.
+        p = lambda line: print(safe(line), file=out)  # noqa: E731
         p(f"{app.reference}  ({app.workflow})")
         p(f"  state:      {app.state}")
         p(f"  applicant:  {app.applicant_email}")

@@ -11,6 +11,8 @@ lines that carry mail-supplied values) passes such values through
 
 from __future__ import annotations
 
+import logging
+
 #: C0 controls, DEL, C1 controls, and the Unicode formatting characters that
 #: reorder or break text: bidi embeddings and overrides (U+202A-U+202E),
 #: bidi isolates (U+2066-U+2069), the directional marks, and the line and
@@ -42,3 +44,14 @@ def safe(value: object) -> str:
     The work is one pass over the text, however hostile it is.
     """
     return str(value).translate(_TABLE)
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines with control characters escaped; a traceback below stays as it is.
+
+    Log messages carry senders, subjects, addresses and exception texts from
+    mail: a CR or LF in one must not forge a second log line.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return safe(super().formatMessage(record))
