@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def cmd_run(rt: Runtime, *, once: bool, out: TextIO) -> int:
+    rt.check_start()
     if once:
         return rt.run_once(progress=lambda line: print(line, file=out))
     return rt.run_forever()
