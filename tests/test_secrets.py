@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from daemon import main
 from intake.samples import application_mail
 from signing.ca import make_test_ca
-from tests.daemon_env import ROOT, to_toml
+from tests.daemon_env import ROOT, Deployment, good_mail, to_toml
 
 
 @pytest.fixture
@@ -176,3 +177,64 @@ def test_existing_database_open_to_others_is_named_in_a_warning(
     assert any(str(db) in w and "-rw-r--r--" in w for w in warnings), warnings
     # pasts does not change the operator's file behind their back.
     assert stat.S_IMODE(db.stat().st_mode) == 0o644
+
+
+# -- the verification link is composed when it is sent ---------------------------------
+
+
+def _database_bytes(db: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+
+
+def test_outbox_holds_no_live_link_while_smtp_is_down_and_the_sent_link_works(
+        deployment: Deployment, pki: Any) -> None:
+    from email import message_from_bytes
+    from email.policy import default as default_policy
+
+    from sqlalchemy import select
+
+    from intake.models import Outbox
+    from intake.service import now_utc
+    from intake.verification import LINK_KEY_FILE
+    from intake.web import start_web
+    from tests.test_e2e import fetch, verification_link
+
+    deployment.smtp.stop()
+    deployment.deliver(good_mail(pki))
+    for _ in range(3):  # three attempts with the SMTP server down
+        assert deployment.run_once() == 0
+        with deployment.runtime() as rt, rt.store.session() as s:
+            for row in s.scalars(select(Outbox)):
+                row.next_try_at = now_utc() - timedelta(seconds=1)
+    assert deployment.replies() == []
+
+    with deployment.runtime() as rt, rt.store.session() as s:
+        [row] = s.scalars(select(Outbox).where(Outbox.kind == "verification")).all()
+        assert row.status == "pending" and row.attempts == 3
+        queued = message_from_bytes(row.raw, policy=default_policy)
+    texts = [part.get_content() for part in queued.walk()
+             if part.get_content_maintype() == "text"]
+    assert texts and all("/verify/link-filled-in-when-sent" in t for t in texts)
+    db = deployment.directory / "pasts.db"
+    while_down = _database_bytes(db)
+
+    deployment.smtp.restart()
+    assert deployment.run_once() == 0
+    [reply] = deployment.replies()
+    url = verification_link(reply)
+    token = url.rsplit("/", 1)[1]
+    assert len(token) >= 43
+    # Neither the database while SMTP was down nor after sending holds the link.
+    for stored in (while_down, _database_bytes(db)):
+        assert token[:16].encode() not in stored
+    key = deployment.directory / "var" / LINK_KEY_FILE
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+    web = start_web(deployment.runtime())
+    try:
+        status, page = fetch(url)
+        assert status == 200 and "Confirm" in page
+        status, page = fetch(url, data=b"")
+        assert status == 200 and "Address confirmed" in page
+    finally:
+        web.shutdown()
