@@ -94,6 +94,9 @@ class Runtime:
                 warn_if_exposed(mb.path, f"maildir of mailbox {mb.name!r}")
         if config.smtp.path is not None:
             warn_if_exposed(config.smtp.path, "outbox maildir (smtp.url)")
+        if config.ca.enabled and not config.ca.crl_url:
+            log.warning("ca.crl_url is not set: certificates pasts issues name no CRL "
+                        "distribution point, so relying parties cannot learn of a revocation")
 
     def close(self) -> None:
         """Stop the verification processes (the store needs no closing)."""

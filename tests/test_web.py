@@ -19,7 +19,7 @@ from intake.models import Application, VerificationToken
 from intake.runtime import Runtime
 from intake.service import now_utc
 from intake.verification import hash_token
-from intake.web import GUESSES_PER_MINUTE, IDLE_SECONDS, WebServer, start_web
+from intake.web import BODY_SECONDS, GUESSES_PER_MINUTE, IDLE_SECONDS, WebServer, start_web
 
 TOKEN = "T" * 20 + "ok-token-for-tests_0123"
 UNKNOWN = "U" * 43
@@ -160,6 +160,17 @@ def test_oversized_body_and_headers_are_refused(listener: Listener) -> None:
     # The link was not used by any of it.
     with listener.runtime.store.session() as s:
         assert s.query(VerificationToken).one().status == "pending"
+
+
+def test_a_body_that_trickles_is_answered_408_within_the_bound(listener: Listener) -> None:
+    started = time.monotonic()
+    response = exchange(listener.port, f"POST /verify/{TOKEN} HTTP/1.1\r\nHost: x\r\n"
+                                       "Content-Length: 100\r\n\r\nconfirm".encode(),
+                        timeout=BODY_SECONDS + 5)
+    status, headers = head_of(response)
+    assert status == 408
+    assert time.monotonic() - started < BODY_SECONDS + 2
+    assert_guarded(headers)
 
 
 def test_half_open_connections_neither_block_the_listener_nor_stay_open(
