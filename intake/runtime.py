@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intake.config import Config, MailboxConfig
-from intake.errors import MailboxError, TransientError
+from intake.errors import ConfigurationError, MailboxError, TransientError
 from intake.leases import worker_id
 from intake.mailbox import open_source
 from intake.outbox import OutboxSender
@@ -83,7 +83,16 @@ class Runtime:
 
         config = self.config
         _ = config.smtp.password
-        state = private_dir(config.daemon.state_dir)
+        try:
+            state = private_dir(config.daemon.state_dir)
+            # The verification-link key is made now, so an unusable state
+            # directory stops the start, not the first link.
+            from intake.verification import link_key
+
+            link_key(config)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot use {config.daemon.state_dir}: {exc}",
+                                     key="daemon.state_dir", path=str(config.path)) from exc
         warn_if_exposed(state, "state directory (daemon.state_dir)")
         db = config.database.sqlite_path
         if db is not None:

@@ -179,7 +179,11 @@ class Verification:
         link = s.get(VerificationToken, int(token_id))
         if link is None:
             raise DeliveryError(f"verification mail {row.key} has no link row", permanent=True)
-        token = link_token(link_key(self.config), link)
+        try:
+            key = link_key(self.config)
+        except OSError as exc:
+            raise DeliveryError(f"cannot read the verification-link key: {exc}") from exc
+        token = link_token(key, link)
         if link.token_hash != hash_token(token):
             log.warning("%s: link %d was issued under another daemon.state_dir key; it is "
                         "re-keyed by this worker", row.key, link.id)

@@ -100,6 +100,15 @@ def test_shipped_config_lists_crl_url_and_state_dir() -> None:
     assert "crl_url =" in text and "state_dir =" in text and "password_env" in text
 
 
+def test_unusable_state_dir_stops_pasts_run_naming_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, daemon={"state_dir": "var/not-a-directory"})
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "not-a-directory").write_text("a file")
+    assert run_cli(config, "run", "--once") == 2
+    assert "daemon.state_dir" in capsys.readouterr().err
+
+
 def test_unset_smtp_password_env_stops_pasts_run_at_start(tmp_path: Path) -> None:
     config = write_config(tmp_path, smtp={"url": "smtp://pasts@127.0.0.1:1",
                                           "password_env": "PASTS_TEST_UNSET_SMTP_PASSWORD"})
