@@ -106,11 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from intake.display import SafeFormatter
+
+    # Log lines carry values from mail; the formatter escapes their control
+    # characters so that none can forge a line or drive the terminal.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        handlers=[handler])
     for noisy in ("apscheduler", "alembic", "aiosmtplib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pyHanko logs each failed check with a traceback; the verdict's codes and

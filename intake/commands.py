@@ -9,6 +9,7 @@ from typing import TextIO
 
 from sqlalchemy import select
 
+from intake.display import safe
 from intake.errors import ConfigurationError
 from intake.models import Application, IssuedCertificateRow, Outbox
 from intake.runtime import Runtime
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def cmd_run(rt: Runtime, *, once: bool, out: TextIO) -> int:
+    rt.check_start()
     if once:
         return rt.run_once(progress=lambda line: print(line, file=out))
     return rt.run_forever()
@@ -34,9 +36,11 @@ def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextI
         for app in rows:
             org = (app.form_values or {}).get("org_name", "")
             codes = ",".join(app.codes or [])
-            print(f"{app.reference:<18} {app.state:<22} {app.workflow:<20} "
-                  f"{app.created_at:%Y-%m-%d %H:%M}  {app.applicant_email:<30} {org}"
-                  + (f"  [{codes}]" if codes else ""), file=out)
+            # The organisation and the address come from the mail: one line each,
+            # whatever CR, LF or ESC they hold.
+            print(safe(f"{app.reference:<18} {app.state:<22} {app.workflow:<20} "
+                       f"{app.created_at:%Y-%m-%d %H:%M}  {app.applicant_email:<30} {org}"
+                       + (f"  [{codes}]" if codes else "")), file=out)
         if not rows:
             print("no applications", file=out)
     return 0
@@ -71,7 +75,9 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
                 print(f"pasts: {reference} has no stored validation report", file=sys.stderr)
                 return 1
             report.write_bytes(merge_reports(list(stored)))
-        p = lambda *a: print(*a, file=out)  # noqa: E731
+        # Nearly every value shown comes from a mail or a signed form: each line
+        # is printed with its control characters escaped.
+        p = lambda line: print(safe(line), file=out)  # noqa: E731
         p(f"{app.reference}  ({app.workflow})")
         p(f"  state:      {app.state}")
         p(f"  applicant:  {app.applicant_email}")

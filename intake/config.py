@@ -130,18 +130,54 @@ def read_secret(env_name: str | None, what: str) -> str | None:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    #: SQLAlchemy URL; SQLite paths are relative to the config file.
+    #: SQLAlchemy URL, without a password; SQLite paths are relative to the config file.
     url: str = "sqlite:///var/pasts.db"
+    #: The environment variable holding the database password (PostgreSQL).
+    password_env: str | None = field(default=None, repr=False)
+
+    @property
+    def password(self) -> str | None:
+        return read_secret(self.password_env, "database.password_env")
+
+    @property
+    def connect_url(self) -> str:
+        """``url`` with the password from ``password_env`` put in (never logged)."""
+        password = self.password
+        if password is None:
+            return self.url
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).set(password=password).render_as_string(hide_password=False)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a SQLite URL (None for other databases and :memory:)."""
+        if not self.url.startswith("sqlite:///"):
+            return None
+        rel = self.url[len("sqlite:///"):].split("?", 1)[0]
+        return Path(rel) if rel and rel != ":memory:" else None
 
     @classmethod
     def from_toml(cls, s: _Section) -> DatabaseConfig:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         url = s.get("url", str, cls.url)
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError) as exc:
+            raise s.error("url", f"is not a database URL: {exc}") from None
+        if parsed.password is not None:
+            # The mail URLs refuse a password too: config.toml is no place for secrets.
+            raise s.error("url", "must not contain a password; name the environment "
+                                 "variable holding it in database.password_env")
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             rel = url[len("sqlite:///"):]
             if rel and rel != ":memory:":
                 url = "sqlite:///" + str(resolve_path(rel, s.path))
+        cfg = cls(url=url, password_env=s.env_name("password_env"))
         s.finish()
-        return cls(url=url)
+        return cfg
 
 
 @dataclass(frozen=True)
@@ -467,6 +503,11 @@ class CaConfig:
         if (cfg.certificate is None) != (cfg.key is None):
             raise s.error("key" if cfg.key is None else "certificate",
                           "ca.certificate and ca.key go together")
+        if cfg.enabled and cfg.crl is None:
+            # `pasts restrict` revokes certificates of this CA; without a CRL the
+            # revocation would reach no relying party.
+            raise s.error("crl", "is required when the CA is configured: pasts restrict "
+                                 "publishes revoked certificates in this CRL file")
         s.finish()
         return cfg
 
@@ -552,7 +593,7 @@ class LimitsConfig:
 class DaemonConfig:
     #: Processing attempts before a message goes to quarantine.
     max_attempts: int = 3
-    #: Where raw messages are kept (besides the database row).
+    #: Private state (secret keys), created 0700 at start.
     state_dir: Path = Path("var")
     #: Replies in this language unless a workflow says otherwise.
     language: str = "en"

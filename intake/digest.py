@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from intake.display import safe
 from intake.models import Application, IssuedCertificateRow, Outbox, ReceivedMessage
 from intake.service import Replies, now_utc
 
@@ -59,7 +60,7 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
             f"{o.message_id}  to {', '.join(o.recipients)}  {(o.last_error or '')[:80]}"
             for o in s.scalars(select(Outbox).where(Outbox.status == "failed").order_by(Outbox.id))
         )
-        return (
+        sections = (
             ("Applications waiting for staff review", apps("in-review")),
             ("Open questions (consultation)", apps("received", "in-review", workflow="consultation")),
             ("Addresses verified for another person", warnings),
@@ -67,6 +68,10 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
             ("Quarantined messages", quarantined),
             ("Replies that could not be delivered", failed),
         )
+        # Organisation names, senders, subjects and errors come from mail: the
+        # text digest (and the HTML beside it) shows their control characters
+        # escaped, so a row is one row.
+        return tuple((title, tuple(safe(row) for row in rows)) for title, rows in sections)
 
 
 def build_digest(rt: Runtime) -> Digest:

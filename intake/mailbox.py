@@ -46,6 +46,7 @@ from imap_tools.utils import encode_folder
 
 from intake.config import MailboxConfig
 from intake.errors import MailboxError
+from intake.private import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -627,6 +628,8 @@ class MaildirSource:
         """Open the Maildir, creating ``new``, ``cur`` and ``tmp`` if missing."""
         if self._md is None:
             try:
+                # Missing parents are made 0700; mailbox.Maildir makes its own 0700.
+                private_dir(self.root.parent)
                 self._md = mailbox.Maildir(str(self.root), factory=None, create=True)
             except OSError as exc:
                 raise self._error(f"opening {self.root}", exc) from exc
@@ -734,6 +737,10 @@ class MaildirSource:
         try:
             if name not in md.list_folders():
                 md.add_folder(name)
+                # mailbox.Maildir makes the folder 0700 but its marker file 0644.
+                marker = self.root / f".{name}" / "maildirfolder"
+                if marker.exists():
+                    os.chmod(marker, 0o600)
         except OSError as exc:
             raise self._error(f"creating folder {name!r}", exc) from exc
         return self.root / f".{name}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intake.config import Config, MailboxConfig
-from intake.errors import MailboxError, TransientError
+from intake.errors import ConfigurationError, MailboxError, TransientError
 from intake.leases import worker_id
 from intake.mailbox import open_source
 from intake.outbox import OutboxSender
@@ -75,7 +75,44 @@ class Runtime:
     def open(cls, config: Config) -> Runtime:
         # Leases name their holder as host:pid, so a restarted daemon can take
         # over what its killed predecessor held (intake.leases).
-        return cls(config=config, store=open_store(config.database.url), worker=worker_id())
+        return cls(config=config, store=open_store(config.database.connect_url),
+                   worker=worker_id())
+
+    def check_start(self) -> None:
+        """What ``pasts run`` checks before it reads any mail.
+
+        A secret whose environment variable is unset stops the daemon here,
+        naming its key (ConfigurationError, exit 2), rather than at the first
+        reply. The state directory is created 0700; every private path that
+        already exists open to group or others is named in a warning.
+        """
+        from intake.private import private_dir, warn_if_exposed
+
+        config = self.config
+        _ = config.smtp.password
+        try:
+            state = private_dir(config.daemon.state_dir)
+            # The verification-link key is made now, so an unusable state
+            # directory stops the start, not the first link.
+            from intake.verification import link_key
+
+            link_key(config)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot use {config.daemon.state_dir}: {exc}",
+                                     key="daemon.state_dir", path=str(config.path)) from exc
+        warn_if_exposed(state, "state directory (daemon.state_dir)")
+        db = config.database.sqlite_path
+        if db is not None:
+            for suffix in ("", "-wal", "-shm"):
+                warn_if_exposed(db.with_name(db.name + suffix), "database file")
+        for mb in config.mailboxes:
+            if mb.path is not None:
+                warn_if_exposed(mb.path, f"maildir of mailbox {mb.name!r}")
+        if config.smtp.path is not None:
+            warn_if_exposed(config.smtp.path, "outbox maildir (smtp.url)")
+        if config.ca.enabled and not config.ca.crl_url:
+            log.warning("ca.crl_url is not set: certificates pasts issues name no CRL "
+                        "distribution point, so relying parties cannot learn of a revocation")
 
     def close(self) -> None:
         """Stop the verification processes (the store needs no closing)."""

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.errors import ConfigurationError, TransientError
+from intake.private import private_file
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,12 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
     """Connect to ``url`` and bring the schema to the newest migration."""
     try:
         if url.startswith("sqlite:///"):
-            path = url[len("sqlite:///"):]
+            path = url[len("sqlite:///"):].split("?", 1)[0]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # SQLite gives its -wal and -shm files the mode of the database
+                # file: creating that 0600 (in a 0700 directory, if pasts makes
+                # it) keeps all three private under any umask.
+                private_file(Path(path))
         engine = create_engine(url, future=True, pool_pre_ping=True)
     except (ImportError, ValueError) as exc:
         # An unknown dialect or a missing driver is the operator's to fix.

@@ -9,6 +9,7 @@ used and by the scheduled sweep (:meth:`Verification.expire_due`).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -21,17 +22,51 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.config import Config
+from intake.errors import DeliveryError
 from intake.mime import ParsedMail
-from intake.models import Application, ReceivedMessage, VerificationToken, VerifiedAddress
+from intake.models import (
+    Application,
+    Outbox,
+    ReceivedMessage,
+    VerificationToken,
+    VerifiedAddress,
+)
 from intake.service import Replies, now_utc, transition
+from mailer.compose import fill_in
 
 log = logging.getLogger(__name__)
 
 NEW_LINK_WORDS = ("NEW LINK", "JAUNA SAITE", "NUOVO LINK")
 
 
+#: Stands for the link's token in the outbox until the sender fills it in
+#: (:meth:`Verification.outgoing`): the database never holds a live link.
+LINK_PLACEHOLDER = "link-filled-in-when-sent"
+#: The key, in ``daemon.state_dir``, from which each link's token is derived.
+LINK_KEY_FILE = "verification-link.key"
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def link_key(config: Config) -> bytes:
+    """The secret the link tokens derive from, kept 0600 in ``daemon.state_dir``."""
+    from intake.private import secret_key
+
+    return secret_key(config.daemon.state_dir / LINK_KEY_FILE)
+
+
+def link_token(key: bytes, row: VerificationToken) -> str:
+    """The token of link ``row``: 256 bits, HMAC-SHA256 of the row under ``key``.
+
+    The same row always gives the same token, so a mail sent again after a
+    crash carries the same link; without the key, neither the database nor
+    its backups can give a live link.
+    """
+    message = f"pasts verification link\0{row.id}\0{row.application_id}\0{row.email}"
+    digest = hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def person_key(app: Application) -> str:
@@ -102,19 +137,23 @@ class Verification:
             select(VerifiedAddress).where(VerifiedAddress.email == email,
                                           VerifiedAddress.person != person)
         ).first()
-        token = secrets.token_urlsafe(32)
         now = now_utc()
         row = VerificationToken(
-            application_id=app.id, email=email, person=person, token_hash=hash_token(token),
+            application_id=app.id, email=email, person=person,
+            # A stand-in no presented token can match, until the row has its id.
+            token_hash=secrets.token_hex(32),
             created_at=now, expires_at=now + self.config.verification.ttl,
             other_person=other is not None,
         )
         s.add(row)
         s.flush()
+        token = link_token(link_key(self.config), row)
+        row.token_hash = hash_token(token)
         if app.state != "awaiting-verification":
             transition(s, app, "awaiting-verification",
                        reason=f"verification link sent to {email}")
-        url = f"{self.config.verification.public_url}/verify/{token}"
+        # The outbox row holds the placeholder; the sender puts the token in.
+        url = f"{self.config.verification.public_url}/verify/{LINK_PLACEHOLDER}"
         self.replies.queue(
             s, key=f"verify:{row.id}", to=email, template="verify-email", app=app,
             language=app.language, original_subject=subject, in_reply_to=in_reply_to,
@@ -125,6 +164,35 @@ class Verification:
                 "ttl_hours": self.config.verification.ttl_hours},
         )
         return token
+
+    def outgoing(self, s: Session, row: Outbox) -> bytes:
+        """The bytes to send for outbox ``row``: a verification mail gets its live link here.
+
+        The token is derived again from the link's row and the state key, so
+        each attempt sends the same bytes. A worker whose key differs from
+        the one that issued the link (``daemon.state_dir`` not shared) takes
+        the link over with its own token, so the mail it sends works.
+        """
+        kind, _, token_id = row.key.partition(":")
+        if row.kind != "verification" or kind != "verify" or not token_id.isdigit():
+            return row.raw
+        link = s.get(VerificationToken, int(token_id))
+        if link is None:
+            raise DeliveryError(f"verification mail {row.key} has no link row", permanent=True)
+        try:
+            key = link_key(self.config)
+        except OSError as exc:
+            raise DeliveryError(f"cannot read the verification-link key: {exc}") from exc
+        token = link_token(key, link)
+        if link.token_hash != hash_token(token):
+            log.warning("%s: link %d was issued under another daemon.state_dir key; it is "
+                        "re-keyed by this worker", row.key, link.id)
+            link.token_hash = hash_token(token)
+        try:
+            return fill_in(row.raw, LINK_PLACEHOLDER, token)
+        except ValueError:
+            # Queued before links were filled in at send time: it holds its link.
+            return row.raw
 
     def wants_new_link(self, mail: ParsedMail, app: Application) -> bool:
         subject = mail.subject.upper()

@@ -47,6 +47,7 @@ __all__ = [
     "codes_header",
     "compose",
     "explain",
+    "fill_in",
     "render",
 ]
 
@@ -522,3 +523,35 @@ def compose(spec: ReplySpec) -> EmailMessage:
     msg["Content-Language"] = language
     _set_boundaries(msg, message_id)
     return msg
+
+
+def fill_in(raw: bytes, placeholder: str, value: str) -> bytes:
+    """``raw`` (a composed message) with ``placeholder`` replaced by ``value`` in its text parts.
+
+    A single-use link is not stored in the outbox: the reply is composed
+    with a placeholder and the sender fills the link in when it sends. The
+    parts are decoded, changed and encoded again as :func:`compose` encodes
+    them, so the result is what composing with ``value`` would have given.
+    Raises ValueError when no text part holds the placeholder.
+    """
+    from email import message_from_bytes
+
+    # The parts are encoded under SMTP's 78-character lines, as compose() does.
+    msg = message_from_bytes(raw, policy=SMTP)
+    assert isinstance(msg, EmailMessage)
+    found = False
+    for part in msg.walk():
+        if part.get_content_maintype() != "text" or part.is_attachment():
+            continue
+        assert isinstance(part, EmailMessage)
+        text = part.get_content()
+        if placeholder not in text:
+            continue
+        found = True
+        part.set_content(text.replace(placeholder, value), subtype=part.get_content_subtype(),
+                         charset="utf-8", cte="quoted-printable")
+        if part is not msg:
+            del part["MIME-Version"]
+    if not found:
+        raise ValueError("the message holds no placeholder to fill in")
+    return msg.as_bytes(policy=WIRE)

@@ -18,6 +18,7 @@ import asyncio
 import ipaddress
 import logging
 import mailbox
+import os
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ import aiosmtplib
 
 from intake.config import SmtpConfig
 from intake.errors import ConfigurationError, DeliveryError
+from intake.private import private_dir
 
 __all__ = ["MaildirTransport", "SmtpTransport", "Transport", "make_transport"]
 
@@ -238,6 +240,8 @@ class MaildirTransport:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        # Missing parents are made 0700; mailbox.Maildir makes its own 0700.
+        private_dir(self.path.parent)
         self._maildir = mailbox.Maildir(str(self.path), factory=None, create=True)
         #: Maildir keys of the messages written by this transport, in order.
         self.keys: list[str] = []
@@ -249,6 +253,12 @@ class MaildirTransport:
             key = await asyncio.to_thread(self._maildir.add, bytes(message))
         except OSError as exc:
             raise DeliveryError(f"cannot write to maildir {self.path}: {exc}") from exc
+        # The reply may carry a personal link or code: only pasts reads it
+        # (mailbox.Maildir creates its directories 0700, its files 0644).
+        try:
+            os.chmod(self.file_of(key), 0o600)
+        except (KeyError, OSError) as exc:
+            log.warning("maildir %s: cannot restrict %s: %s", self.path, key, exc)
         self.keys.append(key)
 
     def file_of(self, key: str) -> Path:

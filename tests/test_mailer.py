@@ -780,3 +780,23 @@ def test_maildir_unwritable_is_transient(tmp_path: Path) -> None:
 
 def test_make_transport_smtp(smtp_server: SmtpTestServer) -> None:
     assert isinstance(make_transport(smtp_server.smtp_config()), SmtpTransport)
+
+
+@pytest.mark.parametrize("language", ["en", "lv", "it"])
+def test_link_filled_in_at_sending_gives_the_bytes_composing_with_it_gives(
+        language: str) -> None:
+    from mailer.compose import WIRE, fill_in
+
+    token = "Zq3" * 14 + "x"
+    def link_mail(token: str) -> bytes:
+        return compose(make_spec(
+            template="verify-email", language=language, findings=(),
+            status="awaiting-verification",
+            context={**FULL_CONTEXT, "verification_url": f"https://pasts.example.lv/verify/{token}"},
+        )).as_bytes(policy=WIRE)
+
+    queued = link_mail("link-filled-in-when-sent")
+    assert token.encode() not in queued
+    assert fill_in(queued, "link-filled-in-when-sent", token) == link_mail(token)
+    with pytest.raises(ValueError):
+        fill_in(wire(compose(make_spec())), "link-filled-in-when-sent", token)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from intake.config import WorkflowConfig, default_workflows
-from intake.samples import application_mail, filled_form, make_csr_and_key
+from intake.samples import application_mail, filled_form, make_csr, make_csr_and_key
 from tests.daemon_env import EA, GOOD, TO, Deployment, message_id_of, reference_of, text_of
 
 NO_VERIFICATION = pytest.mark.sections(verification={"required": False})
@@ -372,3 +372,45 @@ def test_digest_lists_what_waits_and_is_mailed_to_staff(
     assert deployment.cli("approve", ref)[0] == 0
     code, out = deployment.cli("digest")
     assert code == 0 and ref not in out
+
+
+HOSTILE = {
+    # A fake row for `pasts list`, and a fake state line plus a screen clear for `pasts show`.
+    "org_name": "SIA Ērgļu Māja\r\nEA-2026-999999     approved",
+    "solution_name": "Ēdoc\x1b[2J\x1b[H\nstate:      approved\x9b0m",
+    "contact_name": "Jānis \u202eszniz\u202c Bērziņš",
+}
+
+
+@pytest.mark.sections(verification={"required": False})
+def test_control_characters_from_a_signed_form_reach_staff_escaped(
+        deployment: Deployment, pki: Any) -> None:
+    from tests.daemon_env import good_mail
+
+    form = pki.sign(filled_form(EA, {**GOOD, **HOSTILE}), signer="qualified", timestamp=True)
+    raw = application_mail(sender="janis@ergli.example", to=TO, subject="Pieteikums\x1b[31m",
+                           form=form, csr=make_csr(GOOD["csr_common_name"]))
+    deployment.deliver(raw)
+    deployment.deliver(good_mail(pki))
+    assert deployment.run_once() == 0
+    [reply] = deployment.replies_to(message_id_of(raw))
+    ref = reference_of(reply)
+
+    code, listed = deployment.cli("list")
+    assert code == 0
+    # One line per application, the hostile organisation's included.
+    assert len(listed.splitlines()) == 2
+    assert "\\x0d\\x0aEA-2026-999999" in listed
+
+    code, shown = deployment.cli("show", ref)
+    assert code == 0
+    for raw in ("\x1b", "\r", "\x9b", "\u202e"):
+        assert raw not in shown
+    assert "\\x1b[2J" in shown and "\\u202e" in shown
+    assert [line for line in shown.splitlines() if "state:" in line][0].strip() == (
+        "state:      in-review")
+
+    code, digest = deployment.cli("digest")
+    assert code == 0
+    assert "\x1b" not in digest and "\r" not in digest
+    assert "SIA Ērgļu Māja\\x0d\\x0aEA-2026-999999" in digest
