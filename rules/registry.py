@@ -96,9 +96,11 @@ class OrganisationName:
         assert case.organisation is not None
         given = case.fields.get(self.field, "").strip()
         if not same_organisation(given, case.organisation.name):
+            # The detail reaches the applicant: it names the number, not the
+            # registry's name (staff see both in pasts show).
             yield Finding(
                 f"{self.code}:{self.field}",
-                f"the registry names {case.organisation.reg_no} {case.organisation.name!r}",
+                f"not the name the registry holds for {case.organisation.reg_no}",
             )
 
 

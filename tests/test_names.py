@@ -49,7 +49,9 @@ def test_form_org_name_other_than_the_registry_is_field_invalid() -> None:
     case = with_fields(good(), org_name="Latvijas Banka")
     findings = [f for f in judge(case).findings if f.code == "FORM-FIELD-INVALID:org_name"]
     assert len(findings) == 1
-    assert ORGANISATION.name in findings[0].detail
+    assert ORGANISATION.reg_no in findings[0].detail
+    # The applicant's notice does not tell the registry's name.
+    assert ORGANISATION.name not in findings[0].detail
 
 
 def test_form_org_name_written_loosely_matches_the_registry() -> None:
