@@ -246,3 +246,58 @@ def test_test_pki_signature_with_unsorted_signed_attributes_is_sig_invalid(
     # The bytes verify either way; only the encoding differs.
     assert status.intact and status.valid
     assert verdict.codes == (("SIG-INVALID",) if unsorted else ()), status.notes
+
+
+# -- a negative modulus under a trust anchor (the test PKI) -----------------------------------
+
+
+def _negative_modulus_signer(pki: PkiFixture) -> signers.SimpleSigner:
+    """The qualified test signer re-issued (same serial) for a key whose modulus
+    is encoded without DER's leading zero octet, i.e. as a negative INTEGER."""
+    from asn1crypto import keys
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    demo = pki.pki
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = key.public_key().public_numbers()
+    modulus = numbers.n.to_bytes(256, "big")
+    assert modulus[0] & 0x80  # DER would need a leading zero here; it is left out.
+    exponent = numbers.e.to_bytes(3, "big")
+    rsa_key = (b"\x30\x82" + (4 + 256 + 2 + 3).to_bytes(2, "big")
+               + b"\x02\x82\x01\x00" + modulus + b"\x02\x03" + exponent)
+    bit_string = b"\x03\x82" + (len(rsa_key) + 1).to_bytes(2, "big") + b"\x00" + rsa_key
+    algorithm = bytes.fromhex("300d06092a864886f70d0101010500")
+    spki = b"\x30\x82" + (len(algorithm) + len(bit_string)).to_bytes(2, "big") + algorithm \
+        + bit_string
+    public_key = keys.PublicKeyInfo.load(spki)
+    assert public_key["public_key"].parsed["modulus"].native < 0
+
+    original = demo.asn1_certificate("qualified")
+    tbs = original["tbs_certificate"].copy()
+    tbs["subject_public_key_info"] = public_key
+    issuer_key = demo.keys["ca-qualified"]
+    assert isinstance(issuer_key, rsa.RSAPrivateKey)
+    value = issuer_key.sign(tbs.dump(), padding.PKCS1v15(), hashes.SHA256())
+    certificate = asn1_x509.Certificate({
+        "tbs_certificate": tbs,
+        "signature_algorithm": original["signature_algorithm"],
+        "signature_value": value,
+    })
+    private = keys.PrivateKeyInfo.load(key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    base = pki.signer("qualified")
+    return signers.SimpleSigner(signing_cert=certificate, signing_key=private,
+                                cert_registry=base.cert_registry)
+
+
+def test_negative_modulus_signer_under_an_anchor_is_accepted(pki: PkiFixture) -> None:
+    signed = sign_pdf(filled_form(EA, GOOD), _negative_modulus_signer(pki),
+                      timestamper=pki.timestamper)
+    verdict = Verifier(pki.settings()).verify_pdf_sync(signed)
+    (status,) = verdict.signatures
+    assert verdict.codes == (), status.notes
+    assert status.trusted and status.intact and status.valid
+    assert NEGATIVE_MODULUS_NOTE in status.notes
