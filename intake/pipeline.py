@@ -204,11 +204,11 @@ class Pipeline:
             verdict = self.verifier.verify_detached_sync(content, signature, kind=kind)
         except UnreadableInput as exc:
             return {"codes": ["SIG-INVALID"], "notes": [str(exc)], "signer": None}
-        (status,) = verdict.signatures
+        # Several signers of one .p7s are told together (codes of all, the last signer).
         return {
-            "codes": list(status.codes),
-            "notes": list(status.notes),
-            "signer": signer_to_record(status.signer),
+            "codes": list(verdict.codes),
+            "notes": [note for status in verdict.signatures for note in status.notes],
+            "signer": signer_to_record(verdict.signer),
         }
 
     def read_form(self, sub: Submission) -> Submission:

@@ -423,7 +423,7 @@ async def verify_container(verifier: Verifier, data: bytes) -> AsicVerdict:
             await backend.close()
     for signature_name, manifest in cades:
         try:
-            statuses.append(await _verify_cades(verifier, signature_name, manifest, container))
+            statuses.extend(await _verify_cades(verifier, signature_name, manifest, container))
         except Exception as exc:  # noqa: BLE001 - a broken manifest is SIG-INVALID.
             note = f"signature validation failed: {exc!r}"
             statuses.append((_broken(signature_name, note, kind="cms"), frozenset()))
@@ -472,15 +472,30 @@ async def _verify_cades(
     signature_name: str,
     manifest: tuple[str, bytes] | None,
     container: AsicContainer,
-) -> tuple[SignatureStatus, frozenset[str]]:
-    """A CAdES signature over an ``ASiCManifest``, and the manifest's digests of the data files."""
+) -> list[tuple[SignatureStatus, frozenset[str]]]:
+    """A CAdES signature over an ``ASiCManifest``, and the manifest's digests of the data files.
+
+    One entry per signer of the CMS (usually one), each with the manifest's findings.
+    """
     signature = container.entry(signature_name) or b""
     if manifest is None:
         status = _broken(signature_name, "no ASiCManifest names this signature", kind="cms")
-        return status, frozenset()
+        return [(status, frozenset())]
     manifest_name, manifest_bytes = manifest
     verdict = await verifier._verify_detached(manifest_bytes, signature, "cms")
-    status = verdict.signatures[0]
+    found = []
+    for status in verdict.signatures:
+        label = signature_name if len(verdict.signatures) == 1 else (
+            f"{signature_name} {status.field_name}")
+        found.append(_judge_manifest(status, label, manifest_name, manifest_bytes, container))
+    return found
+
+
+def _judge_manifest(
+    status: SignatureStatus, label: str, manifest_name: str, manifest_bytes: bytes,
+    container: AsicContainer,
+) -> tuple[SignatureStatus, frozenset[str]]:
+    """A CAdES signer's status with the manifest's digests judged, and the files covered."""
     codes = set(status.codes)
     notes = list(status.notes)
     referenced: set[str] = set()
@@ -517,7 +532,7 @@ async def _verify_cades(
         codes.add("SIG-INVALID")
     status = replace(
         status,
-        field_name=signature_name,
+        field_name=label,
         intact=status.intact and intact,
         codes=tuple(sorted(codes)),
         notes=tuple(notes),

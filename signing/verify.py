@@ -942,13 +942,37 @@ class Verifier:
                 raise ValueError("not a CMS SignedData")
             signed_data = content_info["content"]
             signer_infos = signed_data["signer_infos"]
-            if len(signer_infos) != 1:
-                raise ValueError(f"expected one SignerInfo, found {len(signer_infos)}")
-            signer_info = signer_infos[0]
+            count = len(signer_infos)
+            if count == 0:
+                raise ValueError("the SignedData has no SignerInfo")
+            if count > _MAX_SIGNERS:
+                raise ValueError(f"{count} SignerInfos, more than the {_MAX_SIGNERS} judged")
         except Exception as exc:  # noqa: BLE001 - a broken container is SIG-INVALID.
             status = _broken(None, f"the CMS signature cannot be parsed: {exc!r}", kind=kind)
             return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
+        if count == 1:
+            status = await self._one_detached(content, signed_data, signer_infos[0], kind)
+            return FormVerdict(signatures=(status,), codes=status.codes, signer=status.signer)
+        # Several signers (co-signers of one file): each is judged on its own,
+        # in a copy of the SignedData that holds its SignerInfo alone.
+        statuses = []
+        for index in range(count):
+            single = signed_data.copy()
+            single["signer_infos"] = cms.SignerInfos([signer_infos[index].copy()])
+            status = await self._one_detached(content, single, single["signer_infos"][0], kind)
+            statuses.append(replace(status, field_name=f"signer {index + 1} of {count}"))
+        return FormVerdict(
+            signatures=tuple(statuses),
+            codes=tuple(sorted({code for status in statuses for code in status.codes})),
+            signer=statuses[-1].signer,
+            notes=(f"the CMS signature carries {count} SignerInfos; each is judged on its own",),
+        )
 
+    async def _one_detached(
+        self, content: bytes, signed_data: cms.SignedData, signer_info: cms.SignerInfo,
+        kind: Literal["cms", "smime"],
+    ) -> SignatureStatus:
+        """The status of a detached SignedData's only SignerInfo."""
         notes: list[str] = []
         codes: set[str] = set()
         backend = self._backend()
@@ -972,8 +996,7 @@ class Verifier:
                     ts_validation_context=self._context(moment=moment, backend=backend, **revinfo),
                 )
             except Exception as exc:  # noqa: BLE001 - every validator error is SIG-INVALID.
-                status = _broken(None, f"signature validation failed: {exc!r}", kind=kind)
-                return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
+                return _broken(None, f"signature validation failed: {exc!r}", kind=kind)
         finally:
             if backend is not None:
                 await backend.close()
@@ -984,7 +1007,7 @@ class Verifier:
         _judge_signed_attributes_der(signer_info, codes, notes)
         self._judge_trust(result, codes, notes, moment)
         common = self._judge_signer_and_timestamp(result, ts_time, codes, notes, now)
-        status = SignatureStatus(
+        return SignatureStatus(
             field_name=None,
             kind=kind,
             **common,
@@ -993,7 +1016,6 @@ class Verifier:
             codes=tuple(sorted(codes)),
             notes=tuple(notes),
         )
-        return FormVerdict(signatures=(status,), codes=status.codes, signer=status.signer)
 
     # -- ASiC-E --------------------------------------------------------------------------
 

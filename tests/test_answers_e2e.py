@@ -137,3 +137,25 @@ def test_certificate_organisation_is_the_registry_name(deployment: Deployment,
     assert o.value == REGISTRY_NAME
     (org_id,) = leaf.subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)
     assert GOOD["org_reg_no"] in str(org_id.value)
+
+
+@NO_VERIFICATION
+def test_co_signed_p7s_over_the_form_is_answered_as_sound(deployment: Deployment,
+                                                           pki: Any) -> None:
+    from tests.test_genuine_signatures import co_signed
+
+    form = filled_form(EA, GOOD)
+    raw = application_mail(
+        sender="janis@ergli.example", to=TO, subject="Pieteikums ar .p7s", form=form,
+        csr=make_csr(GOOD["csr_common_name"], GOOD["org_name"]),
+        attachments=[("pieteikums.pdf.p7s", "application/pkcs7-signature",
+                      co_signed(form, pki))])
+    deployment.deliver(raw)
+    assert deployment.run_once() == 0
+    reply = one_reply(deployment, raw)
+    # Both signatures are sound (which of the two is "the" signer for the
+    # registry depends on the SET's order; qualified-2 is no representative).
+    assert not [c for c in codes_of(reply) if c.startswith(("SIG-", "TS-"))], codes_of(reply)
+    code, shown = deployment.cli("show", reference_of(reply))
+    assert "signature 1 (signer 1 of 2): ok" in shown
+    assert "signature 2 (signer 2 of 2): ok" in shown

@@ -301,3 +301,44 @@ def test_negative_modulus_signer_under_an_anchor_is_accepted(pki: PkiFixture) ->
     assert verdict.codes == (), status.notes
     assert status.trusted and status.intact and status.valid
     assert NEGATIVE_MODULUS_NOTE in status.notes
+
+
+# -- several SignerInfos in a detached .p7s -------------------------------------------------
+
+
+def co_signed(content: bytes, pki: PkiFixture, *, broken_second: bool = False) -> bytes:
+    """One detached CMS over ``content`` by two signers (qualified, qualified-2)."""
+    from intake.samples import detached_signature
+
+    first = cms.ContentInfo.load(detached_signature(content, pki.signer("qualified"),
+                                                    pki.timestamper))
+    second = cms.ContentInfo.load(detached_signature(content, pki.signer("qualified-2"),
+                                                     pki.timestamper))
+    other = second["content"]["signer_infos"][0].copy()
+    if broken_second:
+        other = _second_signer_info(other, broken=True)
+    signed_data = first["content"]
+    known = {c.dump() for c in signed_data["certificates"]}
+    certificates = list(signed_data["certificates"]) + [
+        c for c in second["content"]["certificates"] if c.dump() not in known]
+    signed_data["certificates"] = cms.CertificateSet(certificates)
+    signed_data["signer_infos"] = cms.SignerInfos(
+        [signed_data["signer_infos"][0].copy(), other])
+    return bytes(first.dump(force=False))
+
+
+def test_co_signed_p7s_is_judged_signer_by_signer(pki: PkiFixture) -> None:
+    form = filled_form(EA, GOOD)
+    verdict = Verifier(pki.settings()).verify_detached_sync(form, co_signed(form, pki))
+    assert len(verdict.signatures) == 2
+    assert verdict.codes == (), notes_of(verdict)
+    codes = {s.signer.personal_code for s in verdict.signatures if s.signer is not None}
+    assert len(codes) == 2
+
+
+def test_co_signed_p7s_with_one_broken_signer_is_sig_invalid(pki: PkiFixture) -> None:
+    form = filled_form(EA, GOOD)
+    verdict = Verifier(pki.settings()).verify_detached_sync(
+        form, co_signed(form, pki, broken_second=True))
+    assert "SIG-INVALID" in verdict.codes
+    assert sorted("SIG-INVALID" in s.codes for s in verdict.signatures) == [False, True]
