@@ -10,6 +10,12 @@ Judgement is strict: a later revision that changes form data, pages or
 annotations after the last signature is ``SIG-MODIFIED`` even when pyHanko would
 call it harmless form filling, because the daemon must read exactly the values
 the signature covers (see :attr:`FormVerdict.signed_revision`).
+
+Signed attributes must be DER: a SET that is not sorted is ``SIG-INVALID``,
+although its bytes verify. A CMS with several SignerInfos (a PDF signature or
+a ``.p7s``) is judged signer by signer, each in a copy that holds it alone.
+RSA keys whose modulus is encoded as a negative INTEGER are read as unsigned
+for verification only (:mod:`signing.tolerant`), with a note.
 """
 
 from __future__ import annotations
