@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.errors import ConfigurationError, PermanentError
-from intake.models import Application, IssuedCertificateRow, KeyValue
+from intake.models import Application, IssuedCertificateRow, KeyValue, Organisation
 from intake.service import now_utc
 
 if TYPE_CHECKING:
@@ -34,17 +34,32 @@ def load_ca(rt: Runtime) -> CertificateAuthority:
 
 
 def issue_for(rt: Runtime, s: Session, app: Application) -> IssuedCertificateRow:
-    """Issue a certificate for the application's CSR, subject from the approved form."""
+    """Issue a certificate for the application's CSR.
+
+    The common name comes from the approved form; the organisation (O and
+    organizationIdentifier) from the registry record of the form's
+    ``org_reg_no``, never from the form's text, so that no one certifies a
+    name the registry does not give them. An application whose organisation
+    is not (or no longer) in the registry is not certified.
+    """
     from signing.ca import CertificateProfile
 
     if not app.csr_der:
         raise PermanentError(f"{app.reference} has no CSR to certify", code="CSR-MISSING")
     values = app.form_values or {}
     subject = {"common_name": values.get("csr_common_name", "").strip()}
-    if values.get("org_name"):
-        subject["organisation"] = values["org_name"].strip()
-    if values.get("org_reg_no"):
-        subject["organisation_identifier"] = values["org_reg_no"].strip()
+    reg_no = (values.get("org_reg_no") or "").strip()
+    if reg_no or values.get("org_name"):
+        organisation = s.get(Organisation, reg_no) if reg_no else None
+        if organisation is None:
+            from intake.staff import StaffActionError
+
+            raise StaffActionError(
+                f"{app.reference}: organisation {reg_no or '(no registration number)'} is not in "
+                "the registry; import it (pasts registry import) before approving"
+            )
+        subject["organisation"] = organisation.name.strip()
+        subject["organisation_identifier"] = organisation.reg_no.strip()
     cfg = rt.config.ca
     profile = CertificateProfile(validity_days=cfg.validity_days, crl_url=cfg.crl_url)
     issued = load_ca(rt).issue(app.csr_der, subject=subject, profile=profile)

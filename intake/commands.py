@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from intake.display import safe
 from intake.errors import ConfigurationError
-from intake.models import Application, IssuedCertificateRow, Outbox
+from intake.models import Application, IssuedCertificateRow, Organisation, Outbox
 from intake.runtime import Runtime
 from intake.service import load_application
 
@@ -88,6 +90,7 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         p("fields:")
         for k, v in (app.form_values or {}).items():
             p(f"  {k}: {v}")
+        show_organisation(s, app, p)
         p("signer:")
         if app.signer:
             for k, v in app.signer.items():
@@ -169,6 +172,25 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
                 extra = f" [{o.status}]"
             p(f"  {link.at:%Y-%m-%d %H:%M:%S} {link.direction:>3} {link.message_id}  {link.summary}{extra}")
     return 0
+
+
+def show_organisation(s: Session, app: Application, p: Callable[..., None]) -> None:
+    """The form's organisation name beside the registry's (the certificate's O)."""
+    values = app.form_values or {}
+    reg_no = (values.get("org_reg_no") or "").strip()
+    if not reg_no and not values.get("org_name"):
+        return
+    from signing.names import same_organisation
+
+    record = s.get(Organisation, reg_no) if reg_no else None
+    given = (values.get("org_name") or "").strip()
+    p("organisation:")
+    p(f"  form:       {given or '(empty)'}")
+    if record is None:
+        p(f"  registry:   {reg_no or '(no number)'} is not in the registry")
+        return
+    verdict = "same" if same_organisation(given, record.name) else "DIFFERENT"
+    p(f"  registry:   {record.name} ({record.reg_no}): {verdict}")
 
 
 def cmd_registry_import(rt: Runtime, path: Path, *, out: TextIO) -> int:

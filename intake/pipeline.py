@@ -160,8 +160,11 @@ class Pipeline:
         # What was signed is the container: DUPLICATE compares its bytes.
         sub = replace(sub, form_sha256=hashlib.sha256(container.data).hexdigest())
         if asic.form_bytes is None:
-            # A signed container without the form is a mail without the form.
-            return replace(sub, case=replace(sub.case, form_present=False), verdict_record=record)
+            # A signed container without the form is a mail without the form,
+            # but its signatures are still judged: a broken one is said too
+            # (SPEC section 3: a notice lists every code that applies).
+            case = replace(sub.case, form_present=False, verdict=asic.verdict)
+            return replace(sub, case=case, verdict_record=record)
         return _verified(replace(sub, form_data=asic.form_bytes), asic.verdict, record)
 
     def detached_form_signature(self, mail: ParsedMail, form: Attachment) -> Any:
@@ -201,11 +204,11 @@ class Pipeline:
             verdict = self.verifier.verify_detached_sync(content, signature, kind=kind)
         except UnreadableInput as exc:
             return {"codes": ["SIG-INVALID"], "notes": [str(exc)], "signer": None}
-        (status,) = verdict.signatures
+        # Several signers of one .p7s are told together (codes of all, the last signer).
         return {
-            "codes": list(status.codes),
-            "notes": list(status.notes),
-            "signer": signer_to_record(status.signer),
+            "codes": list(verdict.codes),
+            "notes": [note for status in verdict.signatures for note in status.notes],
+            "signer": signer_to_record(verdict.signer),
         }
 
     def read_form(self, sub: Submission) -> Submission:
@@ -272,8 +275,11 @@ class Pipeline:
         return replace(sub, case=replace(sub.case, organisation=self.lookups.organisation(reg_no)))
 
     def find_duplicate(self, sub: Submission) -> Submission:
-        # Only a signed form that verified is a "signed form already submitted".
-        if sub.form_sha256 is None or sub.case.verdict is None or not sub.case.verdict.signatures:
+        # Only a signed form that verified is a "signed form already submitted";
+        # a signed container without a form is no form at all.
+        verdict = sub.case.verdict
+        if (sub.form_sha256 is None or not sub.case.form_present or verdict is None
+                or not verdict.signatures):
             return sub
         original = self.lookups.duplicate(sub.form_sha256, sub.resubmits)
         return replace(sub, case=replace(sub.case, duplicate_of=original))

@@ -58,7 +58,8 @@ class Case:
     unopened: bool = False
     #: The form's field values, read from the revision the signature covers.
     fields: Mapping[str, str] = field(default_factory=dict)
-    #: ``signing.verify.FormVerdict`` of the form (None when not verified).
+    #: ``signing.verify.FormVerdict`` of the form, or of a signed container
+    #: that holds no form (None when nothing was verified).
     verdict: Any = None
     #: The latest revision's field values differ from the signed revision's.
     fields_changed_after_signing: bool = False

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from intake import formats
 from rules.base import Case, Finding
+from rules.registry import ORGANISATION_NAME
 
 
 class FormMissing:
@@ -65,12 +66,25 @@ class FieldMissing:
 
 class FieldInvalid:
     code = "FORM-FIELD-INVALID"
-    description = "Every filled field has the format its procedure asks for."
+    description = "Every filled field has its format; the organisation is the registry's."
 
     def applies(self, case: Case) -> bool:
         return _readable_form(case)
 
     def check(self, case: Case) -> Iterable[Finding]:
+        assert case.workflow is not None
+        found: set[str] = set()
+        for finding in self._formats(case):
+            found.add(finding.code)
+            yield finding
+        # The organisation name against the registry's (a field judged by a
+        # registry lookup rather than by its format).
+        if ORGANISATION_NAME.applies(case):
+            for finding in ORGANISATION_NAME.check(case):
+                if finding.code not in found:
+                    yield finding
+
+    def _formats(self, case: Case) -> Iterable[Finding]:
         assert case.workflow is not None
         for spec in case.workflow.fields:
             value = case.fields.get(spec.name, "").strip()

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from intake import formats
 from rules.base import Case, Finding
+from signing.names import same_organisation
 
 
 def _selected(case: Case, code: str) -> bool:
@@ -64,5 +65,46 @@ class ContractMissing:
         elif not case.organisation.agreement_received:
             yield Finding(self.code)
 
+
+class OrganisationName:
+    """The form's ``org_name`` is the registry's name for its ``org_reg_no``.
+
+    Its findings are ``FORM-FIELD-INVALID:org_name``, so the field rule
+    (:class:`rules.form.FieldInvalid`) runs it; it is not registered under a
+    code of its own. It runs wherever the registry was asked (a readable form
+    with a well-formed registration number the registry knows), whatever
+    registry rules the procedure selects: the certificate's organisation
+    comes from the registry, and the applicant must be told when the form
+    names another one.
+    """
+
+    code = "FORM-FIELD-INVALID"
+    description = "The form's organisation name is the registry's name for its number."
+    field = "org_name"
+
+    def applies(self, case: Case) -> bool:
+        return (
+            case.workflow is not None
+            and case.form_present
+            and not case.form_error
+            and case.organisation is not None
+            and formats.check("reg-no", case.fields.get("org_reg_no", ""))
+            and bool(case.fields.get(self.field, "").strip())
+        )
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        assert case.organisation is not None
+        given = case.fields.get(self.field, "").strip()
+        if not same_organisation(given, case.organisation.name):
+            # The detail reaches the applicant: it names the number, not the
+            # registry's name (staff see both in pasts show).
+            yield Finding(
+                f"{self.code}:{self.field}",
+                f"not the name the registry holds for {case.organisation.reg_no}",
+            )
+
+
+#: Run by the FORM-FIELD-INVALID rule (see :class:`OrganisationName`).
+ORGANISATION_NAME = OrganisationName()
 
 RULES = (TestEnvNotCompleted(), SignerNotAuthorised(), ContractMissing())

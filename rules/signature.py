@@ -20,8 +20,9 @@ class VerdictRule:
     description: str
 
     def applies(self, case: Case) -> bool:
-        # A signature is judged only on a form that could be read and placed.
-        return case.form_present and not case.form_error and case.verdict is not None
+        # A signature is judged on a form that could be read, and on a signed
+        # container that holds no form (its verdict is set without one).
+        return case.verdict is not None and not case.form_error and not case.unopened
 
     def check(self, case: Case) -> Iterable[Finding]:
         # Belt and braces: whatever the diff analysis says, values that differ

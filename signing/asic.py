@@ -26,9 +26,13 @@ CAdES signatures in ASiC-E (``META-INF/signature*.p7s`` signing an
 ``ASiCManifest``) are verified by the verifier's detached-CMS path, and the
 manifest's digests here; their statuses have ``kind="cms"``.
 
+Counter-signatures (``xades:CounterSignature``) are verified as signatures of
+their own over the countersigned ``ds:SignatureValue``; a data file covered
+only by a counter-signature that verifies counts as covered.
+
 Not supported, and reported as notes where present: archive time-stamps
-(XAdES-LTA, ``ASiCArchiveManifest``), counter-signatures, ``ds:Manifest``
-references, and XAdES 1.1.1 (whose signatures are ``SIG-INVALID``).
+(XAdES-LTA, ``ASiCArchiveManifest``), counter-signatures of counter-signatures,
+``ds:Manifest`` references, and XAdES 1.1.1 (whose signatures are ``SIG-INVALID``).
 
 :func:`make_asice` builds containers (tests and the demo sign with it).
 """
@@ -54,6 +58,7 @@ from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 from pyhanko.sign import signers
@@ -72,10 +77,11 @@ from signxml.algorithms import (
     SignatureMethod,
     digest_algorithm_implementations,
 )
-from signxml.exceptions import InvalidDigest
+from signxml.exceptions import InvalidDigest, InvalidSignature
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
 
 from signing.fetching import MessageFetching
+from signing.tolerant import tolerant_rsa_key
 from signing.verify import (
     FormVerdict,
     SignatureStatus,
@@ -403,7 +409,7 @@ async def verify_container(verifier: Verifier, data: bytes) -> AsicVerdict:
                 continue
             label = f"{name}#{element.get('Id')}" if element.get("Id") else name
             try:
-                statuses.append(
+                statuses.extend(
                     await _verify_signature(verifier, element, label, container, fetching)
                 )
             except RecursionError:
@@ -417,7 +423,7 @@ async def verify_container(verifier: Verifier, data: bytes) -> AsicVerdict:
             await fetching.close()
     for signature_name, manifest in cades:
         try:
-            statuses.append(await _verify_cades(verifier, signature_name, manifest, container))
+            statuses.extend(await _verify_cades(verifier, signature_name, manifest, container))
         except Exception as exc:  # noqa: BLE001 - a broken manifest is SIG-INVALID.
             note = f"signature validation failed: {exc!r}"
             statuses.append((_broken(signature_name, note, kind="cms"), frozenset()))
@@ -466,15 +472,30 @@ async def _verify_cades(
     signature_name: str,
     manifest: tuple[str, bytes] | None,
     container: AsicContainer,
-) -> tuple[SignatureStatus, frozenset[str]]:
-    """A CAdES signature over an ``ASiCManifest``, and the manifest's digests of the data files."""
+) -> list[tuple[SignatureStatus, frozenset[str]]]:
+    """A CAdES signature over an ``ASiCManifest``, and the manifest's digests of the data files.
+
+    One entry per signer of the CMS (usually one), each with the manifest's findings.
+    """
     signature = container.entry(signature_name) or b""
     if manifest is None:
         status = _broken(signature_name, "no ASiCManifest names this signature", kind="cms")
-        return status, frozenset()
+        return [(status, frozenset())]
     manifest_name, manifest_bytes = manifest
     verdict = await verifier._verify_detached(manifest_bytes, signature, "cms")
-    status = verdict.signatures[0]
+    found = []
+    for status in verdict.signatures:
+        label = signature_name if len(verdict.signatures) == 1 else (
+            f"{signature_name} {status.field_name}")
+        found.append(_judge_manifest(status, label, manifest_name, manifest_bytes, container))
+    return found
+
+
+def _judge_manifest(
+    status: SignatureStatus, label: str, manifest_name: str, manifest_bytes: bytes,
+    container: AsicContainer,
+) -> tuple[SignatureStatus, frozenset[str]]:
+    """A CAdES signer's status with the manifest's digests judged, and the files covered."""
     codes = set(status.codes)
     notes = list(status.notes)
     referenced: set[str] = set()
@@ -511,7 +532,7 @@ async def _verify_cades(
         codes.add("SIG-INVALID")
     status = replace(
         status,
-        field_name=signature_name,
+        field_name=label,
         intact=status.intact and intact,
         codes=tuple(sorted(codes)),
         notes=tuple(notes),
@@ -700,14 +721,113 @@ def _algorithm_problem(
     return f"the signature algorithm is refused by policy: {reason}"
 
 
+class _TolerantXAdESVerifier(XAdESVerifier):
+    """signxml's XAdES verifier, verifying with a repaired RSA key where one is given.
+
+    A signer's certificate whose RSA modulus is DER-encoded as a negative
+    INTEGER (:mod:`signing.tolerant`) cannot give pyca/cryptography a public
+    key; the SignatureValue is then verified here with the key read as
+    unsigned, and everything else (references, signed properties, the
+    signing-certificate digest) by signxml as usual.
+    """
+
+    def __init__(self, key: rsa.RSAPublicKey | None) -> None:
+        super().__init__()
+        self._tolerant_key = key
+
+    def _verify_signature_with_pubkey(self, **kwargs: Any) -> Any:
+        key = self._tolerant_key
+        method = kwargs.get("signature_alg")
+        if (key is None or kwargs.get("signing_certificate") is None
+                or kwargs.get("der_encoded_key_value") is not None
+                or not isinstance(method, SignatureMethod)
+                or not method.name.startswith(("RSA_", "SHA"))):
+            return super()._verify_signature_with_pubkey(**kwargs)
+        digest = digest_algorithm_implementations[method]()
+        pad: padding.AsymmetricPadding = (
+            padding.PKCS1v15() if method.name.startswith("RSA_")
+            else padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+        )
+        signed_info = kwargs["signed_info_c14n"]
+        key.verify(kwargs["raw_signature"], signed_info, pad, digest)
+        return signed_info, key
+
+    def _match_key_values(self, key_value: Any, der_encoded_key_value: Any,
+                          signing_cert: Any, signature_alg: Any) -> None:
+        if self._tolerant_key is None:
+            super()._match_key_values(key_value, der_encoded_key_value, signing_cert,
+                                      signature_alg)
+        elif key_value is not None or der_encoded_key_value is not None:
+            # The certificate's key cannot be loaded to compare a KeyValue with.
+            raise InvalidSignature("a KeyValue beside a certificate whose key is not DER")
+
+
+@dataclass(frozen=True)
+class _Countersigned:
+    """Where a counter-signature sits: what it countersigns, and how signxml finds it."""
+
+    signature_value_id: str | None
+    """The ``Id`` of the countersigned ``ds:SignatureValue``."""
+
+    document: etree._Element
+    """A copy of the signature document, wrapped so its root is not a ``ds:Signature``."""
+
+    location: str
+    """The ElementPath (signxml's ``location``) of the counter-signature's parent."""
+
+
+#: What a reference to the countersigned SignatureValue is typed (EN 319 132-1, 5.2.7.2).
+_COUNTERSIGNED_TYPE = "http://uri.etsi.org/01903#CountersignedSignature"
+_UNSIGNED_PATH = (
+    "ds:Object/xades:QualifyingProperties/xades:UnsignedProperties/"
+    "xades:UnsignedSignatureProperties"
+)
+
+
+def _counter_signatures(signature: etree._Element) -> list[tuple[etree._Element, _Countersigned]]:
+    """The ``xades:CounterSignature/ds:Signature`` elements of a top-level signature."""
+    counters = signature.findall(f"{_UNSIGNED_PATH}/xades:CounterSignature/ds:Signature", _NS)
+    if not counters:
+        return []
+    value = signature.find("ds:SignatureValue", _NS)
+    root = signature.getroottree().getroot()
+    if root is signature:
+        path = "./ds:Signature[1]/"
+    else:
+        siblings = root.findall("ds:Signature", _NS)
+        path = f"./ds:Signature[{siblings.index(signature) + 1}]/"
+    # A copy of the whole document keeps the namespaces in scope for
+    # canonicalisation; a wrapper makes signxml look for the signature by path.
+    document = etree.Element("{urn:pasts:asic}wrapper")
+    document.append(etree.fromstring(etree.tostring(root), parser=_parser()))
+    if root is not signature:
+        name = etree.QName(root)
+        step = f"{{{name.namespace}}}{name.localname}" if name.namespace else name.localname
+        path = f"./{step}/{path[2:]}"
+    found = []
+    for index, element in enumerate(counters, 1):
+        location = f"{path}{_UNSIGNED_PATH}/xades:CounterSignature[{index}]/"
+        found.append((element, _Countersigned(
+            value.get("Id") if value is not None else None, document, location)))
+    return found
+
+
 async def _verify_signature(
     verifier: Verifier,
     signature: etree._Element,
     label: str,
     container: AsicContainer,
     fetching: MessageFetching | None,
-) -> tuple[SignatureStatus, frozenset[str]]:
-    """Verify one ``ds:Signature``; returns its status and the data files it verifiably covers."""
+    countersigned: _Countersigned | None = None,
+) -> list[tuple[SignatureStatus, frozenset[str]]]:
+    """Verify one ``ds:Signature`` and its counter-signatures.
+
+    Returns the status of the signature and the data files it verifiably
+    covers, then the same for each counter-signature. A data file covered by
+    a counter-signature that verifies is covered by the signature it
+    countersigns (a counter-signature signs the SignatureValue, so the two
+    stand together); counter-signatures of counter-signatures are not followed.
+    """
     notes: list[str] = []
     codes: set[str] = set()
 
@@ -717,26 +837,27 @@ async def _verify_signature(
         "ds:Object/xades:QualifyingProperties/xades:SignedProperties", _NS
     )
     if len(qualifying) != 1 or len(signed_props) != 1:
-        return _broken_status(
+        return [(_broken_status(
             label, "expected one xades:SignedProperties (XAdES 1.3.2)"
-        ), frozenset()
+        ), frozenset())]
     signed_properties = signed_props[0]
     unsigned = qualifying[0].find("xades:UnsignedProperties/xades:UnsignedSignatureProperties", _NS)
     if unsigned is not None:
         for tag, what in (
             (f"{{{XADES141_NS}}}ArchiveTimeStamp", "archive time-stamps are not validated"),
             (f"{{{XADES_NS}}}ArchiveTimeStamp", "archive time-stamps are not validated"),
-            (f"{{{XADES_NS}}}CounterSignature", "counter-signatures are not validated"),
         ):
             if unsigned.find(tag) is not None:
                 notes.append(what)
+        if countersigned is not None and unsigned.find(f"{{{XADES_NS}}}CounterSignature") is not None:
+            notes.append("counter-signatures of a counter-signature are not validated")
 
     # The references: detached ones name container files and carry no transforms.
     detached: dict[str, str] = {}
     problems: list[str] = []
     signed_info = signature.find("ds:SignedInfo", _NS)
     if signed_info is None:
-        return _broken_status(label, "the signature has no ds:SignedInfo"), frozenset()
+        return [(_broken_status(label, "the signature has no ds:SignedInfo"), frozenset())]
     for reference in signed_info.iterfind("ds:Reference", _NS):
         uri = reference.get("URI")
         method = reference.find("ds:DigestMethod", _NS)
@@ -758,10 +879,10 @@ async def _verify_signature(
     certificates = _certificates(signature)
     signing_cert = _signing_certificate(certificates, signed_properties)
     if signing_cert is None:
-        return (
+        return [(
             _broken_status(label, "the signer's certificate is not in ds:KeyInfo"),
             frozenset(),
-        )
+        )]
     method_node = signed_info.find("ds:SignatureMethod", _NS)
     signature_method = SignatureMethod(
         method_node.get("Algorithm") if method_node is not None else ""
@@ -777,6 +898,13 @@ async def _verify_signature(
         for reference in signed_info.iterfind("ds:Reference", _NS)
     ):
         problems.append("the xades:SignedProperties are not referenced by the signature")
+    if countersigned is not None and not any(
+        reference.get("Type") == _COUNTERSIGNED_TYPE
+        and countersigned.signature_value_id is not None
+        and reference.get("URI") == f"#{countersigned.signature_value_id}"
+        for reference in signed_info.iterfind("ds:Reference", _NS)
+    ):
+        problems.append("the counter-signature does not reference the SignatureValue it countersigns")
 
     intact = valid = True
     if problems:
@@ -791,14 +919,18 @@ async def _verify_signature(
             signature_methods=_SIGNATURE_METHODS,
             verification_time=crypto_cert.not_valid_before_utc,
         )
+        if countersigned is not None:
+            # A counter-signature is found by its path in the whole document,
+            # where the SignatureValue it references is.
+            config = replace(config, location=countersigned.location)
 
         def resolve(uri: str) -> bytes | None:
             name = detached.get(uri, unquote(uri))
             return container.entry(name)
 
         try:
-            XAdESVerifier().verify(
-                signature,
+            _TolerantXAdESVerifier(tolerant_rsa_key(signing_cert)).verify(
+                signature if countersigned is None else countersigned.document,
                 x509_cert=crypto_cert,
                 uri_resolver=resolve,
                 validate_schema=False,
@@ -815,11 +947,32 @@ async def _verify_signature(
         codes.add("SIG-INVALID")
 
     referenced = frozenset(detached.values())
-    for name, _content in container.data_files:
-        if name not in referenced:
-            codes.add("SIG-INVALID")
-            notes.append(f"the data file {name!r} is not covered by this signature")
     covered = referenced if intact and valid else frozenset()
+    counters: list[tuple[SignatureStatus, frozenset[str]]] = []
+    if countersigned is None:
+        for index, (element, where) in enumerate(_counter_signatures(signature), 1):
+            counter_label = f"{label} counter-signature {element.get('Id') or index}"
+            try:
+                found = await _verify_signature(
+                    verifier, element, counter_label, container, fetching, where
+                )
+            except Exception as exc:  # noqa: BLE001 - a broken counter-signature is SIG-INVALID.
+                note = f"counter-signature validation failed: {exc!r}"
+                found = [(_broken_status(counter_label, note), frozenset())]
+            counters.extend(found)
+        by_counters = frozenset().union(*(files for _, files in counters))
+        # The counter-signatures cover what this signature covers, through
+        # its SignatureValue, when both verify.
+        counters = [
+            (status, files | covered if files else files) for status, files in counters
+        ]
+        for name, _content in container.data_files:
+            if name not in referenced and name not in by_counters:
+                codes.add("SIG-INVALID")
+                notes.append(f"the data file {name!r} is not covered by this signature")
+            elif name not in referenced:
+                notes.append(f"the data file {name!r} is covered by a counter-signature only")
+        covered = covered | by_counters if covered else covered
 
     # The signature time-stamp(s) over the canonicalised ds:SignatureValue.
     stamps = unsigned.findall("xades:SignatureTimeStamp", _NS) if unsigned is not None else []
@@ -916,18 +1069,21 @@ async def _verify_signature(
     unknown = await verifier._only_revocation_unknown(status, moment, certs, revinfo)
     verifier._judge_trust(status, codes, notes, moment, fetching, revocation_unknown=unknown)
     common = verifier._judge_signer_and_timestamp(status, ts_time, codes, notes, now)
-    return (
-        SignatureStatus(
-            field_name=label,
-            kind="xades",
-            **common,
-            modified_after=False,
-            covered_bytes=None,
-            codes=tuple(sorted(codes)),
-            notes=tuple(notes),
+    return [
+        (
+            SignatureStatus(
+                field_name=label,
+                kind="xades",
+                **common,
+                modified_after=False,
+                covered_bytes=None,
+                codes=tuple(sorted(codes)),
+                notes=tuple(notes),
+            ),
+            covered,
         ),
-        covered,
-    )
+        *counters,
+    ]
 
 
 # -- building containers (tests and the demo) -------------------------------------------------

@@ -19,13 +19,16 @@ Decisions taken here (the SPEC leaves them open):
   looks like a DNS name (dot-separated labels, no spaces) the comparison is
   case-insensitive and IDNA-aware (``xn--`` A-labels equal their Unicode
   form); otherwise it is exact.
-* The organisation (O), where the CSR has one, is compared after NFC
-  normalisation, case folding and whitespace collapsing.
+* The organisation (O), where the CSR has one, is compared as a person would
+  (:func:`signing.names.same_organisation`: diacritics, quotes, case and
+  spacing ignored, UTF-8 read as Latin-1 repaired); the issued subject never
+  comes from the CSR, so this loosens nothing that is certified.
 * Requested subjectAltNames are recorded in the report but never copied into
   an issued certificate. When ``allowed_san_dns`` is given, a requested DNS
   name it refuses is ``CSR-SUBJECT-MISMATCH``.
 
-This module is a leaf: it imports nothing from the rest of the project.
+This module is a leaf: it imports nothing from the rest of the project
+but the name comparison of :mod:`signing.names`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
+
+from signing.names import same_organisation
 
 __all__ = [
     "CSR_INVALID",
@@ -234,10 +239,6 @@ def _nfc(value: str) -> str:
     return unicodedata.normalize("NFC", value)
 
 
-def _collapse(value: str) -> str:
-    return " ".join(_nfc(value).split()).casefold()
-
-
 _DNS_LABEL_RE = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")
 
 
@@ -269,8 +270,8 @@ def names_equal(actual: str, expected: str) -> bool:
 
 
 def organisations_equal(actual: str, expected: str) -> bool:
-    """Compare organisation names: NFC, case-insensitive, whitespace-collapsed."""
-    return _collapse(actual) == _collapse(expected)
+    """Compare organisation names as a person would (:func:`signing.names.same_organisation`)."""
+    return same_organisation(actual, expected)
 
 
 @dataclass

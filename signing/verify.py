@@ -10,6 +10,12 @@ Judgement is strict: a later revision that changes form data, pages or
 annotations after the last signature is ``SIG-MODIFIED`` even when pyHanko would
 call it harmless form filling, because the daemon must read exactly the values
 the signature covers (see :attr:`FormVerdict.signed_revision`).
+
+Signed attributes must be DER: a SET that is not sorted is ``SIG-INVALID``,
+although its bytes verify. A CMS with several SignerInfos (a PDF signature or
+a ``.p7s``) is judged signer by signer, each in a copy that holds it alone.
+RSA keys whose modulus is encoded as a negative INTEGER are read as unsigned
+for verification only (:mod:`signing.tolerant`), with a note.
 """
 
 from __future__ import annotations
@@ -19,13 +25,13 @@ import contextlib
 import threading
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from asn1crypto import cms, pem
+from asn1crypto import cms, core, pem
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
@@ -62,6 +68,12 @@ from signing.qualification import (
     judge_timestamp,
     signer_problems,
 )
+from signing.tolerant import (
+    NEGATIVE_MODULUS_NOTE,
+    TolerantKeyPolicy,
+    TolerantSignatureValidator,
+    has_negative_modulus,
+)
 from signing.trustlists import TrustSettings, TrustSnapshot, load_snapshot, state_mtime
 
 if TYPE_CHECKING:
@@ -86,6 +98,9 @@ _REVINFO_UNAVAILABLE = {"TRY_LATER", "REVOCATION_OUT_OF_BOUNDS_NO_POE"}
 _GENERAL_FAILURE = "CERTIFICATE_CHAIN_GENERAL_FAILURE"
 # The SPEC code for a revocation status that could not be established.
 REVOCATION_UNKNOWN = "SIG-REVOCATION-UNKNOWN"
+# More SignerInfos than this in one PDF signature are not judged one by one
+# (each is a copy of the PDF parsed again).
+_MAX_SIGNERS = 8
 # A bound on the depth of the AcroForm field tree we walk ourselves.
 _MAX_FIELD_DEPTH = 32
 
@@ -548,6 +563,10 @@ class Verifier:
             "moment": moment,
             "allow_fetching": backend is not None,
             "fetcher_backend": backend,
+            # RSA keys whose modulus is encoded as a negative INTEGER are read
+            # as unsigned for verification (signing.tolerant); others as usual.
+            "signature_validator": TolerantSignatureValidator(),
+            "algorithm_usage_policy": TolerantKeyPolicy(),
         }
         # With trusted lists, their CAs and TSAs anchor paths beside trust_roots.
         if self.trust_snapshot() is not None and self._trust_manager is not None:
@@ -623,11 +642,20 @@ class Verifier:
                 if subfilter not in _ACCEPTED_SUBFILTERS:
                     embedded.append((fq_name, None, f"unsupported signature type {subfilter}"))
                     continue
+                signers = _signer_count(sig_dict)
+                if signers > _MAX_SIGNERS:
+                    embedded.append((fq_name, None, f"the signature carries {signers} SignerInfos, "
+                                                    f"more than the {_MAX_SIGNERS} judged"))
+                    continue
+                if signers > 1:
+                    embedded.extend(self._each_signer(data, fq_name, sig_dict, signers, doc_notes))
+                    continue
                 embedded.append((fq_name, EmbeddedPdfSignature(reader, sig_field, fq_name), None))
             except Exception as exc:  # noqa: BLE001 - a broken signature is SIG-INVALID.
                 embedded.append((fq_name, None, f"signature cannot be parsed: {exc!r}"))
 
-        approvals = [item for item in embedded if item[2] != "doc-ts"]
+        approvals = [item for item in embedded if item[2] not in ("doc-ts", "signer")]
+        approvals += [(name, emb, None) for name, emb, kind in embedded if kind == "signer"]
         if not approvals:
             if any(item[2] == "doc-ts" for item in embedded):
                 doc_notes.append("only document time-stamps found; they are not signatures")
@@ -695,8 +723,8 @@ class Verifier:
                         reader,
                         emb,
                         later_signature_fields={
-                            name
-                            for name, other, _ in embedded
+                            other.field_name
+                            for _name, other, _ in embedded
                             if other is not None and other.signed_revision > emb.signed_revision
                         },
                         final_values=final_values,
@@ -708,6 +736,9 @@ class Verifier:
                         fetching=fetching,
                         dss=(dss_certs, dss_crls, dss_ocsps),
                     )
+                    # One signer of several is named by its place among them.
+                    if status.field_name != fq_name:
+                        status = replace(status, field_name=fq_name)
                 except RecursionError:
                     status = _broken(fq_name, "signature structure is nested too deeply")
                 except Exception as exc:  # noqa: BLE001 - every validator error is SIG-INVALID.
@@ -727,6 +758,37 @@ class Verifier:
             signed_revision=signed_revision,
             notes=tuple(doc_notes),
         )
+
+    def _each_signer(
+        self, data: bytes, fq_name: str, sig_dict: Any, count: int, doc_notes: list[str]
+    ) -> list[tuple[str, EmbeddedPdfSignature | None, str | None]]:
+        """One entry per SignerInfo of a signature whose CMS carries several.
+
+        pyHanko judges one SignerInfo per PDF signature. A SignedData with
+        several (co-signers, or one signer twice) is judged signer by signer:
+        for each, a copy of the PDF whose ``/Contents`` holds the same
+        SignedData with that SignerInfo alone. ``/Contents`` lies outside the
+        ByteRange, so the signed bytes, the coverage and the revisions of the
+        copy are the original's; only which signer is judged differs.
+        """
+        doc_notes.append(
+            f"signature {fq_name} carries {count} SignerInfos; each is judged on its own"
+        )
+        entries: list[tuple[str, EmbeddedPdfSignature | None, str | None]] = []
+        for index in range(count):
+            label = f"{fq_name} (signer {index + 1} of {count})"
+            try:
+                copy = _with_one_signer(data, sig_dict, index)
+                copy_reader = self._open(copy)
+                field = next(
+                    sig_field
+                    for name, _obj, sig_field in enumerate_sig_fields(copy_reader)
+                    if name == fq_name
+                )
+                entries.append((label, EmbeddedPdfSignature(copy_reader, field, fq_name), "signer"))
+            except Exception as exc:  # noqa: BLE001 - that signer is SIG-INVALID.
+                entries.append((label, None, f"signature cannot be parsed: {exc!r}"))
+        return entries
 
     async def _doc_timestamp(
         self,
@@ -808,6 +870,7 @@ class Verifier:
         self._judge_integrity(
             status, "the signed bytes do not match the signature's digest", codes, notes
         )
+        _judge_signed_attributes_der(emb.signer_info, codes, notes)
         if status.coverage not in (
             SignatureCoverageLevel.ENTIRE_REVISION,
             SignatureCoverageLevel.ENTIRE_FILE,
@@ -834,7 +897,7 @@ class Verifier:
             ):
                 modified = True
             else:
-                signed_values = _field_values(reader.get_historical_root(emb.signed_revision))
+                signed_values = _field_values(emb.reader.get_historical_root(emb.signed_revision))
                 modified = signed_values != final_values
         if modified:
             codes.add("SIG-MODIFIED")
@@ -873,6 +936,8 @@ class Verifier:
         fields both kinds fill alike.
         """
         signer = self._identity(status.signing_cert, notes)
+        if has_negative_modulus(status.signing_cert):
+            notes.append(NEGATIVE_MODULUS_NOTE)
         ts = status.timestamp_validity or fallback
         # Qualification is judged at the time-stamp's time (a time-stamp in the
         # future is not believed), else now.
@@ -1109,13 +1174,37 @@ class Verifier:
                 raise ValueError("not a CMS SignedData")
             signed_data = content_info["content"]
             signer_infos = signed_data["signer_infos"]
-            if len(signer_infos) != 1:
-                raise ValueError(f"expected one SignerInfo, found {len(signer_infos)}")
-            signer_info = signer_infos[0]
+            count = len(signer_infos)
+            if count == 0:
+                raise ValueError("the SignedData has no SignerInfo")
+            if count > _MAX_SIGNERS:
+                raise ValueError(f"{count} SignerInfos, more than the {_MAX_SIGNERS} judged")
         except Exception as exc:  # noqa: BLE001 - a broken container is SIG-INVALID.
             status = _broken(None, f"the CMS signature cannot be parsed: {exc!r}", kind=kind)
             return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
+        if count == 1:
+            status = await self._one_detached(content, signed_data, signer_infos[0], kind)
+            return FormVerdict(signatures=(status,), codes=status.codes, signer=status.signer)
+        # Several signers (co-signers of one file): each is judged on its own,
+        # in a copy of the SignedData that holds its SignerInfo alone.
+        statuses = []
+        for index in range(count):
+            single = signed_data.copy()
+            single["signer_infos"] = cms.SignerInfos([signer_infos[index].copy()])
+            status = await self._one_detached(content, single, single["signer_infos"][0], kind)
+            statuses.append(replace(status, field_name=f"signer {index + 1} of {count}"))
+        return FormVerdict(
+            signatures=tuple(statuses),
+            codes=tuple(sorted({code for status in statuses for code in status.codes})),
+            signer=statuses[-1].signer,
+            notes=(f"the CMS signature carries {count} SignerInfos; each is judged on its own",),
+        )
 
+    async def _one_detached(
+        self, content: bytes, signed_data: cms.SignedData, signer_info: cms.SignerInfo,
+        kind: Literal["cms", "smime"],
+    ) -> SignatureStatus:
+        """The status of a detached SignedData's only SignerInfo."""
         notes: list[str] = []
         codes: set[str] = set()
         fetching = self._fetching()
@@ -1142,8 +1231,7 @@ class Verifier:
                     ts_validation_context=self._context(moment=moment, fetching=fetching, **revinfo),
                 )
             except Exception as exc:  # noqa: BLE001 - every validator error is SIG-INVALID.
-                status = _broken(None, f"signature validation failed: {exc!r}", kind=kind)
-                return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
+                return _broken(None, f"signature validation failed: {exc!r}", kind=kind)
         finally:
             if fetching is not None:
                 await fetching.close()
@@ -1151,12 +1239,13 @@ class Verifier:
         self._judge_integrity(
             result, "the signed content does not match the signature's digest", codes, notes
         )
+        _judge_signed_attributes_der(signer_info, codes, notes)
         unknown = await self._only_revocation_unknown(
             result, moment, _other_certificates(signed_data), revinfo
         )
         self._judge_trust(result, codes, notes, moment, fetching, revocation_unknown=unknown)
         common = self._judge_signer_and_timestamp(result, ts_time, codes, notes, now)
-        status = SignatureStatus(
+        return SignatureStatus(
             field_name=None,
             kind=kind,
             **common,
@@ -1165,7 +1254,6 @@ class Verifier:
             codes=tuple(sorted(codes)),
             notes=tuple(notes),
         )
-        return FormVerdict(signatures=(status,), codes=status.codes, signer=status.signer)
 
     # -- ASiC-E --------------------------------------------------------------------------
 
@@ -1194,6 +1282,65 @@ def _signer_certificate(signed_data: Any) -> asn1_x509.Certificate | None:
         return extract_certificate_info(signed_data).signer_cert
     except Exception:  # noqa: BLE001 - validation reports a missing certificate itself.
         return None
+def _signer_count(sig_dict: Any) -> int:
+    """How many SignerInfos the CMS in a signature dictionary carries (0 if unreadable)."""
+    try:
+        content_info = cms.ContentInfo.load(bytes(sig_dict["/Contents"]))
+        return len(content_info["content"]["signer_infos"])
+    except Exception:  # noqa: BLE001 - an unreadable CMS is pyHanko's to report.
+        return 0
+
+
+def _with_one_signer(data: bytes, sig_dict: Any, index: int) -> bytes:
+    """``data`` with the signature's ``/Contents`` holding only SignerInfo ``index``.
+
+    The new SignedData is shorter than the old one and is written, zero
+    padded, into the same hex string between the ByteRange's two parts.
+    """
+    byte_range = [int(x) for x in sig_dict["/ByteRange"]]
+    if len(byte_range) != 4 or byte_range[0] != 0:
+        raise ValueError("the signature's ByteRange is not two parts from the start")
+    start, end = byte_range[1], byte_range[2]
+    gap = data[start:end]
+    if not (gap.startswith(b"<") and gap.endswith(b">")) or end > len(data):
+        raise ValueError("the ByteRange gap is not the /Contents hex string")
+    content_info = cms.ContentInfo.load(bytes(sig_dict["/Contents"]))
+    signed_data = content_info["content"]
+    single = signed_data.copy()
+    single["signer_infos"] = cms.SignerInfos([signed_data["signer_infos"][index].copy()])
+    encoded = cms.ContentInfo({"content_type": "signed_data", "content": single}).dump().hex()
+    room = len(gap) - 2
+    if len(encoded) > room:
+        raise ValueError("the single-signer CMS does not fit the signature's /Contents")
+    return data[:start] + b"<" + encoded.encode("ascii").ljust(room, b"0") + b">" + data[end:]
+
+
+def _der_ordered(a: bytes, b: bytes) -> bool:
+    """``a`` may precede ``b`` in a DER SET OF (X.690 11.6: shorter padded with zero octets)."""
+    size = max(len(a), len(b))
+    return a.ljust(size, b"\x00") <= b.ljust(size, b"\x00")
+
+
+def _judge_signed_attributes_der(
+    signer_info: cms.SignerInfo, codes: set[str], notes: list[str]
+) -> None:
+    """SIG-INVALID when the signed attributes are not in DER order (RFC 5652 5.4).
+
+    The signature is computed over the DER encoding of the signed attributes;
+    a SET OF whose members are not sorted is not DER, and DSS and the ETSI
+    plug-tests judge such a signature HASH_FAILURE, though its bytes verify.
+    """
+    attributes = signer_info["signed_attrs"]
+    if attributes is None or isinstance(attributes, core.Void) or not len(attributes):
+        return
+    encodings = [attribute.dump() for attribute in attributes]
+    if all(_der_ordered(a, b) for a, b in zip(encodings, encodings[1:], strict=False)):
+        return
+    codes.add("SIG-INVALID")
+    notes.append(
+        "the signed attributes are not DER-encoded (their SET is not sorted, RFC 5652 5.4); "
+        "the signed data is not what DER gives (DSS: HASH_FAILURE)"
+    )
 
 
 def _broken(

@@ -387,6 +387,14 @@ def test_control_characters_from_a_signed_form_reach_staff_escaped(
         deployment: Deployment, pki: Any) -> None:
     from tests.daemon_env import good_mail
 
+    # The registry names the organisation as the signed form does, so the
+    # application reaches review and the hostile value is what staff read.
+    registry = deployment.config_path.parent / "hostile-registry.csv"
+    name = HOSTILE["org_name"].replace('"', '""')
+    registry.write_text(
+        "org_reg_no,org_name,test_env_completed,agreement_received,representatives\n"
+        f'{GOOD["org_reg_no"]},"{name}",yes,yes,PNOLV-010190-12345\n', encoding="utf-8")
+    assert deployment.cli("registry", "import", str(registry))[0] == 0
     form = pki.sign(filled_form(EA, {**GOOD, **HOSTILE}), signer="qualified", timestamp=True)
     raw = application_mail(sender="janis@ergli.example", to=TO, subject="Pieteikums\x1b[31m",
                            form=form, csr=make_csr(GOOD["csr_common_name"]))
