@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import io
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import TextIO, cast
 
 DESCRIPTION = """\
 pasts reads applications from agency mailboxes, verifies their qualified
@@ -103,7 +105,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ReaderGoneQuiet:
+    """Standard output for the commands that outlives its reader.
+
+    ``pasts list | head`` closes the pipe after ten lines. The command then
+    finishes its work (a ``run --once`` still sends its replies) and exits
+    with its own status, without a BrokenPipeError traceback: what is
+    written after the reader went away goes to the null device.
+    """
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def _silence(self) -> None:
+        self.reader_gone = True
+        # The interpreter flushes sys.stdout once more at exit; pointing its
+        # descriptor at the null device keeps that flush quiet too.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            os.dup2(devnull, self.stream.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        finally:
+            os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
+    out = ReaderGoneQuiet(sys.stdout)
+    try:
+        return _main(argv, cast(TextIO, out))
+    finally:
+        out.flush()
+
+
+def _main(argv: list[str] | None, out: TextIO) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from intake.display import SafeFormatter
@@ -125,7 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     from intake.config import load_config
     from intake.errors import ConfigurationError, NotFound, PastsError
 
-    out = sys.stdout
     try:
         if args.command == "demo":
             from intake.demo import run_demo

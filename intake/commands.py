@@ -84,6 +84,10 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         p(f"  state:      {app.state}")
         p(f"  applicant:  {app.applicant_email}")
         p(f"  addresses:  {', '.join(app.addresses or [])}")
+        undeliverable = (app.extra or {}).get("undeliverable")
+        if undeliverable:
+            p(f"  undeliverable: no reply can be written to {undeliverable.get('address')} "
+              f"({undeliverable.get('reason')})")
         p(f"  created:    {app.created_at:%Y-%m-%d %H:%M:%S %Z}")
         if app.codes:
             p(f"  open codes: {', '.join(app.codes)}")
@@ -147,9 +151,10 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             p(f"  form: {verdicts['form_error']}")
         if app.passed:
             p(f"  passed: {', '.join(app.passed)}")
-        if app.extra:
+        outcome = {k: v for k, v in (app.extra or {}).items() if k != "undeliverable"}
+        if outcome:
             p("outcome:")
-            for k, v in app.extra.items():
+            for k, v in outcome.items():
                 p(f"  {k}: {v}")
         certs = s.scalars(select(IssuedCertificateRow).where(
             IssuedCertificateRow.application_id == app.id)).all()
@@ -165,11 +170,19 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         p("mails:")
         outbox = {o.message_id: o for o in s.scalars(
             select(Outbox).where(Outbox.application_id == app.id))}
+        # PEC receipts name the reply they are about (proof of delivery).
+        receipts: dict[str, list[str]] = {}
+        for link in app.links:
+            if link.direction == "in" and link.summary.startswith("PEC receipt "):
+                kind, _, about = link.summary[len("PEC receipt "):].partition(" for ")
+                receipts.setdefault(about, []).append(f"{kind} {link.at:%Y-%m-%d %H:%M:%S}")
         for link in app.links:
             extra = ""
             if link.message_id in outbox:
                 o = outbox[link.message_id]
                 extra = f" [{o.status}]"
+                if link.message_id in receipts:
+                    extra += f" [PEC: {', '.join(receipts[link.message_id])}]"
             p(f"  {link.at:%Y-%m-%d %H:%M:%S} {link.direction:>3} {link.message_id}  {link.summary}{extra}")
     return 0
 

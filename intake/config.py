@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from intake.addresses import UnusableAddress, usable_address
 from intake.errors import ConfigurationError
+
+#: The languages replies are written in (mailer/templates has one folder each).
+REPLY_LANGUAGES = ("en", "lv", "it")
 
 T = TypeVar("T")
 
@@ -324,6 +328,13 @@ class SmtpConfig:
         sender = s.get("from", str, cls.sender)
         if "@" not in sender or any(c in sender for c in "\r\n"):
             raise s.error("from", f"must be an e-mail address; got {sender!r}")
+        if sender != cls.sender:
+            # The one definition of an address replies can carry (intake.addresses).
+            try:
+                usable_address(sender)
+            except UnusableAddress as exc:
+                raise s.error("from", f"is not a usable address ({exc.reason}); "
+                              f"got {sender!r}") from None
         cfg = cls(
             url=url,
             scheme=scheme,
@@ -550,7 +561,14 @@ class DigestConfig:
         schedule = s.get("schedule", str, cls.schedule)
         if len(schedule.split()) != 5:
             raise s.error("schedule", f"must be a 5-field cron expression; got {schedule!r}")
-        cfg = cls(recipients=s.str_list("recipients", []), schedule=schedule)
+        recipients = s.str_list("recipients", [])
+        for recipient in recipients:
+            try:
+                usable_address(recipient)
+            except UnusableAddress as exc:
+                raise s.error("recipients", f"{recipient!r} is not a usable address "
+                              f"({exc.reason})") from None
+        cfg = cls(recipients=recipients, schedule=schedule)
         s.finish()
         return cfg
 
@@ -606,7 +624,7 @@ class DaemonConfig:
         cfg = cls(
             max_attempts=s.positive("max_attempts", int, 3),
             state_dir=s.path_value("state_dir", "var") or Path("var"),
-            language=s.choice("language", ("en", "lv", "it"), "en"),
+            language=s.choice("language", REPLY_LANGUAGES, "en"),
             log_level=s.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             support_address=s.get("support_address", str, None),
         )
@@ -657,6 +675,8 @@ class WorkflowConfig:
     outcome: str = "review"
     #: Whether a form is needed at all (false for consultation).
     needs_form: bool = True
+    #: The first language of its replies ("en", "lv", "it"; English follows
+    #: the others); None: ``[daemon] language``.
     language: str | None = None
     #: SIG-TOO-OLD for this procedure: how many days a time-stamp may be old
     #: (None: ``[signing] max_age_days``).
@@ -697,6 +717,9 @@ class WorkflowConfig:
             require_qualified_timestamp=s.get("require_qualified_timestamp", bool, None),
             accept_eseals=s.get("accept_eseals", bool, False),
         )
+        if cfg.language is not None and cfg.language not in REPLY_LANGUAGES:
+            raise s.error("language", f"must be one of {', '.join(REPLY_LANGUAGES)}; "
+                          f"got {cfg.language!r}")
         if not cfg.prefix.isalnum() or not cfg.prefix.isupper():
             raise s.error("prefix", f"must be upper-case letters/digits; got {cfg.prefix!r}")
         s.finish()

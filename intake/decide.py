@@ -59,9 +59,17 @@ class Decider:
         thread_ids = [m for m in (mail.in_reply_to, *mail.references) if m]
         reason = mail.no_reply_reason
         if reason is not None:
+            summary = f"not answered: {reason}"
+            if mail.pec_receipt is not None:
+                # SPEC section 2: a PEC receipt for one of our replies is kept
+                # on that reply as proof of delivery (pasts show lists it).
+                kind, about = mail.pec_receipt
+                if about:
+                    thread_ids.insert(0, about)
+                summary = f"PEC receipt {kind} for {about or '(no X-Riferimento-Message-ID)'}"
             app = application_for_thread(s, thread_ids)
             if app is not None:
-                link_mail(s, app, mail.message_id, "in", f"not answered: {reason}")
+                link_mail(s, app, mail.message_id, "in", summary)
             return Outcome("ignored", f"not answered: {reason}", app.id if app else None)
 
         status = STATUS_RE.search(mail.subject)
@@ -184,6 +192,9 @@ class Decider:
         assert judgement is not None
         if case.workflow is not None:
             app.workflow = case.workflow.id
+            # The form names the procedure, and the procedure its language.
+            if case.workflow.language:
+                app.language = case.workflow.language
         if case.fields:
             app.form_values = dict(case.fields)
         app.form_sha256 = sub.form_sha256

@@ -256,7 +256,8 @@ def confirm_links(config: Config) -> list[str]:
         msg = message_from_bytes(box.get_bytes(key), policy=default_policy)
         part = msg.get_body(("plain",))
         text = part.get_content() if part is not None else ""
-        for url in re.findall(r"https?://\S+/verify/[A-Za-z0-9_-]+", text):
+        # A link is given once per language of the mail; it is opened once.
+        for url in dict.fromkeys(re.findall(r"https?://\S+/verify/[A-Za-z0-9_-]+", text)):
             with urllib.request.urlopen(url, timeout=10) as page:  # GET: shows the page only
                 page.read()
             req = urllib.request.Request(url, data=b"", method="POST")

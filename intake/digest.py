@@ -51,6 +51,12 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
                 IssuedCertificateRow.not_after <= now + EXPIRY_WINDOW,
             ).order_by(IssuedCertificateRow.not_after))
         )
+        undeliverable = tuple(
+            f"{a.reference}  {a.extra['undeliverable'].get('address')}  "
+            f"{str(a.extra['undeliverable'].get('reason') or '')[:80]}"
+            for a in s.scalars(select(Application).order_by(Application.id))
+            if (a.extra or {}).get("undeliverable")
+        )
         quarantined = tuple(
             f"ledger #{m.id}  {m.mailbox}  {m.sender}  {m.subject or ''}  {(m.last_error or '')[:80]}"
             for m in s.scalars(select(ReceivedMessage).where(
@@ -67,6 +73,7 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
             ("Certificates expiring within 30 days", expiring),
             ("Quarantined messages", quarantined),
             ("Replies that could not be delivered", failed),
+            ("Applicants no reply can be written to", undeliverable),
         )
         # Organisation names, senders, subjects and errors come from mail: the
         # text digest (and the HTML beside it) shows their control characters

@@ -55,9 +55,12 @@ class MailboxError(TransientError):
 class DeliveryError(TransientError):
     """The SMTP server failed or refused a reply; it stays in the outbox."""
 
-    def __init__(self, message: str, *, permanent: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False, undeliverable: bool = False):
         # A 5xx answer for one recipient will not get better by retrying.
         self.permanent = permanent
+        #: The address itself cannot be written to (unusable, or it needs
+        #: SMTPUTF8 the server lacks): recorded on the application.
+        self.undeliverable = undeliverable
         super().__init__(message)
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from email.headerregistry import Address
 from urllib.parse import urlsplit
 
-# A dot-atom local part (RFC 5322) and a host name of labels with a dot.
-_LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+from intake.addresses import is_usable
+
+# A label of a host name.
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 _YES = {"yes", "jā", "ja", "sì", "si"}
@@ -37,20 +37,11 @@ def _is_host(host: str) -> bool:
 
 
 def is_email(value: str) -> bool:
-    """One bare address ``local@domain.tld``: no display name, no CR/LF."""
-    v = value.strip()
-    if not v or any(c in v for c in '\r\n\t <>,;"()[]\\') or v.count("@") != 1:
-        return False
-    local, _, domain = v.partition("@")
-    if len(local) > 64 or not _LOCAL_RE.match(local):
-        return False
-    if not _is_host(domain):
-        return False
-    try:
-        Address(addr_spec=v)
-    except (ValueError, IndexError, TypeError):
-        return False
-    return True
+    """One bare address ``local@domain.tld`` that replies can be written to.
+
+    The one definition of a usable address is :mod:`intake.addresses`.
+    """
+    return is_usable(value.strip())
 
 
 def is_reg_no(value: str) -> bool:

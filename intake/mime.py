@@ -30,6 +30,7 @@ How parts are found, whatever the mail client:
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import email
 import email.policy
@@ -46,6 +47,8 @@ from html.parser import HTMLParser
 from io import BytesIO
 from typing import Any, Literal
 
+from intake.addresses import is_usable
+
 AttachmentKind = Literal["form", "csr", "p7s", "asice", "other"]
 
 ASIC_EXTENSIONS = (".asice", ".asics", ".edoc", ".sce", ".bdoc")
@@ -61,7 +64,9 @@ _PEM_CSR_RE = re.compile(
 _MSGID_RE = re.compile(r"<[^<>\s]+>")
 _CRLF_RE = re.compile(r"[\r\n]+")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_BAD_MAILER_LOCALS = ("mailer-daemon", "postmaster")
+#: Local parts of the senders of delivery reports (plain-text bounces included).
+_BAD_MAILER_LOCALS = ("mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster",
+                      "post_master")
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,11 @@ class ParsedMail:
     references: tuple[str, ...]
     #: Auto-Submitted present and not "no" (RFC 3834).
     auto_submitted: bool
-    #: Precedence bulk/junk/list, or List-Id / List-Unsubscribe present.
+    #: Precedence bulk/junk/list, or a list header (List-Id, List-Unsubscribe,
+    #: List-Subscribe, List-Help, List-Post, Mailing-List, X-ML-Name, ...).
     bulk: bool
-    #: multipart/report, empty Return-Path (<>), or from MAILER-DAEMON/postmaster.
+    #: A report of any kind (multipart/report: DSN, ARF, MDN), an empty Return-Path
+    #: (<>), or from MAILER-DAEMON/postmaster/post_master.
     bounce: bool
     #: The text of the mail (text/plain preferred, else HTML stripped to text).
     body_text: str
@@ -119,6 +126,16 @@ class ParsedMail:
     defects: tuple[str, ...] = ()
     #: The size of a message over the message limit: only its header was read.
     oversized: int | None = None
+    #: Why the mail is itself automatic beyond the three flags above (a vacation
+    #: reply, a PEC receipt), never answered; None if there is no such sign.
+    automatic: str | None = None
+    #: Why the mail looks automatic or asks for no automatic answer (an
+    #: out-of-office subject, X-Auto-Response-Suppress, a no-reply sender):
+    #: weaker signs, which a form, a container or a CSR in the mail outweighs.
+    no_auto_reply: str | None = None
+    #: A PEC receipt's kind (X-Ricevuta, e.g. "avvenuta-consegna") and the
+    #: Message-ID it is about (X-Riferimento-Message-ID), if this is one.
+    pec_receipt: tuple[str, str | None] | None = None
 
     @property
     def carries_form(self) -> bool:
@@ -131,15 +148,31 @@ class ParsedMail:
 
     @property
     def no_reply_reason(self) -> str | None:
-        """Why this mail must never be auto-answered (None = may answer)."""
+        """Why this mail must never be auto-answered (None = may answer).
+
+        This is the one place that decides it (SPEC section 5: no reply to
+        mail that is itself automatic). Firm signs (RFC 3834 Auto-Submitted,
+        list and bulk headers, reports and bounces, vacation replies, PEC
+        receipts) always win. Weaker signs (an out-of-office subject,
+        X-Auto-Response-Suppress, a no-reply address) count only when the
+        mail carries nothing to judge: every mail with a form, a container
+        or a CSR is answered (SPEC section 5, "No application is left
+        unanswered"), and Outlook sets X-Auto-Response-Suppress on some
+        mail that people write.
+        """
         if self.auto_submitted:
             return "auto-submitted"
         if self.bulk:
             return "bulk or list mail"
         if self.bounce:
             return "bounce or delivery report"
+        if self.automatic:
+            return self.automatic
         if not self.reply_address:
             return "no sender address"
+        submits = self.carries_form or self.csr is not None or self.oversized is not None
+        if self.no_auto_reply and not submits:
+            return self.no_auto_reply
         return None
 
 
@@ -147,18 +180,153 @@ class ParsedMail:
 # Headers.
 
 
-def _unsurrogate(value: str) -> tuple[str, bool]:
-    """Undo surrogateescape of 8-bit header bytes: UTF-8 if valid, else Latin-1.
+#: Charsets tried for 8-bit text that is not UTF-8 and declares no charset,
+#: for the languages the agencies see: Baltic (lv, lt, et), Western (it, de,
+#: fr), Cyrillic (ru) in its two common forms. A tie goes to the first.
+EIGHT_BIT_CHARSETS = ("cp1257", "cp1252", "cp1251", "koi8_r")
+#: The letters beyond ASCII that each language of these charsets writes;
+#: Russian's are weighed by frequency (the common ones first).
+_LETTERS = {
+    "lv": ("āčēģīķļņšūž", ""),
+    "lt": ("ąčęėįšųūž", ""),
+    "et": ("õäöüšž", ""),
+    "it": ("àèéìòù", ""),
+    "de": ("äöüß", ""),
+    "fr": ("àâçéèêëîïôùûüœ", ""),
+    "ru": ("оеаинтсрвлкмдпу", "яыьгзбчйхжшюцщэфъё"),
+}
+_LANGUAGES = {"cp1257": ("lv", "lt", "et"), "cp1252": ("it", "de", "fr"),
+              "cp1251": ("ru",), "koi8_r": ("ru",)}
+#: Punctuation that 8-bit text carries without being a sign of a wrong guess.
+_NEUTRAL = "«»–—„“”‘’‚€…•\xa0°§"
+#: At most this much 8-bit text is weighed (the guess is linear in it).
+_SAMPLE_BYTES = 8192
+
+
+def _score(text: str, language: str) -> float:
+    """How much ``text`` looks like ``language`` (higher is likelier)."""
+    common, rare = _LETTERS[language]
+    score = 0.0
+    for i, ch in enumerate(text):
+        if ch.isascii():
+            continue
+        low = ch.lower()
+        if not ch.isalpha():
+            score += 0.0 if ch in _NEUTRAL else -3.0
+            continue
+        score += 3.0 if low in common else 1.0 if low in rare else 0.0
+        # Most text is lower case.
+        score += 0.5 if ch.islower() else 0.0
+        # A Cyrillic letter inside a word of Latin letters is a wrong guess.
+        cyrillic = "CYRILLIC" in unicodedata.name(ch, "")
+        near = text[max(i - 1, 0):i] + text[i + 1:i + 2]
+        if cyrillic and any(c.isascii() and c.isalpha() for c in near):
+            score -= 4.0
+    return score
+
+
+def guess_charset(sample: bytes, hint: str | None = None) -> str:
+    """The charset of 8-bit text that is not UTF-8 and declares none.
+
+    ``hint`` is the charset the message declares for its body: mail clients
+    write raw 8-bit headers in the body's charset, so a hint that decodes the
+    bytes wins. Otherwise each of :data:`EIGHT_BIT_CHARSETS` decodes the
+    sample and the likeliest text wins; Latin-1 is the last resort.
+    charset-normalizer was measured on such header-sized text (a KOI8-R
+    "тест тест", a windows-1257 "Pārvaldnieks") and guessed cp932, cp1006 or
+    cp1250: too little text for a general detector.
+    """
+    sample = sample[:_SAMPLE_BYTES]
+    if hint:
+        try:
+            codec = codecs.lookup(hint).name
+        except LookupError:
+            codec = ""
+        if codec and codec not in ("ascii", "utf-8"):
+            try:
+                sample.decode(codec)
+                return codec
+            except UnicodeDecodeError:
+                pass
+    best, best_score = "latin-1", float("-inf")
+    for charset in EIGHT_BIT_CHARSETS:
+        try:
+            text = sample.decode(charset)
+        except UnicodeDecodeError:
+            continue
+        score = max(_score(text, language) for language in _LANGUAGES[charset])
+        if score > best_score:
+            best, best_score = charset, score
+    return best
+
+
+#: The surrogate escapes that stand for 8-bit bytes of a header (or a file name).
+_SURROGATE_RE = re.compile("[\udc80-\udcff]")
+
+
+def _surrogated(value: str) -> bool:
+    return _SURROGATE_RE.search(value) is not None
+
+
+def _unsurrogate(value: str, charset: str = "latin-1") -> tuple[str, bool]:
+    """Undo surrogateescape of 8-bit header bytes: UTF-8 if valid, else ``charset``.
 
     The flag is true for bytes that are not UTF-8 (RFC 6532 allows UTF-8).
     """
-    if not any("\udc80" <= c <= "\udcff" for c in value):
+    if not _surrogated(value):
         return value, False
     raw = value.encode("utf-8", "surrogateescape")
     try:
         return raw.decode("utf-8"), False
     except UnicodeDecodeError:
-        return raw.decode("latin-1"), True
+        return raw.decode(charset, errors="replace"), True
+
+
+def _not_utf8(value: str) -> bytes:
+    """The 8-bit bytes of a surrogate-escaped value that are not UTF-8 (else b"")."""
+    if not _surrogated(value):
+        return b""
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    return b""
+
+
+def _declared_charset(msg: Message) -> str | None:
+    """The first charset the message declares: its own, else its first text part's."""
+    for index, part in enumerate(msg.walk()):
+        if index > 50:
+            break
+        with contextlib.suppress(Exception):
+            charset = part.get_content_charset()
+            if charset:
+                return str(charset)
+    return None
+
+
+def _undeclared_body_sample(msg: Message) -> bytes:
+    """8-bit bytes of the first text part that declares no charset (for the guess)."""
+    for index, part in enumerate(msg.walk()):
+        if index > 50:
+            break
+        with contextlib.suppress(Exception):
+            if part.is_multipart() or part.get_content_maintype() != "text":
+                continue
+            if part.get_content_charset():
+                return b""
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                return data[:_SAMPLE_BYTES]
+            return b""
+    return b""
+
+
+def _eight_bit_charset(msg: Message, header_bytes: bytes) -> str:
+    """The charset for the message's 8-bit text that is not UTF-8."""
+    sample = header_bytes + b"\n" + _undeclared_body_sample(msg)
+    return guess_charset(sample, hint=_declared_charset(msg))
 
 
 def _clean(text: str) -> str:
@@ -177,10 +345,17 @@ class _Headers:
         except Exception as exc:  # A broken header list must not stop the parse.
             defects.append(f"header list unreadable: {exc}")
             items = []
+        # Undeclared 8-bit headers that are not UTF-8 are read in one charset,
+        # guessed from all of them together (and the body's declared charset).
+        eight_bit = b"\n".join(b for b in (_not_utf8(str(v)) for _, v in items) if b)
+        #: The charset undeclared 8-bit text of this message is read in (None:
+        #: the headers are UTF-8 or ASCII, and each body part is guessed alone).
+        self.charset = _eight_bit_charset(msg, eight_bit) if eight_bit else None
         for name, value in items:
-            text, was_8bit = _unsurrogate(str(value))
+            text, was_8bit = _unsurrogate(str(value), self.charset or "latin-1")
             if was_8bit:
-                defects.append(f"header {name} has 8-bit bytes that are not UTF-8")
+                defects.append(f"header {name} has 8-bit bytes that are not UTF-8 "
+                               f"(read as {self.charset})")
             self.raw.append((str(name), text))
 
     def raw_all(self, name: str) -> list[str]:
@@ -217,11 +392,12 @@ class _Headers:
             return unfolded
 
 
-def _valid_addr(addr: str) -> bool:
+def _looks_like_addr(addr: str) -> bool:
+    """One token with one @: what a sender wrote as an address, usable or not."""
     if not addr or any(c in addr for c in '\r\n \t<>,;"') or addr.count("@") != 1:
         return False
     local, _, domain = addr.partition("@")
-    return bool(local) and bool(domain) and "." in domain.strip(".")
+    return bool(local) and bool(domain)
 
 
 def _addresses(headers: _Headers, name: str) -> list[tuple[str, str]]:
@@ -244,25 +420,139 @@ def _addresses(headers: _Headers, name: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _address(headers: _Headers, name: str, defects: list[str]) -> tuple[str, str] | None:
-    """The first valid (display name, lower-cased addr-spec) of header ``name``."""
+def _address(headers: _Headers, name: str, defects: list[str], *,
+             keep_unusable: bool = True) -> tuple[str, str] | None:
+    """The first usable (display name, lower-cased addr-spec) of header ``name``.
+
+    Usable is :func:`intake.addresses.usable_address`, the one definition the
+    composer applies too. When no address is usable, the first that looks
+    like one is kept all the same (with a defect) if ``keep_unusable``, so
+    that the application records who sent it and that they cannot be
+    answered (SPEC section 5).
+    """
     if headers.raw_first(name) is None:
         return None
-    pairs = _addresses(headers, name)
-    valid = [(n, a.strip().lower()) for n, a in pairs if _valid_addr(a.strip())]
+    pairs = [(n, a.strip().lower()) for n, a in _addresses(headers, name)]
+    usable = [(n, a) for n, a in pairs if is_usable(a)]
     if len(pairs) > 1:
         defects.append(f"{name} has {len(pairs)} addresses; the first valid one is used")
-    if not valid:
-        defects.append(f"{name} has no valid address")
-        return None
-    if len(valid) < len(pairs) and len(pairs) == 1:
+    if not usable:
+        kept = [(n, a) for n, a in pairs if _looks_like_addr(a)] if keep_unusable else []
+        if not kept:
+            defects.append(f"{name} has no valid address")
+            return None
+        display, addr = kept[0]
+        defects.append(f"{name} address cannot be written to: {_clean(addr)[:100]}")
+        return _clean(display), addr
+    if len(usable) < len(pairs) and len(pairs) == 1:
         defects.append(f"{name} address is invalid")
-    display, addr = valid[0]
+    display, addr = usable[0]
     return _clean(display), addr
 
 
 def _msg_ids(value: str | None) -> list[str]:
     return _MSGID_RE.findall(value or "")
+
+
+# ---------------------------------------------------------------------------
+# Automatic mail (SPEC section 5: no reply to mail that is itself automatic).
+
+#: Headers that only list and list-manager software writes: RFC 2369 and
+#: RFC 2919, ezmlm's Mailing-List, fml's X-ML-Name, SmartList's X-Mailing-List.
+_LIST_HEADERS = (
+    "List-Id", "List-Unsubscribe", "List-Subscribe", "List-Help", "List-Post", "List-Owner",
+    "List-Archive", "Mailing-List", "X-ML-Name", "X-Mailing-List",
+)
+#: X-Auto-Response-Suppress values ([MS-OXCMAIL] 2.2.3.2.20) that ask for no
+#: automatic answer: everything, out-of-office and auto replies, delivery and
+#: read receipts.
+_SUPPRESS = frozenset({"all", "oof", "autoreply", "dr", "ndr", "rn", "nrn"})
+#: Body parts that only reports carry (RFC 3464 DSN, RFC 5965 ARF, RFC 8098 MDN
+#: and their RFC 6533 forms).
+REPORT_TYPES = (
+    "message/delivery-status", "message/global-delivery-status", "message/feedback-report",
+    "message/disposition-notification", "message/global-disposition-notification",
+)
+#: Out-of-office and automatic-reply subjects in the languages the agencies
+#: see (lv, en, it, de, ru, fr, et, lt), as clients write them at the start of
+#: the subject, followed by a colon, a bracket or nothing ("Out of Office
+#: AutoReply:" joins two). Lotus Notes writes "AUTO:", RFC 3834 suggests "Auto:".
+_OOF_PHRASES = (
+    # English.
+    r"out of (?:the )?office", r"automatic reply", r"auto[- ]?reply", r"auto[- ]?respon[sd]e?",
+    r"automatic response", r"autoresponder", r"vacation(?: reply| response| notice)?",
+    r"away from (?:the )?office", r"on vacation", r"on holiday", r"auto",
+    # Latvian.
+    r"autom[aā]tisk[aā] atbilde", r"promb[uū]tn[eē]", r"[aā]rpus biroja",
+    r"atva[lļ]in[aā]jum[aā]",
+    # Italian.
+    r"risposta automatica", r"fuori (?:sede|ufficio)", r"assente(?: dall'ufficio)?",
+    r"in ferie",
+    # German.
+    r"automatische antwort", r"abwesenheitsnotiz", r"abwesenheit(?:snotiz)?", r"abwesend",
+    r"au(?:ß|ss)er haus", r"nicht im b[üu]ro",
+    # Russian.
+    r"автоматический ответ", r"автоответ", r"нет на месте", r"вне офиса", r"в отпуске",
+    r"отсутствую", r"отсутствие",
+    # French.
+    r"r[ée]ponse automatique", r"absen(?:t|te|ce) du bureau", r"message d'absence",
+    r"absent(?:e)?", r"en cong[ée]s?",
+    # Estonian.
+    r"automaatne vastus", r"kontorist v[äa]ljas", r"puhkusel", r"eemal",
+    # Lithuanian.
+    r"automatinis atsakymas", r"ne biure", r"n[ėe]ra biure", r"atostogose", r"atostogos",
+)
+_OOF_PHRASE = "(?:" + "|".join(_OOF_PHRASES) + ")"
+_OOF_SUBJECT_RE = re.compile(
+    r"^\s*[\[(]?\s*" + _OOF_PHRASE + r"(?:\s+" + _OOF_PHRASE + r")?\s*[\])]?\s*(?::|$)"
+    r"|\b(?:is|am) out of (?:the )?office\b",
+    re.IGNORECASE,
+)
+#: No-reply sender local parts: no-reply, noreply, do-not-reply, donotreply, ...
+_NOREPLY_RE = re.compile(r"^(?:no|do[-_.]?not|dont)[-_.]?reply(?:$|[-_.+])", re.IGNORECASE)
+
+
+def _is_list_mail(headers: _Headers) -> bool:
+    return any(headers.raw_first(name) is not None for name in _LIST_HEADERS)
+
+
+def _automatic(headers: _Headers) -> str | None:
+    """A firm sign, besides Auto-Submitted, lists and reports, that a program wrote the mail."""
+    apple = (headers.raw_first("X-Apple-Action") or "").strip().upper()
+    if apple == "VACATION":
+        return "vacation reply (X-Apple-Action: VACATION)"
+    receipt = headers.raw_first("X-Ricevuta")
+    if receipt is not None:
+        return f"PEC receipt (X-Ricevuta: {_clean(receipt)[:40]})"
+    if (headers.raw_first("X-Trasporto") or "").strip().lower() == "errore":
+        return "PEC error notice (X-Trasporto: errore)"
+    return None
+
+
+def _pec_receipt(headers: _Headers) -> tuple[str, str | None] | None:
+    """(kind, Message-ID it is about) of a PEC receipt, or None."""
+    kind = headers.raw_first("X-Ricevuta")
+    if kind is None:
+        return None
+    about = next(iter(_msg_ids(headers.raw_first("X-Riferimento-Message-ID"))), None)
+    return _clean(kind)[:40].lower(), about
+
+
+def _no_auto_reply(headers: _Headers, subject: str, reply_address: str) -> str | None:
+    """A weaker sign that the mail is automatic or wants no automatic answer."""
+    suppress = headers.raw_first("X-Auto-Response-Suppress")
+    if suppress is not None:
+        values = {v.strip().lower() for v in re.split(r"[,;\s]+", suppress) if v.strip()}
+        asked = sorted(values & _SUPPRESS)
+        if asked:
+            return f"automatic answers suppressed (X-Auto-Response-Suppress: {', '.join(asked)})"
+    # Whitespace runs collapsed and the length cut first: the pattern then
+    # runs in bounded time whatever the subject.
+    if _OOF_SUBJECT_RE.search(" ".join(subject[:2000].split())[:200]):
+        return "out-of-office or automatic reply (subject)"
+    if _NOREPLY_RE.match(reply_address.partition("@")[0]):
+        return "no-reply sender address"
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -331,18 +621,25 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def _text_of(part: Message, payload: bytes) -> str:
-    """Decode a text part's bytes by its declared charset, leniently."""
-    charset = "utf-8"
+def _text_of(part: Message, payload: bytes, fallback: str | None = None) -> str:
+    """Decode a text part's bytes by its declared charset, leniently.
+
+    Without a declared charset, bytes that are not UTF-8 are read in
+    ``fallback`` (the charset of the message's 8-bit headers), else in the
+    charset guessed from the part itself.
+    """
+    declared = None
     with contextlib.suppress(Exception):
-        charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:
+        declared = part.get_content_charset()
+    if declared:
         try:
-            return payload.decode("utf-8")
-        except UnicodeDecodeError:
-            return payload.decode("latin-1")
+            return payload.decode(declared, errors="replace")
+        except LookupError:
+            pass
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return payload.decode(fallback or guess_charset(payload), errors="replace")
 
 
 def find_pem_csr(data: bytes) -> bytes | None:
@@ -410,7 +707,7 @@ def classify(data: bytes, filename: str | None, content_type: str) -> Attachment
     return "other"
 
 
-def _filename(part: Message, defects: list[str]) -> str | None:
+def _filename(part: Message, defects: list[str], charset: str | None = None) -> str | None:
     """The decoded, path-free file name of a part (RFC 2231 and RFC 2047)."""
     try:
         name = part.get_filename()
@@ -423,7 +720,7 @@ def _filename(part: Message, defects: list[str]) -> str | None:
     if "=?" in name:
         with contextlib.suppress(Exception):
             name = str(make_header(decode_header(name)))
-    name, _ = _unsurrogate(name)
+    name, _ = _unsurrogate(name, charset or "latin-1")
     name = _clean(unicodedata.normalize("NFC", name))
     # Keep only the last path component: a name is never a path.
     name = re.split(r"[/\\]", name)[-1].strip()
@@ -464,6 +761,8 @@ class _Walk:
     bodies: list[tuple[int, str, str]] = field(default_factory=list)
     smime: tuple[bytes, bytes] | None = None
     report: bool = False
+    #: The charset of the message's undeclared 8-bit headers, if any.
+    charset: str | None = None
 
     def payload(self, part: Message, ctype: str) -> bytes | None:
         """Decoded bytes of a leaf part, or None (with a defect) if undecodable."""
@@ -493,8 +792,9 @@ class _Walk:
             self.defects.append(_defect_text(ctype, defect))
         if ctype == "multipart/report":
             self.report = True
-        if ctype == "message/delivery-status":
-            # A DSN's per-recipient fields: it marks a bounce and is not a body.
+        if ctype in REPORT_TYPES:
+            # A report's machine-readable part (DSN, ARF, MDN): it marks the
+            # mail as a report and is not a body.
             self.report = True
             return
         if part.is_multipart():
@@ -536,7 +836,7 @@ class _Walk:
         return children[-1] if children else None
 
     def _leaf(self, part: Message, ctype: str, depth: int, body_wanted: bool) -> None:
-        filename = _filename(part, self.defects)
+        filename = _filename(part, self.defects, self.charset)
         disposition = _disposition(part)
         if ctype.startswith("multipart/"):
             # A multipart the parser could not split (no boundary): keep it as text.
@@ -552,7 +852,7 @@ class _Walk:
         if is_body:
             if body_wanted:
                 kind = "plain" if ctype == "text/plain" else "html"
-                self.bodies.append((depth, kind, _text_of(part, data)))
+                self.bodies.append((depth, kind, _text_of(part, data, self.charset)))
             return
         if ctype.startswith("text/") and filename is None and disposition != "attachment":
             # Other inline text (calendar, vCard, headers of a report): not a body, not a file.
@@ -712,7 +1012,8 @@ def _parse(raw: bytes, limit: int) -> ParsedMail:
     if headers.raw_first("From") is None:
         defects.append("no From header")
     from_name, from_addr = sender if sender else ("", "")
-    reply = _address(headers, "Reply-To", defects)
+    # An unusable Reply-To is not where replies go: From is, if it is usable.
+    reply = _address(headers, "Reply-To", defects, keep_unusable=False)
     reply_to = reply[1] if reply else None
 
     subject_raw = headers.text("Subject") or ""
@@ -737,16 +1038,12 @@ def _parse(raw: bytes, limit: int) -> ParsedMail:
         or headers.raw_first("X-Autorespond") is not None
         or precedence == "auto_reply"
     )
-    bulk = (
-        precedence in ("bulk", "junk", "list")
-        or headers.raw_first("List-Id") is not None
-        or headers.raw_first("List-Unsubscribe") is not None
-    )
+    bulk = precedence in ("bulk", "junk", "list") or _is_list_mail(headers)
     return_path = headers.raw_first("Return-Path")
     from_local = from_addr.partition("@")[0]
 
     # Parts.
-    walk = _Walk(raw=raw, limit=limit)
+    walk = _Walk(raw=raw, limit=limit, charset=headers.charset)
     # A single-part message is walked as a leaf: its payload is the body or a lone file.
     walk.walk(msg, 0, 0)
     bounce = (
@@ -802,4 +1099,7 @@ def _parse(raw: bytes, limit: int) -> ParsedMail:
         asice=_first(ordered, "asice"),
         smime=walk.smime,
         defects=tuple(defects + walk.defects),
+        automatic=_automatic(headers),
+        pec_receipt=_pec_receipt(headers),
+        no_auto_reply=_no_auto_reply(headers, subject, reply_to or from_addr),
     )

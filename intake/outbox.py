@@ -21,7 +21,7 @@ from intake.errors import DeliveryError
 from intake.faults import crash_point
 from intake.leases import is_free, takeable
 from intake.models import Outbox
-from intake.service import now_utc
+from intake.service import now_utc, record_undeliverable
 from intake.store import Store
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,10 @@ class OutboxSender:
             row.last_error = str(exc)[:2000]
             row.claimed_by = None
             row.claimed_until = None
+            if exc.undeliverable and row.application is not None:
+                # The address cannot be written to (SPEC section 5): staff see
+                # it on the application as well as among the failed replies.
+                record_undeliverable(row.application, ", ".join(row.recipients), str(exc))
             if exc.permanent or row.attempts >= self.config.smtp.max_attempts:
                 row.status = "failed"
                 log.error("giving up on %s to %s after %d attempts: %s", row.message_id,

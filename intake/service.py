@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from intake.addresses import UnusableAddress, usable_address
 from intake.config import Config
 from intake.errors import NotFound
 from intake.models import (
@@ -27,8 +28,8 @@ from intake.models import (
     Transition,
 )
 from intake.models import utcnow as now_utc
-from mailer.compose import WIRE, ReplySpec, compose
 from mailer.compose import Finding as MailFinding
+from mailer.compose import ReplySpec, compose, wire_bytes
 from rules import Finding, OrganisationRecord
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,20 @@ def duplicate_reference(session: Session, form_sha256: str,
     return session.scalars(query.order_by(Application.id)).first()
 
 
+def record_undeliverable(app: Application, address: str, reason: str) -> None:
+    """Note on ``app`` that no reply can be written to ``address`` (SPEC section 5).
+
+    Staff see it in ``pasts show`` and the digest; the message that caused
+    the reply is processed all the same, never quarantined for it.
+    """
+    extra = dict(app.extra or {})
+    extra["undeliverable"] = {"address": address[:320], "reason": reason[:500],
+                              "at": now_utc().isoformat(timespec="seconds")}
+    # A new dict: the JSON column sees a replaced value, not an edited one.
+    app.extra = extra
+    log.warning("%s: no reply can be written to %r: %s", app.reference, address, reason)
+
+
 def stable_message_id(config: Config, key: str) -> str:
     """The same cause always gets the same Message-ID (idempotent replies)."""
     domain = config.smtp.sender.rpartition("@")[2] or "localhost"
@@ -209,6 +224,15 @@ class Replies:
         existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
         if existing is not None:
             return existing
+        try:
+            usable_address(to)
+        except UnusableAddress as exc:
+            # No reply can be written: recorded for staff, never retried.
+            if app is not None:
+                record_undeliverable(app, to, exc.reason)
+            else:
+                log.warning("no reply can be written to %r (%s): %s", to, key, exc.reason)
+            return None
         if rate_limit and self.rate_limited(session, to):
             log.warning("rate limit: not answering %s (%s)", to, key)
             return None
@@ -235,7 +259,7 @@ class Replies:
             auto_submitted=auto_submitted,
             date=now_utc(),
         )
-        raw = compose(spec).as_bytes(policy=WIRE)
+        raw = wire_bytes(compose(spec))
         row = Outbox(
             key=key,
             message_id=message_id,

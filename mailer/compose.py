@@ -32,11 +32,22 @@ from typing import Any
 
 import jinja2
 
+from intake.addresses import UnusableAddress, usable_address
+
 #: Replies are serialised with this policy: CRLF, and header lines folded at
 #: whitespace only past 998 characters, so machine-read headers such as
 #: X-Pasts-Codes ("A,B,C", no spaces) stay plain ASCII instead of being
 #: turned into RFC 2047 encoded-words at 78 characters.
 WIRE = SMTP.clone(max_line_length=998)
+#: The same for a reply to an address with a non-ASCII local part: its
+#: address headers are UTF-8 (RFC 6532) and it is sent with SMTPUTF8.
+WIRE_UTF8 = WIRE.clone(utf8=True)
+
+
+def wire_bytes(msg: Message) -> bytes:
+    """The bytes of a composed message as sent: UTF-8 headers only where an address needs them."""
+    addresses = " ".join(str(msg.get(name, "")) for name in ("From", "To", "Cc"))
+    return msg.as_bytes(policy=WIRE if addresses.isascii() else WIRE_UTF8)
 
 
 __all__ = [
@@ -88,11 +99,6 @@ _CODES = _HERE / "codes"
 _MSGID_RE = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
 # A reply prefix such as "Re:", "RE :", "AW:", "SV:" or "Fwd:" repeated.
 _REPLY_PREFIX_RE = re.compile(r"^\s*(?:(?:re|aw|sv|vs|ri|atb|fwd?)\s*(?:\[\d+\])?\s*:\s*)+", re.I)
-# The dot-atom local part allowed in an address we send to.
-_LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_DOMAIN_RE = re.compile(
-    r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$"
-)
 
 
 @dataclass(frozen=True)
@@ -169,31 +175,21 @@ def clean_header_text(value: object, limit: int | None = None) -> str:
 
 
 def check_address(addr: str, what: str = "address") -> str:
-    """Return ``addr`` as an ASCII addr-spec or raise ValueError.
+    """Return ``addr`` as the addr-spec to write, or raise ValueError.
 
-    Only plain dot-atom local parts are accepted (no quoting, comments or
-    display names); an internationalised domain is converted to its ASCII
-    (IDNA) form.
+    The one definition of a usable address is
+    :func:`intake.addresses.usable_address`: no quoting, comments or display
+    names; an internationalised domain becomes its ASCII (IDNA) form; a
+    non-ASCII local part stays UTF-8 and the message needs SMTPUTF8.
     """
-    if not isinstance(addr, str):
-        raise ValueError(f"{what} must be a string")
-    if addr != addr.strip() or any(unicodedata.category(c)[0] in "CZ" for c in addr):
-        raise ValueError(f"{what} contains whitespace or control characters: {addr!r}")
-    local, sep, domain = addr.rpartition("@")
-    if not sep or not local or not domain or len(local) > 64:
-        raise ValueError(f"{what} is not an e-mail address: {addr!r}")
-    if not _LOCAL_RE.match(local):
-        raise ValueError(f"{what} has an unsupported local part: {addr!r}")
     try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValueError(f"{what} has an invalid domain: {addr!r}") from None
-    if not _DOMAIN_RE.match(ascii_domain):
-        raise ValueError(f"{what} has an invalid domain: {addr!r}")
-    result = f"{local}@{ascii_domain}"
-    # The stdlib parser must read back exactly what we will write.
+        result = usable_address(addr).spec
+    except UnusableAddress as exc:
+        raise ValueError(f"{what} is not a usable address ({exc.reason}): {addr!r}") from None
+    # The stdlib must write back exactly the address we checked.
+    local, _, domain = result.rpartition("@")
     try:
-        parsed = Address(addr_spec=result)
+        parsed = Address(username=local, domain=domain)
     except (HeaderParseError, ValueError, IndexError):
         raise ValueError(f"{what} is not an e-mail address: {addr!r}") from None
     if parsed.addr_spec != result:
@@ -374,22 +370,47 @@ def _template_values(spec: ReplySpec, language: str, subject: str) -> dict[str, 
     return values
 
 
-def render(spec: ReplySpec) -> tuple[str, str]:
-    """The (text, HTML) bodies of ``spec``.
+#: Mail to staff, not to applicants: written in one language only.
+STAFF_TEMPLATES = ("digest",)
+#: The line between a reply's first language and the English version below it.
+ENGLISH_BELOW = "—— In English ——"
 
-    Raises ValueError for an unknown template or a template value the caller
-    did not supply.
-    """
-    if spec.template not in EVENTS:
-        raise ValueError(f"unknown reply template {spec.template!r}")
-    language = normalise_language(spec.language)
-    values = _template_values(spec, language, subject_for(spec))
+
+def _render_one(spec: ReplySpec, language: str, subject: str, *,
+                embedded: bool = False) -> tuple[str, str]:
+    values = _template_values(spec, language, subject)
+    # An embedded HTML body is the inside of <body> only, to follow another.
+    values["embedded"] = embedded
     text_env, html_env = _environments()
     try:
         text = text_env.get_template(f"{language}/{spec.template}.txt.j2").render(values)
         html = html_env.get_template(f"{language}/{spec.template}.html.j2").render(values)
     except jinja2.UndefinedError as exc:
         raise ValueError(f"template {spec.template!r} needs a context value: {exc}") from None
+    return text, html
+
+
+def render(spec: ReplySpec) -> tuple[str, str]:
+    """The (text, HTML) bodies of ``spec``.
+
+    A reply to an applicant in another language carries the English version
+    below the first, in the text and in the HTML part; an English reply has
+    it once. Raises ValueError for an unknown template or a template value
+    the caller did not supply.
+    """
+    if spec.template not in EVENTS:
+        raise ValueError(f"unknown reply template {spec.template!r}")
+    language = normalise_language(spec.language)
+    subject = subject_for(spec)
+    text, html = _render_one(spec, language, subject)
+    if language == DEFAULT_LANGUAGE or spec.template in STAFF_TEMPLATES:
+        return text, html
+    en_text, en_html = _render_one(spec, DEFAULT_LANGUAGE, subject, embedded=True)
+    text = f"{text.rstrip()}\n\n\n{ENGLISH_BELOW}\n\n{en_text}"
+    head, body_end, tail = html.rpartition("</body>")
+    html = (f'{head}<hr style="border: 0; border-top: 2px solid #999; margin: 2em 0;">\n'
+            f'<div lang="{DEFAULT_LANGUAGE}">\n<p style="color: #555;">{ENGLISH_BELOW}</p>\n'
+            f"{en_html.strip()}\n</div>\n{body_end}{tail}")
     return text, html
 
 

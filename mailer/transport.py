@@ -26,6 +26,7 @@ from typing import Protocol
 
 import aiosmtplib
 
+from intake.addresses import UnusableAddress, usable_address
 from intake.config import SmtpConfig
 from intake.errors import ConfigurationError, DeliveryError
 from intake.private import private_dir
@@ -48,20 +49,24 @@ class Transport(Protocol):
 
 
 def _check_envelope(sender: str, recipients: Sequence[str]) -> list[str]:
-    """Envelope addresses must be single, printable tokens; a bad one is permanent."""
+    """Envelope addresses must be usable addresses (:mod:`intake.addresses`); a bad one is permanent."""
     if isinstance(recipients, str):
         recipients = [recipients]
     rcpts = list(recipients)
     if not rcpts:
         raise DeliveryError("no recipients given", permanent=True)
     for addr in [sender, *rcpts]:
-        if (
-            not isinstance(addr, str)
-            or "@" not in addr
-            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 or c in "<>," for c in addr)
-        ):
-            raise DeliveryError(f"invalid envelope address {addr!r}", permanent=True)
+        try:
+            usable_address(addr)
+        except UnusableAddress as exc:
+            raise DeliveryError(f"invalid envelope address {addr!r}: {exc.reason}",
+                                permanent=True, undeliverable=True) from None
     return rcpts
+
+
+def needs_smtputf8(sender: str, recipients: Sequence[str]) -> bool:
+    """Whether an envelope address has a non-ASCII local part (RFC 6531)."""
+    return not all(addr.isascii() for addr in [sender, *recipients])
 
 
 def _is_loopback(host: str) -> bool:
@@ -163,11 +168,20 @@ class SmtpTransport:
                     raise _classify(exc2) from exc2
 
     async def _send_once(self, message: bytes, sender: str, rcpts: list[str]) -> None:
+        utf8 = needs_smtputf8(sender, rcpts)
         try:
             if self._client is None or not self._client.is_connected:
                 self._drop()
                 self._client = await self._connect()
-            errors, _ = await self._client.sendmail(sender, rcpts, message)
+            if utf8 and not self._client.supports_extension("smtputf8"):
+                # RFC 6531: without the extension the address cannot be
+                # written at all; retrying the same server will not help.
+                raise DeliveryError(
+                    f"SMTP server {self.cfg.host}:{self.cfg.port} does not offer SMTPUTF8, "
+                    f"which the address {next(a for a in [sender, *rcpts] if not a.isascii())!r} "
+                    "needs", permanent=True, undeliverable=True)
+            errors, _ = await self._client.sendmail(
+                sender, rcpts, message, mail_options=["SMTPUTF8"] if utf8 else None)
         except aiosmtplib.SMTPServerDisconnected:
             raise
         except DeliveryError:
@@ -213,7 +227,9 @@ def _classify(exc: BaseException) -> DeliveryError:
         codes = [e.code for e in exc.recipients]
         text = "; ".join(f"{e.recipient}: {e.code} {e.message}" for e in exc.recipients)
         permanent = bool(codes) and all(500 <= c < 600 for c in codes)
-        return DeliveryError(f"SMTP server refused every recipient: {text}", permanent=permanent)
+        # A recipient refused for good is an address no reply can be written to.
+        return DeliveryError(f"SMTP server refused every recipient: {text}", permanent=permanent,
+                             undeliverable=permanent)
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return DeliveryError(f"SMTP authentication failed: {exc.code} {exc.message}")
     if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code in _SETUP_CODES:
