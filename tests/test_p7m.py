@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 from asn1crypto import cms, tsp
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from intake.samples import detached_signature
+from intake.samples import detached_signature, enveloping_signature, make_csr
 from signing.isolation import IsolatedVerifier
 from signing.p7m import MAX_DEPTH, SignedFile, content_kind, read_cms, sniff
 from signing.pki import QUALIFIED_PERSONAL_CODE
@@ -32,9 +34,7 @@ def enveloping(pki: PkiFixture, content: bytes, signer: str = "qualified", *,
                timestamp: bool = True, timestamper: Any = None) -> bytes:
     """A CAdES enveloping SignedData (a ``.p7m``) over ``content``, as an Italian signer makes."""
     ts = (timestamper or pki.timestamper) if timestamp else None
-    signed = asyncio.run(pki.signer(signer).async_sign_general_data(
-        content, "sha256", detached=False, use_cades=True, timestamper=ts))
-    return bytes(signed.dump())
+    return enveloping_signature(content, pki.signer(signer), ts)
 
 
 def token_over(pki: PkiFixture, data: bytes, timestamper: Any = None) -> cms.ContentInfo:
@@ -120,6 +120,9 @@ def test_p7m_is_recognised_by_content_not_by_the_pdf_inside(pki: PkiFixture, for
     assert read_cms(form) is None and content_kind(form) == "pdf"
     assert read_cms(detached_signature(form, pki.signer("qualified"))) is None
     assert read_cms(b"\x30\x03\x02\x01\x01" + b"\x00" * 20) is None
+    csr_der = x509.load_pem_x509_csr(make_csr("Comune di Cefalù")).public_bytes(Encoding.DER)
+    assert read_cms(csr_der) is None and sniff(csr_der) is None
+    assert read_cms(base64.encodebytes(b"just some text that is base64-ish")) is None
     # Bytes after the SignedData (other than padding) are not tolerated.
     assert read_cms(p7m + b"junk") is None
     assert read_cms(p7m + b"\r\n") is not None
@@ -284,13 +287,13 @@ def test_tsd_with_hash_protected_metadata(pki: PkiFixture, form: bytes) -> None:
 def test_tsd_over_other_content_is_ts_invalid(pki: PkiFixture, form: bytes) -> None:
     p7m = enveloping(pki, form, timestamp=False)
     good = tsd_file(pki, p7m)
-    other = enveloping(pki, form, timestamp=False)  # another signature, same length
-    assert len(other) == len(p7m) and other != p7m
-    swapped = good.replace(p7m, other)
+    swapped = good.replace(p7m, altered(p7m, form))  # the content changed after stamping
+    assert len(swapped) == len(good) and swapped != good
     signed = judge(pki, swapped)
     assert signed.timestamps[0].codes == ("TS-INVALID",)
-    assert "TS-INVALID" in signed.verdict.codes
-    assert signed.levels[0].verdict.codes == ("TS-INVALID",)  # it dated the signer
+    assert not signed.timestamps[0].imprint_matches
+    # It dated the signer, whose own signature is broken too.
+    assert signed.levels[0].verdict.codes == ("SIG-INVALID", "TS-INVALID")
 
 
 def test_tsd_from_untrusted_tsa_is_ts_untrusted(pki: PkiFixture, form: bytes) -> None:
@@ -381,3 +384,29 @@ def test_tsd_structure_is_rfc5544(pki: PkiFixture, form: bytes) -> None:
     evidence = tsd["temporal_evidence"]
     assert evidence.name == "tst_evidence"
     assert evidence.chosen.dump()[:1] == b"\xa0"  # [0] IMPLICIT, constructed
+
+
+def test_openssl_streamed_ber_p7m_is_read(pki: PkiFixture, form: bytes, tmp_path: Path) -> None:
+    """``openssl cms -sign -nodetach -stream``: BER, indefinite lengths, chunked eContent.
+
+    Italian signing tools often write this form; the eContent is joined from its
+    chunks and the signature judged like any other (no time-stamp: TS-MISSING).
+    """
+    (tmp_path / "modulo.pdf").write_bytes(form)
+    out = tmp_path / "modulo.pdf.p7m"
+    demo = pki.pki
+    subprocess.run(
+        ["openssl", "cms", "-sign", "-nodetach", "-binary", "-stream", "-cades", "-md", "sha256",
+         "-in", str(tmp_path / "modulo.pdf"), "-signer", str(demo.cert_path("qualified")),
+         "-inkey", str(demo.key_path("qualified")), "-certfile",
+         str(demo.cert_path("ca-qualified")), "-outform", "DER", "-out", str(out)],
+        check=True, capture_output=True)
+    data = out.read_bytes()
+    assert data[1:2] == b"\x80"  # indefinite length: BER, not DER
+    signed = judge(pki, data)
+    assert signed.content == form and signed.content_type == "pdf"
+    assert signed.verdict.codes == ("TS-MISSING",)
+    status = signed.verdict.signatures[0]
+    assert status.intact and status.valid and status.trusted
+    altered_ber = altered(data, form[:512])
+    assert "SIG-INVALID" in judge(pki, altered_ber).verdict.codes
