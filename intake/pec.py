@@ -18,6 +18,11 @@ who certified the delivery, never the applicant's signature on anything; the
 applicant is the inner mail's sender, and the applicant's own signatures are in
 the inner mail.
 
+The top-level headers (``X-Trasporto``, ``X-Ricevuta``,
+``X-Riferimento-Message-ID``) lie outside the provider's signature; where
+they disagree with the signed ``daticert.xml`` (its ``tipo``, its ``msgid``) or
+the certified sender is not the inner From, a note says so.
+
 Everything is bounded: the mail's size, the MIME depth and the number of parts.
 """
 
@@ -395,9 +400,18 @@ def read_pec(raw: bytes, *, max_bytes: int = MAX_BYTES) -> PecEnvelope | PecRece
     if receipt:
         if receipt not in RECEIPT_KINDS:
             notes.append(f"unknown PEC receipt kind {receipt[:40]!r}")
+        refers_to = _msg_id(top.headers.get("X-Riferimento-Message-ID"))
+        # The top-level headers are outside the provider's signature; the
+        # signed daticert.xml must say the same.
+        if daticert is not None and daticert.kind.lower() != receipt:
+            notes.append(f"X-Ricevuta says {receipt[:40]!r} but the signed daticert.xml says "
+                         f"{daticert.kind[:40]!r}")
+        if daticert is not None and refers_to is not None and daticert.message_id != refers_to:
+            notes.append(f"X-Riferimento-Message-ID {refers_to[:100]} is not the signed "
+                         f"daticert.xml's msgid {str(daticert.message_id)[:100]}")
         return PecReceipt(
             kind=receipt[:40],
-            refers_to=_msg_id(top.headers.get("X-Riferimento-Message-ID")),
+            refers_to=refers_to,
             daticert=daticert,
             daticert_xml=daticert_xml,
             signed=signed,
@@ -429,6 +443,14 @@ def read_pec(raw: bytes, *, max_bytes: int = MAX_BYTES) -> PecEnvelope | PecRece
     if inner is not None and daticert is not None and not envelope.sender_matches:
         notes.append(f"the certified sender {daticert.sender!r} is not the inner From "
                      f"{inner_from!r}")
+    if daticert is not None and transport == "posta-certificata" and (
+            daticert.kind.lower() != "posta-certificata"):
+        notes.append(f"X-Trasporto says posta-certificata but the signed daticert.xml says "
+                     f"{daticert.kind[:40]!r}")
+    if (inner_id is not None and daticert is not None and daticert.message_id is not None
+            and daticert.message_id != inner_id):
+        notes.append(f"the inner Message-ID {inner_id[:100]} is not the signed daticert.xml's "
+                     f"msgid {daticert.message_id[:100]}")
     return replace(envelope, notes=tuple(notes))
 
 

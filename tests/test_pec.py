@@ -185,3 +185,26 @@ def test_bounds_on_size_and_depth(pki: PkiFixture, inner: bytes) -> None:
     pec = read_pec(deep + body)
     assert isinstance(pec, PecEnvelope) and pec.inner is None
     assert any("deeper than" in note for note in pec.notes)
+
+
+def test_unsigned_headers_are_checked_against_the_signed_daticert(pki: PkiFixture) -> None:
+    """X-Ricevuta and X-Riferimento-Message-ID lie outside the provider's signature."""
+    raw = pec_receipt("errore-consegna", refers_to="<reply-1@pasts.example>",
+                      provider_signer=pki.signer("nonqualified"), to=PASTS)
+    forged = raw.replace(b"X-Ricevuta: errore-consegna", b"X-Ricevuta: avvenuta-consegna", 1)
+    forged = forged.replace(b"X-Riferimento-Message-ID: <reply-1@pasts.example>",
+                            b"X-Riferimento-Message-ID: <reply-2@pasts.example>", 1)
+    pec = _checked(pki, forged)
+    assert isinstance(pec, PecReceipt) and pec.kind == "avvenuta-consegna"
+    assert pec.transport_signature is not None and pec.transport_signature.signatures[0].intact
+    assert pec.daticert is not None and pec.daticert.kind == "errore-consegna"
+    assert any("signed daticert.xml says 'errore-consegna'" in note for note in pec.notes)
+    assert any("is not the signed daticert.xml's msgid" in note for note in pec.notes)
+    assert read_pec(raw).notes == ()  # type: ignore[union-attr]
+
+
+def test_anomaly_envelope_is_reported_as_such(pki: PkiFixture, inner: bytes) -> None:
+    raw = pec_envelope(inner, provider_signer=pki.signer("nonqualified"), to=PASTS)
+    anomaly = read_pec(raw.replace(b"X-Trasporto: posta-certificata", b"X-Trasporto: errore", 1))
+    assert isinstance(anomaly, PecEnvelope) and anomaly.transport == "errore"
+    assert anomaly.inner == inner
