@@ -244,19 +244,23 @@ def _children(part: _Part) -> list[_Part]:
 
 
 def _decoded(part: _Part) -> bytes:
+    """The part's body with its transfer encoding undone (empty when it cannot be)."""
     encoding = str(part.headers.get("Content-Transfer-Encoding", "")).strip().lower()
-    if encoding == "base64":
-        try:
+    try:
+        if encoding == "base64":
             return base64.b64decode(re.sub(rb"\s+", b"", part.body), validate=True)
-        except (binascii.Error, ValueError):
-            return base64.b64decode(re.sub(rb"[^A-Za-z0-9+/=]", b"", part.body) + b"==")
-    if encoding == "quoted-printable":
-        return quopri.decodestring(part.body)
+        if encoding == "quoted-printable":
+            return quopri.decodestring(part.body)
+    except (binascii.Error, ValueError):
+        return b""
     return part.body
 
 
 def _filename(part: _Part) -> str:
-    name = part.headers.get_filename() or part.headers.get_param("name") or ""
+    try:
+        name = part.headers.get_filename() or part.headers.get_param("name") or ""
+    except Exception:  # noqa: BLE001 - a broken parameter is no name.
+        return ""
     return str(name).strip().lower() if isinstance(name, str) else ""
 
 

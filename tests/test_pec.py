@@ -208,3 +208,13 @@ def test_anomaly_envelope_is_reported_as_such(pki: PkiFixture, inner: bytes) -> 
     anomaly = read_pec(raw.replace(b"X-Trasporto: posta-certificata", b"X-Trasporto: errore", 1))
     assert isinstance(anomaly, PecEnvelope) and anomaly.transport == "errore"
     assert anomaly.inner == inner
+
+
+def test_truncated_or_mangled_envelopes_never_raise(pki: PkiFixture, inner: bytes) -> None:
+    raw = pec_envelope(inner, provider_signer=pki.signer("nonqualified"), to=PASTS)
+    step = max(1, len(raw) // 60)
+    for cut in range(0, len(raw), step):
+        pec = read_pec(raw[:cut])
+        assert pec is None or isinstance(pec, PecEnvelope)
+    mangled = raw.replace(b"Content-Transfer-Encoding: base64", b"Content-Transfer-Encoding: base64\r\nX: \xff")
+    assert isinstance(read_pec(mangled.replace(b"=\r\n", b"!\r\n")), PecEnvelope)
