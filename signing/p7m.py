@@ -258,6 +258,12 @@ async def unwrap(
         inner = econtent(signed_data)
         verdict = await verifier.judge_signed_data(
             inner, detached(signed_data), "p7m", fallback=fallback)
+        countersigned = _countersignatures(signed_data)
+        if countersigned:
+            verdict = replace(verdict, notes=(
+                *verdict.notes,
+                f"{countersigned} countersignature(s) (controfirma) not judged: they sign a "
+                "signature, not the file"))
         content_type = signed_data["encap_content_info"]["content_type"]
         levels.append(EnvelopeLevel(
             depth=len(levels) + 1,
@@ -270,6 +276,22 @@ async def unwrap(
     if len(levels) > 1:
         levels = [_labelled(level, len(levels)) for level in levels]
     return tuple(levels), current
+
+
+def _countersignatures(signed_data: cms.SignedData) -> int:
+    """How many countersignatures (RFC 5652 11.4, unsigned attributes) the signers carry."""
+    count = 0
+    try:
+        for signer_info in signed_data["signer_infos"]:
+            attributes = signer_info["unsigned_attrs"]
+            if isinstance(attributes, core.Void):
+                continue
+            for attribute in attributes:
+                if attribute["type"].native == "counter_signature":
+                    count += len(attribute["values"])
+    except Exception:  # noqa: BLE001 - unreadable attributes are the validator's to judge.
+        return count
+    return count
 
 
 def _labelled(level: EnvelopeLevel, count: int) -> EnvelopeLevel:

@@ -410,3 +410,17 @@ def test_openssl_streamed_ber_p7m_is_read(pki: PkiFixture, form: bytes, tmp_path
     assert status.intact and status.valid and status.trusted
     altered_ber = altered(data, form[:512])
     assert "SIG-INVALID" in judge(pki, altered_ber).verdict.codes
+
+
+def test_countersignature_is_noted_not_judged(pki: PkiFixture, form: bytes) -> None:
+    p7m = enveloping(pki, form)
+    info = cms.ContentInfo.load(p7m)
+    signer_info = info["content"]["signer_infos"][0]
+    counter = cms.ContentInfo.load(detached_signature(
+        signer_info["signature"].native, pki.signer("qualified-2")))["content"]["signer_infos"][0]
+    unsigned = list(signer_info["unsigned_attrs"]) if signer_info["unsigned_attrs"].native else []
+    unsigned.append(cms.CMSAttribute({"type": "counter_signature", "values": [counter]}))
+    signer_info["unsigned_attrs"] = cms.CMSAttributes(unsigned)
+    signed = judge(pki, info.dump(force=True))
+    assert signed.verdict.codes == ()  # the signer's own signature still holds
+    assert any("countersignature" in note for note in signed.verdict.notes)
