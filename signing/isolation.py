@@ -35,11 +35,14 @@ from signing.verify import (
 
 if TYPE_CHECKING:
     from signing.asic import AsicVerdict
+    from signing.p7m import SignedFile
 
 log = logging.getLogger(__name__)
 
 # Methods of Verifier a child may be asked to run.
-_METHODS = frozenset({"verify_pdf_sync", "verify_detached_sync", "verify_asic_sync"})
+_METHODS = frozenset(
+    {"verify_pdf_sync", "verify_detached_sync", "verify_asic_sync", "verify_signed_file_sync"}
+)
 
 
 #: Exit codes of a child stopped by someone else, not by what it was reading.
@@ -177,6 +180,10 @@ class IsolatedVerifier:
     def verify_asic_sync(self, data: bytes) -> AsicVerdict:
         """See :meth:`Verifier.verify_asic`."""
         return cast("AsicVerdict", self._call("verify_asic_sync", data))
+
+    def verify_signed_file_sync(self, data: bytes, *, timestamp: bytes | None = None) -> SignedFile:
+        """See :meth:`Verifier.verify_signed_file`."""
+        return cast("SignedFile", self._call("verify_signed_file_sync", data, timestamp=timestamp))
 
     def close(self) -> None:
         """Stop every idle child (a busy one is killed when its call returns)."""

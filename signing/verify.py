@@ -36,6 +36,7 @@ from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
@@ -49,14 +50,23 @@ from pyhanko.sign.validation import (
     async_validate_pdf_timestamp,
 )
 from pyhanko.sign.validation.dss import DocumentSecurityStore, NoDSSFoundError
-from pyhanko.sign.validation.generic_cms import extract_tst_data_iter, validate_cert_usage
+from pyhanko.sign.validation.generic_cms import (
+    extract_tst_data_iter,
+    validate_cert_usage,
+    validate_tst_signed_data,
+)
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
-from pyhanko.sign.validation.status import SignatureCoverageLevel, StandardCMSSignatureStatus
+from pyhanko.sign.validation.status import (
+    SignatureCoverageLevel,
+    StandardCMSSignatureStatus,
+    TimestampSignatureStatus,
+)
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.policy_decl import (
     NO_REVOCATION,
     CertRevTrustPolicy,
 )
+from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
 from signing.fetching import FetchSettings, MessageFetching, withhold_stale
 from signing.qc import qc_info
@@ -78,6 +88,7 @@ from signing.trustlists import TrustSettings, TrustSnapshot, load_snapshot, stat
 
 if TYPE_CHECKING:
     from signing.asic import AsicVerdict
+    from signing.p7m import SignedFile
 
 # The SubFilters of approval signatures this intake accepts.
 _ACCEPTED_SUBFILTERS = ("/ETSI.CAdES.detached", "/adbe.pkcs7.detached")
@@ -172,8 +183,9 @@ class SignatureStatus:
     field_name: str | None
     """Fully qualified name of the PDF signature field (``None`` for detached CMS)."""
 
-    kind: Literal["pades", "cms", "smime", "xades"]
-    """Where the signature came from: a PDF, a detached ``.p7s``, S/MIME, or an ASiC-E container."""
+    kind: Literal["pades", "cms", "smime", "xades", "p7m"]
+    """Where the signature came from: a PDF, a detached ``.p7s``, S/MIME, an ASiC-E container,
+    or an enveloping CAdES file (``.p7m``, see :mod:`signing.p7m`)."""
 
     intact: bool
     """The signed data's digest matches the digest the signature covers."""
@@ -953,6 +965,29 @@ class Verifier:
         if problems:
             codes.add("SIG-NOT-QUALIFIED")
             notes.extend(problems)
+        return {
+            "qualification": qualification,
+            "intact": bool(status.intact),
+            "valid": bool(status.valid),
+            "trusted": bool(status.trusted),
+            "signer": signer,
+            "signing_time": status.signer_reported_dt,
+            **self.judge_timestamp_status(ts, ts_time, moment, codes, notes, now),
+        }
+
+    def judge_timestamp_status(
+        self, ts: Any, ts_time: datetime | None, moment: datetime, codes: set[str],
+        notes: list[str], now: datetime,
+    ) -> dict[str, Any]:
+        """Judge one time-stamp as a signature time-stamp is judged.
+
+        ``ts`` is pyHanko's status of the token (``None`` when there is none or
+        it could not be validated; ``ts_time`` then tells whether one was
+        there), ``moment`` the time the TSA's qualification is judged at. Adds
+        the ``TS-*`` (and ``SIG-TOO-OLD``) codes to ``codes`` and returns the
+        ``timestamp_*`` fields of :class:`SignatureStatus`. Also used for the
+        time-stamps over a whole file (``.tsd``, ``.m7m``, ``.tsr``).
+        """
         ts_present = ts is not None or ts_time is not None
         ts_valid = bool(ts is not None and ts.intact and ts.valid)
         ts_trusted = bool(ts is not None and ts.trusted)
@@ -966,13 +1001,7 @@ class Verifier:
                 codes.add("TS-NOT-QUALIFIED")
                 notes.extend(ts_qualification.reasons)
         return {
-            "qualification": qualification,
             "timestamp_qualification": ts_qualification,
-            "intact": bool(status.intact),
-            "valid": bool(status.valid),
-            "trusted": bool(status.trusted),
-            "signer": signer,
-            "signing_time": status.signer_reported_dt,
             "timestamp_present": ts_present,
             "timestamp_valid": ts_valid,
             "timestamp_trusted": ts_trusted,
@@ -1182,8 +1211,32 @@ class Verifier:
         except Exception as exc:  # noqa: BLE001 - a broken container is SIG-INVALID.
             status = _broken(None, f"the CMS signature cannot be parsed: {exc!r}", kind=kind)
             return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
+        return await self.judge_signed_data(content, signed_data, kind)
+
+    async def judge_signed_data(
+        self, content: bytes, signed_data: cms.SignedData,
+        kind: Literal["cms", "smime", "p7m"], *, fallback: Any = None,
+    ) -> FormVerdict:
+        """Judge every SignerInfo of ``signed_data`` over ``content``, signer by signer.
+
+        The judgement of a ``.p7s``: ``content`` is the detached content or,
+        for an enveloping ``.p7m``, its eContent (pyHanko digests the bytes it
+        is given either way). ``fallback`` is pyHanko's status of a time-stamp
+        over the whole file (RFC 5544 ``.tsd``, ``.m7m``, a ``.tsr`` beside it):
+        it dates a signer that carries no signature time-stamp of its own, as
+        a document time-stamp dates a PDF signature. Run it inside
+        :meth:`_bounded` (the public ``verify_*`` methods do).
+        """
+        signer_infos = signed_data["signer_infos"]
+        count = len(signer_infos)
+        if count == 0 or count > _MAX_SIGNERS:
+            note = ("the SignedData has no SignerInfo" if count == 0
+                    else f"{count} SignerInfos, more than the {_MAX_SIGNERS} judged")
+            status = _broken(None, note, kind=kind)
+            return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
         if count == 1:
-            status = await self._one_detached(content, signed_data, signer_infos[0], kind)
+            status = await self._one_detached(
+                content, signed_data, signer_infos[0], kind, fallback=fallback)
             return FormVerdict(signatures=(status,), codes=status.codes, signer=status.signer)
         # Several signers (co-signers of one file): each is judged on its own,
         # in a copy of the SignedData that holds its SignerInfo alone.
@@ -1191,7 +1244,8 @@ class Verifier:
         for index in range(count):
             single = signed_data.copy()
             single["signer_infos"] = cms.SignerInfos([signer_infos[index].copy()])
-            status = await self._one_detached(content, single, single["signer_infos"][0], kind)
+            status = await self._one_detached(
+                content, single, single["signer_infos"][0], kind, fallback=fallback)
             statuses.append(replace(status, field_name=f"signer {index + 1} of {count}"))
         return FormVerdict(
             signatures=tuple(statuses),
@@ -1202,18 +1256,25 @@ class Verifier:
 
     async def _one_detached(
         self, content: bytes, signed_data: cms.SignedData, signer_info: cms.SignerInfo,
-        kind: Literal["cms", "smime"],
+        kind: Literal["cms", "smime", "p7m"], *, fallback: Any = None,
     ) -> SignatureStatus:
-        """The status of a detached SignedData's only SignerInfo."""
+        """The status of a detached SignedData's only SignerInfo (see :meth:`judge_signed_data`)."""
         notes: list[str] = []
         codes: set[str] = set()
         fetching = self._fetching()
         try:
+            own_token = True
             try:
                 ts_time = _timestamp_time(signer_info)
+                own_token = ts_time is not None
             except Exception as exc:  # noqa: BLE001 - reported as TS-INVALID below.
                 ts_time = None
                 notes.append(f"time-stamp token cannot be read: {exc!r}")
+            if own_token:
+                fallback = None
+            elif fallback is not None:
+                ts_time = fallback.timestamp
+                notes.append("dated by the time-stamp over the whole file")
             adobe_crls, adobe_ocsps = _adobe_revinfo(signer_info)
             now = self._now()
             moment = ts_time if ts_time is not None and ts_time <= now else now
@@ -1244,7 +1305,8 @@ class Verifier:
             result, moment, _other_certificates(signed_data), revinfo
         )
         self._judge_trust(result, codes, notes, moment, fetching, revocation_unknown=unknown)
-        common = self._judge_signer_and_timestamp(result, ts_time, codes, notes, now)
+        common = self._judge_signer_and_timestamp(
+            result, ts_time, codes, notes, now, fallback=fallback)
         return SignatureStatus(
             field_name=None,
             kind=kind,
@@ -1254,6 +1316,56 @@ class Verifier:
             codes=tuple(sorted(codes)),
             notes=tuple(notes),
         )
+
+    # -- time-stamps over a whole file (.tsd, .m7m, .tsr) -------------------------------
+
+    async def file_timestamp_status(
+        self, token: cms.SignedData, data: bytes, fetching: MessageFetching | None,
+        *, crls: Iterable[Any] = (),
+    ) -> Any:
+        """pyHanko's status of an RFC 3161 token whose imprint must be the digest of ``data``.
+
+        The TSA's chain is judged at the token's ``genTime`` (a time in the
+        future is not believed), with the configured anchors, trusted lists and
+        revocation policy, as a signature time-stamp's is. Raises when the
+        token is not a time-stamp token at all.
+        """
+        tst_info = token["encap_content_info"]["content"].parsed
+        gen_time = tst_info["gen_time"].native
+        now = self._now()
+        moment = gen_time if isinstance(gen_time, datetime) and gen_time <= now else now
+        context = self._context(
+            moment=moment, fetching=fetching, other_certs=_other_certificates(token), crls=crls
+        )
+
+        def imprint(algorithm: str) -> bytes:
+            digest = hashes.Hash(get_pyca_cryptography_hash(algorithm))
+            digest.update(data)
+            return digest.finalize()
+
+        kwargs = await validate_tst_signed_data(token, context, imprint)
+        return TimestampSignatureStatus(**kwargs)
+
+    # -- Italian signed files (.p7m, .tsd, .m7m) ---------------------------------------
+
+    async def verify_signed_file(self, data: bytes, *, timestamp: bytes | None = None) -> SignedFile:
+        """Unwrap and judge a ``.p7m``, ``.tsd`` or ``.m7m`` (see :mod:`signing.p7m`).
+
+        ``timestamp`` is a detached ``.tsr`` over ``data`` found beside it.
+        Raises only :class:`UnreadableInput`.
+        """
+        from signing.p7m import read_signed_file
+
+        size = len(data) + len(timestamp or b"")
+        if size > self.settings.max_pdf_bytes:
+            raise UnreadableInput(
+                f"signed file is {size} bytes, over the limit of {self.settings.max_pdf_bytes}"
+            )
+        return cast("SignedFile", await self._bounded(read_signed_file, self, data, timestamp))
+
+    def verify_signed_file_sync(self, data: bytes, *, timestamp: bytes | None = None) -> SignedFile:
+        """Synchronous :meth:`verify_signed_file` (not inside a running loop)."""
+        return asyncio.run(self.verify_signed_file(data, timestamp=timestamp))
 
     # -- ASiC-E --------------------------------------------------------------------------
 
@@ -1344,7 +1456,7 @@ def _judge_signed_attributes_der(
 
 
 def _broken(
-    field_name: str | None, note: str, *, kind: Literal["pades", "cms", "smime"] = "pades"
+    field_name: str | None, note: str, *, kind: Literal["pades", "cms", "smime", "p7m"] = "pades"
 ) -> SignatureStatus:
     """The status of a signature that could not be validated at all."""
     return SignatureStatus(
