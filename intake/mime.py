@@ -998,6 +998,62 @@ def _signed_bytes(raw: bytes, part: Message) -> bytes | None:
 
 
 # ---------------------------------------------------------------------------
+# The ledger's view of a mail that is not parsed yet.
+
+#: The header block read for the ledger's columns (before any parse).
+_LEDGER_HEADER_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class LedgerHeaders:
+    """What the ledger records of a mail before it is parsed: Message-ID (the
+    dedupe key, in its :func:`fit` form), From and Subject as sent (for staff,
+    undecoded, one line, cut)."""
+
+    message_id: str | None
+    sender: str | None
+    subject: str | None
+
+
+def ledger_headers(raw: bytes) -> LedgerHeaders:
+    """The first Message-ID, From and Subject of ``raw``'s header block.
+
+    One pass over at most 256 KiB of lines, no MIME or RFC 2047 parse: it
+    runs before the mail is stored and so must not be what a hostile mail
+    can stall (the parse runs later, bounded, after the attempt is counted).
+    """
+    head = raw[:_LEDGER_HEADER_BYTES]
+    found: dict[str, list[bytes]] = {}
+    current: list[bytes] | None = None
+    for line in head.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t"):
+            if current is not None:
+                current.append(line)
+            continue
+        name, colon, value = line.partition(b":")
+        key = name.strip().lower().decode("ascii", "replace")
+        current = None
+        if colon and key in ("message-id", "from", "subject") and key not in found:
+            current = found[key] = [value]
+
+    def text(key: str) -> str | None:
+        value = found.get(key)
+        return None if value is None else _clean(b"".join(value).decode("utf-8", "replace"))
+
+    ids = _msg_ids(text("message-id"))
+    sender = text("from")
+    subject = text("subject")
+    return LedgerHeaders(
+        message_id=ids[0] if ids else None,
+        sender=fit(sender, MAX_SENDER_CHARS) if sender else None,
+        subject=subject[:1000] if subject is not None else None,
+    )
+
+
+# ---------------------------------------------------------------------------
 # The entry point.
 
 
