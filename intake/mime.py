@@ -1087,6 +1087,9 @@ def parse_message(
                          f"message of {whole} bytes is over the limit of {max_message_bytes}"),
             )
         return _parse(raw, max_attachment_bytes)
+    except MemoryError:
+        # Not a defect of the mail to answer: the attempt fails (and is counted).
+        raise
     except Exception as exc:  # The last line of defence: a parse bug is a defect.
         return _empty([f"message could not be parsed: {type(exc).__name__}: {exc}"])
 

@@ -35,7 +35,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from intake.config import Config, MailboxConfig
 from intake.decide import Decider
@@ -83,9 +83,27 @@ class Intake:
             if self.stop.is_set():
                 log.info("stop requested; leaving the rest of %s for later", source.config.name)
                 break
-            self.handle(source, message)
+            self.handle_one(source, message)
             handled += 1
         return handled
+
+    def handle_one(self, source: MailSource, message: RawMessage) -> str:
+        """:meth:`handle`, where a failure of this message does not stop the mailbox.
+
+        Inside :meth:`process` a failure is counted on the ledger row and ends
+        in quarantine; one before the row exists or after the outcome (a value
+        the database refuses, a bug) leaves the message in the inbox for the
+        next poll and goes on to the next. Losing the connection to the server
+        or the database is the mailbox's failure, not the message's: it is raised.
+        """
+        try:
+            return self.handle(source, message)
+        except (MailboxError, TransientError, OperationalError):
+            raise
+        except Exception:  # noqa: BLE001 - one bad message must not stop the mail behind it
+            log.exception("mailbox %s UID %s: failed outside the ledger's retry; left in the "
+                          "inbox for the next poll", source.config.name, message.uid)
+            return "retry"
 
     # -- one message --------------------------------------------------------
 

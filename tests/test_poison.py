@@ -14,6 +14,7 @@ import base64
 import resource
 import time
 
+import pytest
 from cryptography import x509
 
 from intake.mime import (
@@ -25,7 +26,9 @@ from intake.mime import (
     html_to_text,
     parse_message,
 )
-from intake.samples import make_csr
+from intake.samples import application_mail, make_csr
+from signing.isolation import IsolatedVerifier, TaskFailed
+from tests.fixtures.pki import PkiFixture
 
 HEAD = (b"From: a@example.lv\r\nTo: pasts@agency.test\r\nSubject: x\r\n"
         b"Message-ID: <poison@example.lv>\r\nMIME-Version: 1.0\r\n")
@@ -118,3 +121,29 @@ def test_over_long_message_ids_and_senders_fit_their_columns() -> None:
     assert len(mail.from_addr) <= MAX_SENDER_CHARS and mail.from_addr.startswith("xxx")
     assert fit("<short@x>", MAX_MESSAGE_ID_CHARS) == "<short@x>"
     assert fit(long_id, 998) != fit(long_id.replace("m", "n", 1), 998)
+
+
+# -- the parse in a bounded child ---------------------------------------------
+
+TASKS = {"parse_message": "intake.mime:parse_message", "sleep": "time:sleep",
+         "exit": "os:_exit", "allocate": "builtins:bytearray"}
+
+
+def test_the_parse_runs_in_the_bounded_child_and_each_failure_is_a_task_failure(
+        pki: PkiFixture) -> None:
+    verifier = IsolatedVerifier(pki.settings(), memory_bytes=512 * 1024 * 1024, tasks=TASKS)
+    raw = application_mail(sender="peteris@example.lv", to="pasts@agency.test", subject="Sveiki")
+    try:
+        assert verifier.run_task("parse_message", raw, timeout=30) == parse_message(raw)
+        with pytest.raises(TaskFailed, match="did not finish within 0.5 s"):
+            verifier.run_task("sleep", 30, timeout=0.5)
+        with pytest.raises(TaskFailed, match="died"):
+            verifier.run_task("exit", 3, timeout=30)
+        with pytest.raises(TaskFailed, match="out of memory"):
+            verifier.run_task("allocate", 2 * 1024 * 1024 * 1024, timeout=30)
+        with pytest.raises(ValueError, match="unknown task"):
+            verifier.run_task("os:system", "true", timeout=1)
+        # A fresh child takes over after each kill.
+        assert verifier.run_task("parse_message", raw, timeout=30).subject == "Sveiki"
+    finally:
+        verifier.close()
