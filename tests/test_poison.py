@@ -147,3 +147,25 @@ def test_the_parse_runs_in_the_bounded_child_and_each_failure_is_a_task_failure(
         assert verifier.run_task("parse_message", raw, timeout=30).subject == "Sveiki"
     finally:
         verifier.close()
+
+
+def test_a_contact_name_of_any_length_fits_the_person_columns() -> None:
+    from intake.models import Application
+    from intake.verification import PERSON_KEY_CHARS, person_key
+
+    long_name = "Jānis " * 100
+    app = Application(form_values={"contact_name": long_name}, applicant_email="j@ergli.example")
+    key = person_key(app)
+    assert len(key) <= PERSON_KEY_CHARS and key.startswith("jānis jānis")
+    assert key == person_key(Application(form_values={"contact_name": long_name + " "}))
+    assert person_key(Application(form_values={"contact_name": "Jānis  Bērziņš"})) == "jānis bērziņš"
+
+
+def test_a_mail_of_many_tiny_parts_is_read_up_to_the_part_bound() -> None:
+    from intake.mime import MAX_PARTS
+
+    part = b"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment\r\n\r\nx\r\n"
+    raw = HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + part * 5000 + b"--b--\r\n"
+    mail = parse_message(raw)
+    assert len(mail.attachments) == MAX_PARTS - 1  # the multipart itself is one part
+    assert any("MIME parts" in d for d in mail.defects)
