@@ -1,6 +1,10 @@
 """Time (and peak memory) of parse_message on the poison mails of issue 10.
 
     .venv/bin/python bench/bench_poison.py [KIB ...]
+    PYTHONPATH=<other checkout> .venv/bin/python bench/bench_poison.py ...   # to compare
+
+The tiny-parts case is what is left for the parse's bounded child
+(``limits.parse_timeout_seconds``): linear, but slow per part in the stdlib.
 
 Each case is built at the sizes given (KiB of the hostile part) and parsed in
 a fresh child process, so the peak resident size is the parse's own.
@@ -47,8 +51,17 @@ def subject_words(size: int) -> bytes:
             + b"\r\nMessage-ID: <p4@example.lv>\r\nContent-Type: text/plain\r\n\r\nhi\r\n")
 
 
+def tiny_parts(size: int) -> bytes:
+    part = b"--b\r\nContent-Type: text/plain; n=%d\r\n\r\nx\r\n"
+    count = size // len(part % 100000)
+    return (b"From: a@example.lv\r\nTo: pasts@agency.test\r\nSubject: x\r\n"
+            b"Message-ID: <p5@example.lv>\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+            + b"".join(part % n for n in range(count)) + b"--b--\r\n")
+
+
 CASES = {"csr-body": csr_body, "csr-attachment": csr_attachment, "html-tags": html_tags,
-         "subject-words": subject_words}
+         "subject-words": subject_words, "tiny-parts": tiny_parts}
 
 
 def _child(raw: bytes, out: object) -> None:
