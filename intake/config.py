@@ -584,6 +584,9 @@ class LimitsConfig:
     verify_timeout_seconds: float = 60.0
     #: Address-space bound of a verification process in MiB (0: none).
     verify_memory_mb: int = 1536
+    #: Wall-clock bound for the MIME parse of one mail, run in a verification
+    #: process (seconds); an overrun counts as a failed attempt (daemon.max_attempts).
+    parse_timeout_seconds: float = 30.0
     MIN_VERIFY_MEMORY_MB: ClassVar[int] = 256
 
     @classmethod
@@ -596,6 +599,9 @@ class LimitsConfig:
                 "verify_timeout_seconds", float, cls.verify_timeout_seconds
             ),
             verify_memory_mb=s.non_negative("verify_memory_mb", int, cls.verify_memory_mb),
+            parse_timeout_seconds=s.positive(
+                "parse_timeout_seconds", float, cls.parse_timeout_seconds
+            ),
         )
         if 0 < cfg.verify_memory_mb < cls.MIN_VERIFY_MEMORY_MB:
             raise s.error(

@@ -34,6 +34,8 @@ import codecs
 import contextlib
 import email
 import email.policy
+import functools
+import hashlib
 import re
 import unicodedata
 import zipfile
@@ -42,8 +44,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
-from html.parser import HTMLParser
 from io import BytesIO
 from typing import Any, Literal
 
@@ -57,10 +59,24 @@ P7S_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 P7M_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 
 _MAX_DEPTH = 40
-_PEM_CSR_RE = re.compile(
-    rb"-----BEGIN (NEW )?CERTIFICATE REQUEST-----(.*?)-----END (NEW )?CERTIFICATE REQUEST-----",
-    re.DOTALL,
-)
+#: MIME parts looked at in one mail; the rest are ignored (with a defect).
+#: Reading a part's headers costs about 0.3 ms, and no form needs so many.
+MAX_PARTS = 1000
+#: PEM CSR armour lines. Blocks are found with ``bytes.find`` (linear): a
+#: lazy regex from every BEGIN to an END that never comes is quadratic.
+_PEM_BEGIN = b"-----BEGIN "
+_PEM_LABELS = (b"CERTIFICATE REQUEST-----", b"NEW CERTIFICATE REQUEST-----")
+_PEM_ENDS = (b"-----END CERTIFICATE REQUEST-----", b"-----END NEW CERTIFICATE REQUEST-----")
+#: The structured parse of one header (RFC 2047 words, address lists) sees at
+#: most this many characters: the stdlib parser's time and memory grow faster
+#: than linearly in them (many encoded words: 224 KB took 1.75 GB).
+MAX_HEADER_CHARS = 8192
+#: An HTML body is converted to text up to this many characters.
+MAX_HTML_CHARS = 2 * 1024 * 1024
+#: Longest Message-ID kept as sent (RFC 5322's line limit); a longer one is
+#: shortened with a hash of it (:func:`fit`), as is an over-long sender.
+MAX_MESSAGE_ID_CHARS = 998
+MAX_SENDER_CHARS = 320
 _MSGID_RE = re.compile(r"<[^<>\s]+>")
 _CRLF_RE = re.compile(r"[\r\n]+")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -334,6 +350,49 @@ def _clean(text: str) -> str:
     return _CONTROL_RE.sub("", _CRLF_RE.sub(" ", text)).strip()
 
 
+def fit(value: str, limit: int) -> str:
+    """``value`` if it has at most ``limit`` (> 40) characters, else a prefix and a hash.
+
+    Over-long values from mail (a Message-ID over 998 characters, a sender
+    over 320) are stored and compared in this form: the same value always
+    gives the same result, two different ones (almost surely) differ, and
+    the prefix still shows what arrived.
+    """
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    tail = "~" + digest + (">" if value.endswith(">") else "")
+    return value[: limit - len(tail)] + tail
+
+
+def _bounded(value: str) -> str:
+    """A header value cut to what the structured parser is given."""
+    return value[:MAX_HEADER_CHARS]
+
+
+class _BoundedPolicy(EmailPolicy):
+    """``email.policy.default`` whose header parse sees at most :data:`MAX_HEADER_CHARS`.
+
+    Every header the stdlib reads for us (Content-Type, Content-Disposition,
+    Content-Transfer-Encoding of every part) goes through ``header_fetch_parse``.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if not isinstance(value, str):
+            return super().header_fetch_parse(name, value)
+        return _fetch_parse(name, value[:MAX_HEADER_CHARS])
+
+
+@functools.lru_cache(maxsize=1024)
+def _fetch_parse(name: str, value: str) -> Any:
+    """The default policy's parse of one header, remembered: the stdlib reads each
+    part's Content-Type five times while it splits the mail, and parts repeat them."""
+    return email.policy.default.header_fetch_parse(name, value)
+
+
+POLICY = _BoundedPolicy()
+
+
 class _Headers:
     """Defensive header access: the default policy first, compat32 decoding after."""
 
@@ -372,7 +431,7 @@ class _Headers:
         if raw is None:
             return None
         try:
-            return email.policy.default.header_fetch_parse(name, raw)
+            return POLICY.header_fetch_parse(name, _bounded(raw))
         except Exception:
             return None
 
@@ -384,7 +443,7 @@ class _Headers:
         parsed = self.parsed(name)
         if parsed is not None:
             return str(parsed)
-        unfolded = re.sub(r"\r?\n(?=[ \t])", "", raw)
+        unfolded = re.sub(r"\r?\n(?=[ \t])", "", _bounded(raw))
         try:
             return str(make_header(decode_header(unfolded)))
         except Exception:
@@ -413,9 +472,10 @@ def _addresses(headers: _Headers, name: str) -> list[tuple[str, str]]:
         raw = headers.raw_first(name)
         if raw is not None:
             try:
-                decoded = str(make_header(decode_header(re.sub(r"\r?\n(?=[ \t])", "", raw))))
+                decoded = str(make_header(decode_header(
+                    re.sub(r"\r?\n(?=[ \t])", "", _bounded(raw)))))
             except Exception:
-                decoded = raw
+                decoded = _bounded(raw)
             pairs = [(n, a) for n, a in getaddresses([decoded]) if a]
     return pairs
 
@@ -443,7 +503,7 @@ def _address(headers: _Headers, name: str, defects: list[str], *,
             return None
         display, addr = kept[0]
         defects.append(f"{name} address cannot be written to: {_clean(addr)[:100]}")
-        return _clean(display), addr
+        return _clean(display), fit(addr, MAX_SENDER_CHARS)
     if len(usable) < len(pairs) and len(pairs) == 1:
         defects.append(f"{name} address is invalid")
     display, addr = usable[0]
@@ -451,7 +511,8 @@ def _address(headers: _Headers, name: str, defects: list[str], *,
 
 
 def _msg_ids(value: str | None) -> list[str]:
-    return _MSGID_RE.findall(value or "")
+    """The msg-ids in a header value; an over-long one in its :func:`fit` form."""
+    return [fit(m, MAX_MESSAGE_ID_CHARS) for m in _MSGID_RE.findall(value or "")]
 
 
 # ---------------------------------------------------------------------------
@@ -559,64 +620,56 @@ def _no_auto_reply(headers: _Headers, subject: str, reply_address: str) -> str |
 # Bodies.
 
 
-class _HtmlText(HTMLParser):
-    """HTML to plain text: script and style dropped, blocks become lines."""
-
-    _BLOCKS = frozenset(
-        [
-            "br",
-            "p",
-            "div",
-            "tr",
-            "li",
-            "ul",
-            "ol",
-            "table",
-            "h1",
-            "h2",
-            "h3",
-            "h4",
-            "h5",
-            "h6",
-            "blockquote",
-            "pre",
-            "hr",
-            "section",
-            "article",
-        ]
-    )
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skip = 0
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in ("script", "style", "head", "title"):
-            self.skip += 1
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "head", "title"):
-            self.skip = max(0, self.skip - 1)
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skip:
-            self.parts.append(data)
+#: Elements whose text is no part of what the mail says.
+_HTML_SKIP = frozenset(["script", "style", "head", "title"])
+#: Elements that start and end a line.
+_HTML_BLOCKS = frozenset(
+    [
+        "br", "p", "div", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
+        "blockquote", "pre", "hr", "section", "article",
+    ]
+)
 
 
 def html_to_text(html: str) -> str:
-    """Readable text of an HTML body (never raises)."""
-    parser = _HtmlText()
+    """Readable text of an HTML body (never raises): script and style dropped,
+    blocks become lines.
+
+    libxml2's HTML parser (lxml, already a dependency) reads in linear time
+    whatever the markup; the stdlib's html.parser rescans an unterminated tag
+    from every ``<`` (24 KB of ``<a <a`` took 31 s). Only the first
+    :data:`MAX_HTML_CHARS` characters are read.
+    """
+    from lxml import etree
+    from lxml import html as lxml_html
+
+    parser = lxml_html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True,
+                                  no_network=True)
     try:
-        parser.feed(html)
-        parser.close()
-    except Exception:
-        return re.sub(r"<[^>]*>", " ", html)
-    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in "".join(parser.parts).split("\n")]
+        root = etree.fromstring(html[:MAX_HTML_CHARS].encode("utf-8", "replace"), parser)
+    except Exception:  # An empty document, or one libxml2 gives up on.
+        root = None
+    if root is None:
+        return ""
+    parts: list[str] = []
+    skip = 0
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        tag = element.tag if isinstance(element.tag, str) else ""
+        if event == "start":
+            if tag in _HTML_SKIP:
+                skip += 1
+            elif tag in _HTML_BLOCKS:
+                parts.append("\n")
+            if not skip and tag and element.text:
+                parts.append(element.text)
+            continue
+        if tag in _HTML_SKIP:
+            skip = max(0, skip - 1)
+        elif tag in _HTML_BLOCKS and tag not in ("br", "hr"):  # void: one line break
+            parts.append("\n")
+        if not skip and element.tail:
+            parts.append(element.tail)
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in "".join(parts).split("\n")]
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
@@ -642,13 +695,38 @@ def _text_of(part: Message, payload: bytes, fallback: str | None = None) -> str:
         return payload.decode(fallback or guess_charset(payload), errors="replace")
 
 
+def _pem_csr_block(data: bytes) -> tuple[bool, bytes] | None:
+    """(NEW label?, text between the armour lines) of the first PEM CSR, or None.
+
+    The block ends at the first END line after the first BEGIN line, and
+    starts at the last BEGIN line before that END. Each step is one
+    ``bytes.find``/``rfind`` per label: linear in ``data``.
+    """
+    begins = [at for label in _PEM_LABELS if (at := data.find(_PEM_BEGIN + label)) >= 0]
+    if not begins:
+        return None
+    first = min(begins)
+    ends = [at for marker in _PEM_ENDS if (at := data.find(marker, first)) >= 0]
+    if not ends:
+        return None
+    end = min(ends)
+    start, new = first, False
+    for label in _PEM_LABELS:
+        at = data.rfind(_PEM_BEGIN + label, first, end)
+        if at >= start:
+            start, new = at, label.startswith(b"NEW")
+    begin_len = len(_PEM_BEGIN) + len(_PEM_LABELS[1] if new else _PEM_LABELS[0])
+    return new, data[start + begin_len : end]
+
+
 def find_pem_csr(data: bytes) -> bytes | None:
     """The first PEM CSR block in ``data``, re-wrapped with clean line ends."""
-    match = _PEM_CSR_RE.search(data)
-    if not match:
+    block = _pem_csr_block(data)
+    if block is None:
         return None
-    label = b"NEW CERTIFICATE REQUEST" if match.group(1) else b"CERTIFICATE REQUEST"
-    body = re.sub(rb"[^A-Za-z0-9+/=]", b"", match.group(2))
+    new, armoured = block
+    label = b"NEW CERTIFICATE REQUEST" if new else b"CERTIFICATE REQUEST"
+    body = re.sub(rb"[^A-Za-z0-9+/=]", b"", armoured)
     if not body:
         return None
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
@@ -696,7 +774,7 @@ def classify(data: bytes, filename: str | None, content_type: str) -> Attachment
     name = (filename or "").lower()
     if b"%PDF-" in data[:1024]:
         return "form"
-    if _PEM_CSR_RE.search(data[:65536]):
+    if _pem_csr_block(data[:65536]) is not None:
         return "csr"
     if _is_asic(data, name):
         return "asice"
@@ -763,6 +841,8 @@ class _Walk:
     report: bool = False
     #: The charset of the message's undeclared 8-bit headers, if any.
     charset: str | None = None
+    #: Parts looked at so far (bounded by MAX_PARTS).
+    parts: int = 0
 
     def payload(self, part: Message, ctype: str) -> bytes | None:
         """Decoded bytes of a leaf part, or None (with a defect) if undecodable."""
@@ -786,6 +866,11 @@ class _Walk:
     def walk(self, part: Message, depth: int, nesting: int, body_wanted: bool = True) -> None:
         if nesting > _MAX_DEPTH:
             self.defects.append("MIME nesting too deep; inner parts ignored")
+            return
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            if self.parts == MAX_PARTS + 1:
+                self.defects.append(f"more than {MAX_PARTS} MIME parts; the rest ignored")
             return
         ctype = _content_type(part)
         for defect in getattr(part, "defects", []):
@@ -932,6 +1017,62 @@ def _signed_bytes(raw: bytes, part: Message) -> bytes | None:
 
 
 # ---------------------------------------------------------------------------
+# The ledger's view of a mail that is not parsed yet.
+
+#: The header block read for the ledger's columns (before any parse).
+_LEDGER_HEADER_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class LedgerHeaders:
+    """What the ledger records of a mail before it is parsed: Message-ID (the
+    dedupe key, in its :func:`fit` form), From and Subject as sent (for staff,
+    undecoded, one line, cut)."""
+
+    message_id: str | None
+    sender: str | None
+    subject: str | None
+
+
+def ledger_headers(raw: bytes) -> LedgerHeaders:
+    """The first Message-ID, From and Subject of ``raw``'s header block.
+
+    One pass over at most 256 KiB of lines, no MIME or RFC 2047 parse: it
+    runs before the mail is stored and so must not be what a hostile mail
+    can stall (the parse runs later, bounded, after the attempt is counted).
+    """
+    head = raw[:_LEDGER_HEADER_BYTES]
+    found: dict[str, list[bytes]] = {}
+    current: list[bytes] | None = None
+    for line in head.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t"):
+            if current is not None:
+                current.append(line)
+            continue
+        name, colon, value = line.partition(b":")
+        key = name.strip().lower().decode("ascii", "replace")
+        current = None
+        if colon and key in ("message-id", "from", "subject") and key not in found:
+            current = found[key] = [value]
+
+    def text(key: str) -> str | None:
+        value = found.get(key)
+        return None if value is None else _clean(b"".join(value).decode("utf-8", "replace"))
+
+    ids = _msg_ids(text("message-id"))
+    sender = text("from")
+    subject = text("subject")
+    return LedgerHeaders(
+        message_id=ids[0] if ids else None,
+        sender=fit(sender, MAX_SENDER_CHARS) if sender else None,
+        subject=subject[:1000] if subject is not None else None,
+    )
+
+
+# ---------------------------------------------------------------------------
 # The entry point.
 
 
@@ -965,6 +1106,9 @@ def parse_message(
                          f"message of {whole} bytes is over the limit of {max_message_bytes}"),
             )
         return _parse(raw, max_attachment_bytes)
+    except MemoryError:
+        # Not a defect of the mail to answer: the attempt fails (and is counted).
+        raise
     except Exception as exc:  # The last line of defence: a parse bug is a defect.
         return _empty([f"message could not be parsed: {type(exc).__name__}: {exc}"])
 
@@ -999,7 +1143,7 @@ def _parse(raw: bytes, limit: int) -> ParsedMail:
     raw = bytes(raw)
     if not raw.strip():
         return _empty(["empty message"])
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    msg = email.message_from_bytes(raw, policy=POLICY)
     defects: list[str] = []
     headers = _Headers(msg, defects)
 
@@ -1053,16 +1197,18 @@ def _parse(raw: bytes, limit: int) -> ParsedMail:
     )
 
     # Body: the outermost level that has text; plain preferred over HTML.
+    # Each HTML part is converted to text once (the CSR search reads it too).
+    bodies = [(d, k, html_to_text(t) if k == "html" else t) for d, k, t in walk.bodies]
     body_text = ""
-    levels = sorted({d for d, _, _ in walk.bodies})
+    levels = sorted({d for d, _, _ in bodies})
     for level in levels:
-        plain = [t for d, k, t in walk.bodies if d == level and k == "plain"]
-        html = [t for d, k, t in walk.bodies if d == level and k == "html"]
+        plain = [t for d, k, t in bodies if d == level and k == "plain"]
+        html = [t for d, k, t in bodies if d == level and k == "html"]
         if plain:
             body_text = "\n".join(t.strip("\r\n") for t in plain)
             break
         if html:
-            body_text = "\n".join(html_to_text(t) for t in html)
+            body_text = "\n".join(html)
             break
     body_text = unicodedata.normalize("NFC", body_text.replace("\r\n", "\n"))
 
@@ -1071,10 +1217,8 @@ def _parse(raw: bytes, limit: int) -> ParsedMail:
     csr_attachment = _first(ordered, "csr")
     csr: bytes | None = csr_attachment.data if csr_attachment else None
     if csr is None:
-        for _depth, kind, text in sorted(walk.bodies, key=lambda b: b[0]):
-            found = find_pem_csr(
-                (html_to_text(text) if kind == "html" else text).encode("utf-8", "replace")
-            )
+        for _depth, _kind, text in sorted(bodies, key=lambda b: b[0]):
+            found = find_pem_csr(text.encode("utf-8", "replace"))
             if found:
                 csr = found
                 break

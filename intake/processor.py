@@ -3,14 +3,20 @@
 For each message (the Mailman runner / Paperless ledger idea):
 
 1. **Persist first.** The raw bytes and the (mailbox, UIDVALIDITY, UID)
-   position are committed to the ledger before anything else happens.
+   position are committed to the ledger before anything else happens; the
+   row's Message-ID, sender and subject come from a linear scan of the
+   header block (:func:`intake.mime.ledger_headers`), not from a parse.
 2. **Claim.** The row is claimed with a lease and its attempt count raised in
    one committed UPDATE, so a crash mid-work counts as an attempt and a
    second worker leaves it alone. Past ``daemon.max_attempts`` the message is
    quarantined with its last error.
-3. **Decide.** The message is judged and its outcome, the application's state
+3. **Parse.** Only now is the mail parsed, in a bounded verification process
+   (``limits.parse_timeout_seconds``, ``limits.verify_memory_mb``) when the
+   verifier has them: a mail that stalls or kills the parser fails this
+   attempt like any other error, and is quarantined after ``max_attempts``.
+4. **Decide.** The message is judged and its outcome, the application's state
    change and its reply (in the outbox) commit in one transaction.
-4. **Act on the server.** Only then is the message moved out of the inbox.
+5. **Act on the server.** Only then is the message moved out of the inbox.
    A crash before the move only means the next run finds a finished row and
    moves it; nothing is judged or answered twice.
 
@@ -29,7 +35,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from intake.config import Config, MailboxConfig
 from intake.decide import Decider
@@ -37,7 +43,7 @@ from intake.errors import MailboxError, TransientError
 from intake.faults import crash_point
 from intake.leases import takeable, worker_id
 from intake.mailbox import MailSource, RawMessage, open_source
-from intake.mime import ParsedMail, parse_message
+from intake.mime import MAX_SENDER_CHARS, ParsedMail, fit, ledger_headers, parse_message
 from intake.models import ReceivedMessage
 from intake.pipeline import Lookups, Pipeline
 from intake.service import duplicate_reference, now_utc, organisation_record
@@ -46,6 +52,8 @@ from intake.store import Store
 log = logging.getLogger(__name__)
 
 CLAIM_LEASE = timedelta(minutes=10)
+#: The verifier task that parses a mail in a bounded child (intake.runtime).
+PARSE_TASK = "parse_message"
 FINAL = ("processed", "ignored", "quarantined")
 
 
@@ -75,30 +83,47 @@ class Intake:
             if self.stop.is_set():
                 log.info("stop requested; leaving the rest of %s for later", source.config.name)
                 break
-            self.handle(source, message)
+            self.handle_one(source, message)
             handled += 1
         return handled
+
+    def handle_one(self, source: MailSource, message: RawMessage) -> str:
+        """:meth:`handle`, where a failure of this message does not stop the mailbox.
+
+        Inside :meth:`process` a failure is counted on the ledger row and ends
+        in quarantine; one before the row exists or after the outcome (a value
+        the database refuses, a bug) leaves the message in the inbox for the
+        next poll and goes on to the next. Losing the connection to the server
+        or the database is the mailbox's failure, not the message's: it is raised.
+        """
+        try:
+            return self.handle(source, message)
+        except (MailboxError, TransientError, OperationalError):
+            raise
+        except Exception:  # noqa: BLE001 - one bad message must not stop the mail behind it
+            log.exception("mailbox %s UID %s: failed outside the ledger's retry; left in the "
+                          "inbox for the next poll", source.config.name, message.uid)
+            return "retry"
 
     # -- one message --------------------------------------------------------
 
     def handle(self, source: MailSource, message: RawMessage) -> str:
         """Take one message through the ledger; return its final status."""
         mailbox = source.config
-        # Parsed once: the ledger row takes its keys from it, the decision its content.
-        limits = self.config.limits
-        mail = parse_message(message.raw, max_attachment_bytes=limits.max_attachment_bytes,
-                             max_message_bytes=limits.max_message_bytes, size=message.oversized)
-        row_id = self.record(mailbox, message, mail)
+        # Stored before it is parsed: nothing in the bytes can stop the row
+        # (and so the attempt count) from existing.
+        row_id = self.record(mailbox, message)
         crash_point("after-persist")
-        status = self.process(mailbox, row_id, mail)
+        status = self.process(mailbox, row_id, message)
         crash_point("before-move")
         self.finish_move(source, row_id)
         crash_point("after-move")
         return status
 
-    def record(self, mailbox: MailboxConfig, message: RawMessage, mail: ParsedMail) -> int:
-        """Persist the raw message (idempotent); return the ledger row id."""
+    def record(self, mailbox: MailboxConfig, message: RawMessage) -> int:
+        """Persist the raw message (idempotent, before any parse); return the ledger row id."""
         sha = hashlib.sha256(message.raw).hexdigest()
+        head = ledger_headers(message.raw)
         position = (
             ReceivedMessage.mailbox == mailbox.name,
             ReceivedMessage.uidvalidity == message.uidvalidity,
@@ -119,11 +144,11 @@ class Intake:
             mailbox=mailbox.name,
             uidvalidity=message.uidvalidity,
             uid=uid,
-            message_id=mail.message_id,
+            message_id=head.message_id,
             sha256=sha,
             raw=message.raw,
-            sender=mail.from_addr or None,
-            subject=mail.subject[:1000],
+            sender=head.sender,
+            subject=head.subject,
         )
         try:
             with self.store.session() as s:
@@ -157,8 +182,29 @@ class Intake:
                 return None
             return s.get(ReceivedMessage, row_id)
 
-    def process(self, mailbox: MailboxConfig, row_id: int, mail: ParsedMail) -> str:
-        """Decide the message recorded as ``row_id`` (``mail`` is its parse)."""
+    def parse(self, message: RawMessage) -> ParsedMail:
+        """The parse of a stored message: in a bounded child when the verifier runs
+        tasks (:class:`signing.isolation.IsolatedVerifier`), else here."""
+        limits = self.config.limits
+        options: dict[str, Any] = {
+            "max_attachment_bytes": limits.max_attachment_bytes,
+            "max_message_bytes": limits.max_message_bytes, "size": message.oversized}
+        run_task = getattr(self.verifier, "run_task", None)
+        if run_task is not None and PARSE_TASK in getattr(self.verifier, "tasks", {}):
+            mail: ParsedMail = run_task(PARSE_TASK, message.raw,
+                                        timeout=limits.parse_timeout_seconds, **options)
+            return mail
+        return parse_message(message.raw, **options)
+
+    def describe(self, row_id: int, mail: ParsedMail) -> None:
+        """Put the parsed sender and subject on the ledger row (for staff)."""
+        with self.store.session() as s:
+            s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id).values(
+                sender=fit(mail.from_addr, MAX_SENDER_CHARS) or None,
+                subject=mail.subject[:1000]))
+
+    def process(self, mailbox: MailboxConfig, row_id: int, message: RawMessage) -> str:
+        """Count an attempt at the message recorded as ``row_id``, parse it, decide it."""
         with self.store.session() as s:
             row = s.get(ReceivedMessage, row_id)
             assert row is not None
@@ -190,6 +236,8 @@ class Intake:
             return self.quarantine(mailbox, row_id, claimed.last_error or "too many attempts")
         crash_point("after-claim")
         try:
+            mail = self.parse(message)
+            self.describe(row_id, mail)
             with self.store.session() as s:
                 row = s.get(ReceivedMessage, row_id)
                 assert row is not None

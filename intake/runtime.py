@@ -19,7 +19,7 @@ from intake.errors import ConfigurationError, MailboxError, TransientError
 from intake.leases import worker_id
 from intake.mailbox import open_source
 from intake.outbox import OutboxSender
-from intake.processor import Intake
+from intake.processor import PARSE_TASK, Intake
 from intake.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ def make_verifier(config: Config) -> Any:
             timeout_seconds=config.limits.verify_timeout_seconds,
         ),
         memory_bytes=memory_mb * 1024 * 1024 if memory_mb else None,
+        # The MIME parse of untrusted mail runs in the same bounded children.
+        tasks={PARSE_TASK: "intake.mime:parse_message"},
     )
 
 

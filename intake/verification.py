@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from intake.config import Config
 from intake.errors import DeliveryError
-from intake.mime import ParsedMail
+from intake.mime import ParsedMail, fit
 from intake.models import (
     Application,
     Outbox,
@@ -69,14 +69,21 @@ def link_token(key: bytes, row: VerificationToken) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+#: The width of the ``person`` columns; a longer key is stored in its fitted form.
+PERSON_KEY_CHARS = 200
+
+
 def person_key(app: Application) -> str:
     """Whose address it is: the contact person named on the form."""
     values = app.form_values or {}
     name = (values.get("contact_name") or "").strip()
     if name:
-        return unicodedata.normalize("NFC", " ".join(name.split())).casefold()
-    signer = app.signer or {}
-    return str(signer.get("personal_code") or app.applicant_email)
+        key = unicodedata.normalize("NFC", " ".join(name.split())).casefold()
+    else:
+        signer = app.signer or {}
+        key = str(signer.get("personal_code") or app.applicant_email)
+    # A form value of any length still fits the column and compares.
+    return fit(key, PERSON_KEY_CHARS)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import inspect, select, text
 
 from intake.mailbox import open_source
-from intake.mime import parse_message
 from intake.models import Application, Outbox, ReceivedMessage, ReferenceCounter
 from intake.processor import Intake
 from intake.samples import application_mail, filled_form, make_csr
@@ -182,11 +181,10 @@ def test_only_one_worker_moves_a_processed_message(
     try:
         with open_source(mailbox) as source_a, open_source(mailbox) as source_b:
             [message] = list(source_a.fetch())
-            mail = parse_message(message.raw)
-            row_id = workers[0].record(mailbox, message, mail)
-            assert workers[0].process(mailbox, row_id, mail) == "processed"
-            assert workers[1].record(mailbox, message, mail) == row_id
-            assert workers[1].process(mailbox, row_id, mail) == "processed"
+            row_id = workers[0].record(mailbox, message)
+            assert workers[0].process(mailbox, row_id, message) == "processed"
+            assert workers[1].record(mailbox, message) == row_id
+            assert workers[1].process(mailbox, row_id, message) == "processed"
             for name, source in (("a", source_a), ("b", source_b)):
                 real_move = source.move
 
