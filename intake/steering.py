@@ -485,3 +485,70 @@ class Steering:
 def held_changes(s: Session, app: Application) -> list[HeldChange]:
     return list(s.scalars(select(HeldChange).where(HeldChange.application_id == app.id)
                           .order_by(HeldChange.id)))
+
+
+def held_counts(s: Session) -> dict[int, int]:
+    """Application id -> changes held for confirmation (``pasts list``)."""
+    rows = s.execute(select(HeldChange.application_id, func.count(HeldChange.id))
+                     .where(HeldChange.status == "held")
+                     .group_by(HeldChange.application_id)).all()
+    return {int(a): int(n) for a, n in rows}
+
+
+def csr_lines(app: Application) -> list[str]:
+    """The CSR key's fingerprint and its history, for ``pasts show`` and ``pasts approve``."""
+    lines = [f"  csr key:    sha256 {csr_fingerprint(app) or '(none)'}"]
+    for entry in (app.extra or {}).get("csr_history") or []:
+        lines.append(f"    {entry.get('at')}  sha256 {entry.get('public_key_sha256')}  "
+                     f"{entry.get('source')}")
+    return lines
+
+
+def show_steering(s: Session, app: Application, p: Any) -> None:
+    """``pasts show``: the CSR key history, held changes and refused requests."""
+    for line in csr_lines(app):
+        p(line)
+    changes_ = held_changes(s, app)
+    if changes_:
+        p("held changes:")
+        for c in changes_:
+            fp = ((c.proposed or {}).get("verdicts") or {}).get("csr") or {}
+            key = f"; csr key sha256 {fp.get('public_key_sha256')}" if c.csr_der else ""
+            p(f"  #{c.id} {c.status:<10} {c.created_at:%Y-%m-%d %H:%M:%S} from {c.sender} "
+              f"{c.message_id or ''}: {c.reason}{key}"
+              + (f" ({c.decided_by})" if c.decided_by else ""))
+    for what, entry in ((app.extra or {}).get("refused") or {}).items():
+        last = entry.get("last") or {}
+        p(f"  refused {what}: {entry.get('count')} time(s), last {last.get('at')} "
+          f"from {last.get('from')}: {last.get('why')}")
+
+
+def digest_rows(s: Session) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The digest's rows: changes held now, and applications with refused requests."""
+    held = tuple(
+        f"{app.reference}  #{c.id}  from {c.sender}  {c.reason[:120]}"
+        for c, app in s.execute(select(HeldChange, Application)
+                                .join(Application, Application.id == HeldChange.application_id)
+                                .where(HeldChange.status == "held").order_by(HeldChange.id))
+    )
+    refused = tuple(
+        f"{app.reference}  {what}: {entry.get('count')} time(s), last from "
+        f"{(entry.get('last') or {}).get('from')}"
+        for app in s.scalars(select(Application).order_by(Application.id))
+        for what, entry in ((app.extra or {}).get("refused") or {}).items()
+    )
+    return held, refused
+
+
+def approval_notes(s: Session, app: Application) -> list[str]:
+    """What ``pasts approve`` says about the key it certifies."""
+    history = (app.extra or {}).get("csr_history") or []
+    notes = [f"CSR key sha256 {csr_fingerprint(app) or '(none)'}"
+             + (f", {len(history)} key(s) on record: "
+                + ", ".join(f"{str(h.get('public_key_sha256'))[:16]}… "
+                            f"({h.get('source')})" for h in history) if history else "")]
+    held = [c for c in held_changes(s, app) if c.status == "held"]
+    if held:
+        notes.append(f"{len(held)} change(s) held unconfirmed, not included: "
+                     + ", ".join(f"#{c.id} from {c.sender}" for c in held))
+    return notes
