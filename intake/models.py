@@ -269,7 +269,7 @@ class HeldChange(Base):
     ``proposed`` holds what the mail would set on the application (the values
     of :func:`intake.steering.proposal`); nothing of it reaches the
     application unless the contact confirms through the link mailed to them.
-    ``status``: held / confirmed / superseded / expired.
+    ``status``: held / confirmed / superseded / expired / stale (confirmed too late).
     """
 
     __tablename__ = "held_change"

@@ -149,15 +149,21 @@ def signature_authenticated(s: Session, app: Application, sub: Any) -> Authentic
     code = sub.case.signer_code
     if not code:
         return None
-    for reg_no in {(app.form_values or {}).get("org_reg_no"), sub.case.fields.get("org_reg_no")}:
-        reg_no = (reg_no or "").strip()
+    # A representative of the new form's organisation, and of the application's
+    # own when the registry knows it (a number that is not registered is what
+    # the resubmission may be correcting).
+    current = ((app.form_values or {}).get("org_reg_no") or "").strip()
+    given = (sub.case.fields.get("org_reg_no") or "").strip()
+    if not given:
+        return None
+    for reg_no in dict.fromkeys((given, current)):
         if not reg_no:
             continue
         record = organisation_record(s, reg_no)
+        if record is None and reg_no != given:
+            continue
         if record is None or code not in record.representatives:
             return None
-    if not (app.form_values or {}).get("org_reg_no") and not sub.case.fields.get("org_reg_no"):
-        return None
     return Authentication(True, f"form newly signed by {code} at "
                                 f"{min(stamps).isoformat(timespec='seconds')}")
 
@@ -174,9 +180,11 @@ def sender_authenticated(config: Config, s: Session, row: ReceivedMessage, mail:
         return dmarc
     mailbox = config.mailbox(row.mailbox)
     if mailbox is None or not mailbox.authserv_id:
-        why = "no newly signed form, and no Authentication-Results trusted for this mailbox"
+        why = ("no form newly signed by an authorised signer, and no Authentication-Results "
+               "trusted for this mailbox")
     else:
-        why = "no newly signed form, and no DMARC pass for an address of the application"
+        why = ("no form newly signed by an authorised signer, and no DMARC pass for an "
+               "address of the application")
     return Authentication(False, why)
 
 
@@ -426,6 +434,16 @@ class Steering:
         token.used_at = now_utc()
         if change is None or change.status != "held":
             return
+        from intake.decide import RESUBMITTABLE
+
+        if app.state not in RESUBMITTABLE:
+            # Staff decided meanwhile: a late confirmation changes nothing.
+            change.status = "stale"
+            change.decided_at = now_utc()
+            change.decided_by = f"link:{token.email}"
+            log.warning("%s: held change #%d confirmed in state %s: not applied",
+                        app.reference, change.id, app.state)
+            return
         change.status = "confirmed"
         change.decided_at = now_utc()
         change.decided_by = f"link:{token.email}"
@@ -457,9 +475,15 @@ class Steering:
                 VerifiedAddress.email == contact)).all()
             if not any(v.person == person for v in done):
                 if contact == token.email and not done:
-                    # The click came from the mail sent to this very address.
+                    # The click came from the mail sent to this very address: it
+                    # is verified, and a verification link still open is not needed.
                     s.add(VerifiedAddress(email=contact, person=person,
                                           application_id=app.id))
+                    for open_link in s.scalars(select(VerificationToken).where(
+                            VerificationToken.application_id == app.id,
+                            VerificationToken.status == "pending",
+                            VerificationToken.purpose == "verify")):
+                        open_link.status = "superseded"
                 else:
                     verification.issue(s, app, contact, person,
                                        in_reply_to=thread["in_reply_to"],

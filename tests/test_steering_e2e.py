@@ -282,3 +282,27 @@ def test_a_strangers_reference_gets_the_same_answer_whether_it_exists_or_not(
     assert naive not in deployment.replies()[0]["Message-ID"]
     with deployment.runtime() as rt, rt.store.session() as s:
         assert s.get(KeyValue, "message-id-key") is not None
+
+
+def test_a_newly_signed_form_by_another_organisations_representative_is_held(
+        deployment: Deployment, pki: Any) -> None:
+    ref, raw, link = in_review(deployment, pki)
+    # The registry now says the test signer represents another organisation only.
+    csv_path = deployment.directory / "registry2.csv"
+    csv_path.write_text(
+        "org_reg_no,org_name,test_env_completed,agreement_received,representatives\n"
+        "40003123456,SIA Ērgļu Māja,yes,yes,PNOLV-311299-99999\n"
+        "40003999999,SIA Cita,yes,yes,PNOLV-010190-12345\n", encoding="utf-8")
+    assert deployment.cli("registry", "import", str(csv_path))[0] == 0
+    before = application(deployment, ref)
+
+    # Freshly signed (time-stamped now) for their own organisation, From: forged.
+    form = pki.sign(filled_form(EA, {**GOOD, "org_name": "SIA Cita",
+                                     "org_reg_no": "40003999999"}), signer="qualified")
+    deployment.deliver(application_mail(
+        sender="janis@ergli.example", to=TO, subject=f"Re: [{ref}]", form=form,
+        csr=attachment(raw, "request.csr"), in_reply_to=link["Message-ID"]))
+    deployment.run_once()
+    assert application(deployment, ref) == before
+    [change] = held(deployment)
+    assert change.status == "held" and "no form newly signed by an authorised signer" in change.reason
