@@ -6,6 +6,7 @@ server, SQLite and the web listener.
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -13,10 +14,27 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
-from intake.models import Application, HeldChange, IssuedCertificateRow, KeyValue
+from intake.jobs import ExpireVerificationLinks
+from intake.models import (
+    Application,
+    HeldChange,
+    IssuedCertificateRow,
+    KeyValue,
+    VerificationToken,
+)
 from intake.samples import application_mail, filled_form, make_csr
+from intake.service import now_utc
 from intake.web import start_web
-from tests.daemon_env import EA, GOOD, TO, Deployment, good_mail, reference_of, text_of
+from tests.daemon_env import (
+    EA,
+    GOOD,
+    TO,
+    Deployment,
+    good_mail,
+    make_deployment,
+    reference_of,
+    text_of,
+)
 from tests.test_e2e import fetch, verification_link
 from tests.test_resubmission_e2e import attachment, state
 
@@ -75,6 +93,18 @@ def with_header(raw: bytes, name: str, value: str) -> bytes:
 
 def test_forged_from_resubmission_with_an_unsigned_pdf_changes_nothing(
         deployment: Deployment, pki: Any) -> None:
+    forged_resubmission_changes_nothing(deployment, pki)
+
+
+def test_forged_from_resubmission_changes_nothing_on_postgres(
+        tmp_path: Any, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any, pki: Any,
+        postgres_db: str) -> None:
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
+                          database={"url": postgres_db})
+    forged_resubmission_changes_nothing(dep, pki)
+
+
+def forged_resubmission_changes_nothing(deployment: Deployment, pki: Any) -> None:
     ref, raw, link = in_review(deployment, pki)
     before = application(deployment, ref)
     sent = len(deployment.replies())
@@ -306,3 +336,35 @@ def test_a_newly_signed_form_by_another_organisations_representative_is_held(
     assert application(deployment, ref) == before
     [change] = held(deployment)
     assert change.status == "held" and "no form newly signed by an authorised signer" in change.reason
+
+
+def test_an_unconfirmed_change_expires_alone_and_the_open_link_still_verifies(
+        deployment: Deployment, pki: Any) -> None:
+    raw = good_mail(pki)
+    deployment.deliver(raw)
+    deployment.run_once()
+    [link] = deployment.replies()
+    ref = reference_of(link)
+    # A forged change while the application waits for its contact's verification.
+    deployment.deliver(application_mail(
+        sender="janis@ergli.example", to=TO, subject=f"Re: [{ref}]",
+        form=attachment(raw, "pieteikums.pdf"), csr=make_csr("evil.example"),
+        in_reply_to=link["Message-ID"]))
+    deployment.run_once()
+    [change] = held(deployment)
+    runtime = deployment.runtime()
+    with runtime.store.session() as s:
+        confirm = s.scalars(select(VerificationToken).where(
+            VerificationToken.change_id == change.id)).one()
+        confirm.expires_at = now_utc() - timedelta(minutes=1)
+    ExpireVerificationLinks().run(runtime)
+    assert [c.status for c in held(deployment)] == ["expired"]
+    assert state(deployment, ref) == "awaiting-verification"  # not verification-expired
+
+    web = start_web(deployment.runtime())
+    try:
+        status, page = fetch(verification_link(link), data=b"")
+        assert status == 200 and "Address confirmed" in page
+    finally:
+        web.shutdown()
+    assert state(deployment, ref) == "in-review"
