@@ -521,6 +521,8 @@ def held_counts(s: Session) -> dict[int, int]:
 
 def csr_lines(app: Application) -> list[str]:
     """The CSR key's fingerprint and its history, for ``pasts show`` and ``pasts approve``."""
+    if not csr_fingerprint(app) and not (app.extra or {}).get("csr_history"):
+        return []
     lines = [f"  csr key:    sha256 {csr_fingerprint(app) or '(none)'}"]
     for entry in (app.extra or {}).get("csr_history") or []:
         lines.append(f"    {entry.get('at')}  sha256 {entry.get('public_key_sha256')}  "
@@ -567,10 +569,12 @@ def digest_rows(s: Session) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def approval_notes(s: Session, app: Application) -> list[str]:
     """What ``pasts approve`` says about the key it certifies."""
     history = (app.extra or {}).get("csr_history") or []
-    notes = [f"CSR key sha256 {csr_fingerprint(app) or '(none)'}"
-             + (f", {len(history)} key(s) on record: "
-                + ", ".join(f"{str(h.get('public_key_sha256'))[:16]}… "
-                            f"({h.get('source')})" for h in history) if history else "")]
+    notes: list[str] = []
+    if csr_fingerprint(app) or history:
+        notes.append(f"CSR key sha256 {csr_fingerprint(app) or '(none)'}"
+                     + (f", {len(history)} key(s) on record: "
+                        + ", ".join(f"{str(h.get('public_key_sha256'))[:16]}… "
+                                    f"({h.get('source')})" for h in history) if history else ""))
     held = [c for c in held_changes(s, app) if c.status == "held"]
     if held:
         notes.append(f"{len(held)} change(s) held unconfirmed, not included: "
