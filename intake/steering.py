@@ -331,6 +331,17 @@ def contact_verified(s: Session, app: Application) -> bool:
         is not None
 
 
+def supersede_held(s: Session, app: Application) -> None:
+    """Changes still held for ``app`` are replaced (a newer mail came); their links die."""
+    for old in s.scalars(select(HeldChange).where(HeldChange.application_id == app.id,
+                                                  HeldChange.status == "held")):
+        old.status = "superseded"
+        old.decided_at = now_utc()
+        for tok in s.scalars(select(VerificationToken).where(
+                VerificationToken.change_id == old.id, VerificationToken.status == "pending")):
+            tok.status = "superseded"
+
+
 # -- holding and confirming ------------------------------------------------------------
 
 
@@ -354,6 +365,8 @@ class Steering:
             # verified yet, the contact verification that follows confirms it.
             log.info("%s: resubmission %s authenticated: %s", app.reference, mail.message_id,
                      auth.how)
+            # Confirming an older held change later would undo this one.
+            supersede_held(s, app)
             return None
         if not said:
             # The same form and CSR again: nothing to change, the status is the answer.
@@ -372,13 +385,7 @@ class Steering:
         from intake.decide import Outcome
         from intake.verification import LINK_PLACEHOLDER, hash_token, link_key, link_token
 
-        for old in s.scalars(select(HeldChange).where(HeldChange.application_id == app.id,
-                                                      HeldChange.status == "held")):
-            old.status = "superseded"
-            old.decided_at = now_utc()
-            for tok in s.scalars(select(VerificationToken).where(
-                    VerificationToken.change_id == old.id, VerificationToken.status == "pending")):
-                tok.status = "superseded"
+        supersede_held(s, app)
         new_fp = ((values.get("verdicts") or {}).get("csr") or {}).get("public_key_sha256")
         change = HeldChange(
             application_id=app.id, received_id=row.id, message_id=mail.message_id,

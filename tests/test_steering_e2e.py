@@ -214,10 +214,10 @@ def test_dmarc_pass_from_the_trusted_server_authenticates_a_resubmission(
     ref, raw, link = in_review(deployment, pki)
     junk = filled_form(EA, {**GOOD, "solution_name": "Cits risinājums"})
 
-    def resubmission(authserv_id: str) -> bytes:
+    def resubmission(authserv_id: str, csr: bytes | None = None) -> bytes:
         mail = application_mail(
             sender="janis@ergli.example", to=TO, subject=f"Re: [{ref}]", form=junk,
-            csr=attachment(raw, "request.csr"), in_reply_to=link["Message-ID"])
+            csr=csr or attachment(raw, "request.csr"), in_reply_to=link["Message-ID"])
         return with_header(mail, "Authentication-Results",
                            f"{authserv_id}; spf=pass smtp.mailfrom=ergli.example;\r\n"
                            f" dkim=pass header.d=ergli.example;\r\n"
@@ -234,6 +234,14 @@ def test_dmarc_pass_from_the_trusted_server_authenticates_a_resubmission(
     deployment.run_once()
     assert state(deployment, ref) == "incomplete"
     assert application(deployment, ref)["form_values"]["solution_name"] == "Cits risinājums"
+
+    # Even an authenticated sender's new CSR key waits for the verified contact.
+    before = application(deployment, ref)
+    deployment.deliver(resubmission(MX, csr=make_csr(GOOD["csr_common_name"], GOOD["org_name"])))
+    deployment.run_once()
+    assert application(deployment, ref) == before
+    assert [c.status for c in held(deployment)] == ["superseded", "held"]
+    assert "a new CSR key (DMARC pass for ergli.example" in held(deployment)[-1].reason
 
 
 def test_new_link_flood_is_bounded_and_strangers_get_no_link(
