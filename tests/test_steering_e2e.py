@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
+from intake.config import load_config
 from intake.jobs import ExpireVerificationLinks
 from intake.models import (
     Application,
@@ -28,6 +29,7 @@ from intake.web import start_web
 from tests.daemon_env import (
     EA,
     GOOD,
+    ROOT,
     TO,
     Deployment,
     good_mail,
@@ -376,3 +378,28 @@ def test_an_unconfirmed_change_expires_alone_and_the_open_link_still_verifies(
     finally:
         web.shutdown()
     assert state(deployment, ref) == "in-review"
+
+
+def test_config_keys_of_steering_are_read_and_errors_name_them(tmp_path: Any) -> None:
+    import pytest
+
+    from intake.errors import ConfigurationError
+    from tests.test_secrets import write_config
+
+    path = write_config(tmp_path, verification={"max_links_per_day": 5})
+    text = path.read_text(encoding="utf-8").replace(
+        'name = "applications"\n', 'name = "applications"\nauthserv_id = "MX.Agency.test"\n', 1)
+    path.write_text(text, encoding="utf-8")
+    config = load_config(path)
+    assert config.verification.max_links_per_day == 5
+    assert config.mailboxes[0].authserv_id == "mx.agency.test"
+    assert load_config(ROOT / "config.toml").verification.max_links_per_day == 3
+
+    path.write_text(text.replace('"MX.Agency.test"', '"mx.agency.test; dmarc=pass"'),
+                    encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="authserv_id"):
+        load_config(path)
+    path.write_text(text.replace("max_links_per_day = 5", "max_links_per_day = 0"),
+                    encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="verification.max_links_per_day"):
+        load_config(path)
