@@ -10,11 +10,13 @@ from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
 from intake.config import load_config
+from intake.errors import ConfigurationError
 from intake.jobs import ExpireVerificationLinks
 from intake.models import (
     Application,
@@ -39,6 +41,7 @@ from tests.daemon_env import (
 )
 from tests.test_e2e import fetch, verification_link
 from tests.test_resubmission_e2e import attachment, state
+from tests.test_secrets import write_config
 
 ATTACKER = "mallory@evil.example"
 #: The authserv-id of the receiving server in these tests.
@@ -381,11 +384,6 @@ def test_an_unconfirmed_change_expires_alone_and_the_open_link_still_verifies(
 
 
 def test_config_keys_of_steering_are_read_and_errors_name_them(tmp_path: Any) -> None:
-    import pytest
-
-    from intake.errors import ConfigurationError
-    from tests.test_secrets import write_config
-
     path = write_config(tmp_path, verification={"max_links_per_day": 5})
     text = path.read_text(encoding="utf-8").replace(
         'name = "applications"\n', 'name = "applications"\nauthserv_id = "MX.Agency.test"\n', 1)
