@@ -411,8 +411,10 @@ class Steering:
             self.replies.queue(
                 s, key=f"confirm:{token.id}", to=contact, template="confirm-change", app=app,
                 language=app.language, original_subject=mail.subject,
-                in_reply_to=app.thread_root,
-                references=(app.thread_root,) if app.thread_root else (),
+                # In the thread of the held mail: to its sender, this is the answer.
+                in_reply_to=mail.message_id or app.thread_root,
+                references=tuple(mail.references) or
+                ((app.thread_root,) if app.thread_root else ()),
                 kind="verification", auto_submitted="auto-generated",
                 context={"confirm_url": url, "held_from": mail.reply_address,
                          "changes": ", ".join(said), "csr_fingerprint": new_fp if der else None,
