@@ -35,9 +35,14 @@ def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextI
         if workflow:
             q = q.where(Application.workflow == workflow)
         rows = s.scalars(q).all()
+        from intake.steering import held_counts
+
+        held = held_counts(s)
         for app in rows:
             org = (app.form_values or {}).get("org_name", "")
             codes = ",".join(app.codes or [])
+            if held.get(app.id):
+                codes = ",".join(filter(None, [codes, f"HELD:{held[app.id]}"]))
             # The organisation and the address come from the mail: one line each,
             # whatever CR, LF or ESC they hold.
             print(safe(f"{app.reference:<18} {app.state:<22} {app.workflow:<20} "
@@ -147,11 +152,15 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             csr = verdicts["csr"]
             p(f"  csr: {', '.join(csr['codes']) or 'ok'}; CN={csr.get('common_name')} "
               f"key={csr.get('key_type')}")
+        from intake.steering import show_steering
+
+        show_steering(s, app, p)
         if verdicts.get("form_error"):
             p(f"  form: {verdicts['form_error']}")
         if app.passed:
             p(f"  passed: {', '.join(app.passed)}")
-        outcome = {k: v for k, v in (app.extra or {}).items() if k != "undeliverable"}
+        outcome = {k: v for k, v in (app.extra or {}).items()
+                   if k not in ("undeliverable", "csr_history", "refused")}
         if outcome:
             p("outcome:")
             for k, v in outcome.items():
@@ -232,7 +241,7 @@ def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str 
     from intake import staff
 
     message = getattr(staff, action)(rt, reference, user=user, code=code, note=note)
-    print(message, file=out)
+    print(safe(message), file=out)
     if action in ("approve", "reject", "restrict"):
         sent, failed = rt.flush_outbox()
         print(f"outbox: {sent} sent, {failed} failed", file=out)

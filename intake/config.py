@@ -209,6 +209,9 @@ class MailboxConfig:
     tls_ca: Path | None = None
     idle: bool = True
     poll_seconds: float = 60.0
+    #: The ``authserv-id`` of the receiving server whose ``Authentication-Results``
+    #: header pasts trusts (RFC 8601); None trusts no such header.
+    authserv_id: str | None = None
 
     @property
     def password(self) -> str | None:
@@ -268,9 +271,22 @@ class MailboxConfig:
             tls_ca=s.path_value("tls_ca", None),
             idle=s.get("idle", bool, True),
             poll_seconds=s.positive("poll_seconds", float, 60.0),
+            authserv_id=_authserv_id(s),
         )
         s.finish()
         return cfg
+
+
+def _authserv_id(s: _Section) -> str | None:
+    """``[[mailbox]] authserv_id``: one RFC 8601 authserv-id (a host name, no spaces)."""
+    value = s.get("authserv_id", str, None)
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or any(c.isspace() or c == ";" for c in value):
+        raise s.error("authserv_id", f"must be the receiving server's authserv-id, e.g. "
+                                     f"'mx.agency.lv'; got {value!r}")
+    return value.lower()
 
 
 @dataclass(frozen=True)
@@ -529,6 +545,8 @@ class VerificationConfig:
     ttl_hours: float = 72.0
     public_url: str = "http://127.0.0.1:8025"
     listen: str = "127.0.0.1:8025"
+    #: Link mails (verification and change confirmation) per application and day.
+    max_links_per_day: int = 3
 
     @property
     def ttl(self) -> timedelta:
@@ -545,6 +563,7 @@ class VerificationConfig:
             ttl_hours=s.positive("ttl_hours", float, 72.0),
             public_url=s.get("public_url", str, cls.public_url).rstrip("/"),
             listen=listen,
+            max_links_per_day=s.positive("max_links_per_day", int, 3),
         )
         s.finish()
         return cfg

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from intake.config import Config, MailboxConfig, WorkflowConfig
 from intake.mime import ParsedMail
 from intake.models import Application, ReceivedMessage, Transition
-from intake.pipeline import Pipeline, Submission, signer_to_record
+from intake.pipeline import Pipeline, Submission
 from intake.service import (
     BRACKETED_RE,
     STATUS_RE,
@@ -27,6 +27,7 @@ from intake.service import (
     next_reference,
     transition,
 )
+from intake.steering import Steering, apply_proposal, proposal
 from intake.verification import Verification
 from rules import Finding
 
@@ -51,6 +52,7 @@ class Decider:
         self.config = config
         self.replies = Replies(config)
         self.verification = Verification(config, self.replies)
+        self.steering = Steering(config, self.replies)
 
     # -- routing ------------------------------------------------------------
 
@@ -93,6 +95,10 @@ class Decider:
             if not mail.carries_form:
                 # A stranger replying in someone's thread learns nothing.
                 return self.status_unknown(s, row, mail)
+        elif bracketed and not mail.carries_form:
+            # Nor does one naming a reference that does not exist: the same answer
+            # either way, so a reference cannot be probed.
+            return self.status_unknown(s, row, mail)
         return self.judge(s, pipeline, mailbox, row, mail, app=None)
 
     # -- status -------------------------------------------------------------
@@ -136,6 +142,11 @@ class Decider:
             self.reply(s, row, mail, original, "duplicate", findings=[Finding("DUPLICATE")])
             return Outcome("processed", f"duplicate of {original.reference}", original.id)
 
+        if app is not None:
+            # Only an authenticated mail changes an application; the rest is held.
+            held = self.steering.gate(s, row, mail, app, sub)
+            if held is not None:
+                return held
         workflow = case.workflow or (app and self.config.workflow(app.workflow)) or default
         resubmission = app is not None
         if app is None:
@@ -187,33 +198,8 @@ class Decider:
         return app
 
     def store_judgement(self, app: Application, sub: Submission) -> None:
-        case = sub.case
-        judgement = sub.judgement
-        assert judgement is not None
-        if case.workflow is not None:
-            app.workflow = case.workflow.id
-            # The form names the procedure, and the procedure its language.
-            if case.workflow.language:
-                app.language = case.workflow.language
-        if case.fields:
-            app.form_values = dict(case.fields)
-        app.form_sha256 = sub.form_sha256
-        verdict = case.verdict
-        app.signer = signer_to_record(getattr(verdict, "signer", None))
-        app.verdicts = {
-            "signature": sub.verdict_record,
-            "csr": csr_record(case.csr),
-            "form_error": case.form_error,
-        }
-        app.codes = list(judgement.codes)
-        app.passed = list(judgement.passed)
-        if case.csr is not None and getattr(case.csr, "der", None):
-            app.csr_der = case.csr.der
-        addresses = list(app.addresses or [])
-        contact = (case.fields.get("contact_email") or "").strip().lower()
-        if contact and contact not in addresses:
-            addresses.append(contact)
-        app.addresses = addresses
+        values, der = proposal(app, sub)
+        apply_proposal(app, values, der, source=f"mail {sub.mail.message_id or '(no Message-ID)'}")
 
     # -- replies ------------------------------------------------------------
 

@@ -66,8 +66,13 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
             f"{o.message_id}  to {', '.join(o.recipients)}  {(o.last_error or '')[:80]}"
             for o in s.scalars(select(Outbox).where(Outbox.status == "failed").order_by(Outbox.id))
         )
+        from intake.steering import digest_rows
+
+        held, refused = digest_rows(s)
         sections = (
             ("Applications waiting for staff review", apps("in-review")),
+            ("Changes held for the contact's confirmation", held),
+            ("Requests refused (NEW LINK, confirmation links)", refused),
             ("Open questions (consultation)", apps("received", "in-review", workflow="consultation")),
             ("Addresses verified for another person", warnings),
             ("Certificates expiring within 30 days", expiring),

@@ -258,6 +258,37 @@ class VerificationToken(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     #: The address was already verified for another person.
     other_person: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: "verify" (the contact address) or "confirm" (a held change, ``change_id``).
+    purpose: Mapped[str] = mapped_column(String(20), default="verify", server_default="verify")
+    change_id: Mapped[int | None] = mapped_column(ForeignKey("held_change.id"), index=True)
+
+
+class HeldChange(Base):
+    """A resubmission that could not be authenticated, held for the contact to confirm.
+
+    ``proposed`` holds what the mail would set on the application (the values
+    of :func:`intake.steering.proposal`); nothing of it reaches the
+    application unless the contact confirms through the link mailed to them.
+    ``status``: held / confirmed / superseded / expired / stale (confirmed too late).
+    """
+
+    __tablename__ = "held_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"), index=True)
+    received_id: Mapped[int | None] = mapped_column(ForeignKey("received_message.id"))
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    #: Where the held mail came from (display: truncated) and where its answer goes.
+    sender: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    #: Why it was not applied: which authentication failed, what it changes.
+    reason: Mapped[str] = mapped_column(Text, default="")
+    proposed: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    csr_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), default="held", index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(320))
 
 
 class VerifiedAddress(Base):

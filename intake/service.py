@@ -7,8 +7,10 @@ state change and its queued reply commit together or not at all.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +23,7 @@ from intake.config import Config
 from intake.errors import NotFound
 from intake.models import (
     Application,
+    KeyValue,
     MailLink,
     Organisation,
     Outbox,
@@ -171,10 +174,39 @@ def record_undeliverable(app: Application, address: str, reason: str) -> None:
     log.warning("%s: no reply can be written to %r: %s", app.reference, address, reason)
 
 
-def stable_message_id(config: Config, key: str) -> str:
-    """The same cause always gets the same Message-ID (idempotent replies)."""
+#: The ``key_value`` row holding the secret that pasts Message-IDs derive from.
+MESSAGE_ID_KEY = "message-id-key"
+
+
+def message_id_secret(session: Session) -> bytes:
+    """The secret for Message-IDs: made once (migration 0002 or first use), kept in the store.
+
+    In the database rather than a file so that every worker sharing the
+    database derives the same Message-ID for the same reply.
+    """
+    value = session.get(KeyValue, MESSAGE_ID_KEY)
+    if value is None:
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with session.begin_nested():
+                session.add(KeyValue(key=MESSAGE_ID_KEY, value=secrets.token_hex(32)))
+        except IntegrityError:
+            pass  # another worker made it first: use theirs
+        value = session.get(KeyValue, MESSAGE_ID_KEY)
+        assert value is not None
+    return bytes.fromhex(value.value)
+
+
+def stable_message_id(config: Config, key: str, secret: bytes) -> str:
+    """The same cause always gets the same Message-ID (idempotent replies).
+
+    HMAC under a secret of the store: a reply's Message-ID, hence the thread
+    of an application, cannot be computed by anyone who knows only the
+    ledger row behind it (``in:<row>`` is a small sequential number).
+    """
     domain = config.smtp.sender.rpartition("@")[2] or "localhost"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    digest = hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()[:32]
     return f"<pasts.{digest}@{domain}>"
 
 
@@ -236,7 +268,7 @@ class Replies:
         if rate_limit and self.rate_limited(session, to):
             log.warning("rate limit: not answering %s (%s)", to, key)
             return None
-        message_id = stable_message_id(self.config, key)
+        message_id = stable_message_id(self.config, key, message_id_secret(session))
         ctx: dict[str, Any] = dict(context or {})
         if app is not None:
             workflow = self.config.workflow(app.workflow)

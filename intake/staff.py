@@ -46,10 +46,14 @@ def approve(rt: Runtime, reference: str, *, user: str, code: str | None = None,
                                    "can be approved")
         workflow = rt.config.workflow(app.workflow)
         outcome = workflow.outcome if workflow else "review"
+        from intake.steering import approval_notes
+
+        # The staff member sees which key is certified, where it came from,
+        # and any change still held for the contact.
+        lines = approval_notes(s, app)
         values = app.form_values or {}
         contact = (values.get("contact_email") or app.applicant_email).strip().lower()
         attachments: tuple[tuple[str, str, bytes], ...] = ()
-        lines = []
         extra = dict(app.extra or {})
         if outcome in ("certificate", "account"):
             cert = issue_for(rt, s, app)

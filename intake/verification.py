@@ -137,7 +137,8 @@ class Verification:
         # is confirmed, and would later "expire" it.
         for old in s.scalars(
             select(VerificationToken).where(VerificationToken.application_id == app.id,
-                                            VerificationToken.status == "pending")
+                                            VerificationToken.status == "pending",
+                                            VerificationToken.purpose == "verify")
         ):
             old.status = "superseded"
         other = s.scalars(
@@ -181,7 +182,8 @@ class Verification:
         the link over with its own token, so the mail it sends works.
         """
         kind, _, token_id = row.key.partition(":")
-        if row.kind != "verification" or kind != "verify" or not token_id.isdigit():
+        # "verify:N" verifies an address, "confirm:N" confirms a held change.
+        if row.kind != "verification" or kind not in ("verify", "confirm") or not token_id.isdigit():
             return row.raw
         link = s.get(VerificationToken, int(token_id))
         if link is None:
@@ -208,10 +210,30 @@ class Verification:
         )
 
     def resend(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application) -> Any:
+        """``NEW LINK``: only from the contact's own address or an authenticated sender,
+        and at most ``verification.max_links_per_day`` link mails a day; otherwise the
+        open link stays as it is, the request is counted for staff, the status is the answer."""
         from intake.decide import Outcome
         from intake.service import link_mail
+        from intake.steering import link_allowed, note_refused, sender_authenticated
 
         email = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+        refusal = None
+        if mail.reply_address != email:
+            auth = sender_authenticated(self.config, s, row, mail, app)
+            if not auth.ok:
+                refusal = f"not the contact's address and not authenticated ({auth.how})"
+        if refusal is None and not link_allowed(self.config, s, app):
+            refusal = (f"already {self.config.verification.max_links_per_day} link mails in "
+                       "24 hours (verification.max_links_per_day)")
+        if refusal is not None:
+            note_refused(app, "NEW LINK", mail.reply_address, refusal)
+            link_mail(s, app, mail.message_id, "in", f"new verification link refused: {refusal}")
+            self.replies.queue(
+                s, key=f"in:{row.id}", to=mail.reply_address, template="status", app=app,
+                language=app.language, original_subject=mail.subject,
+                in_reply_to=mail.message_id, references=mail.references, rate_limit=True)
+            return Outcome("processed", f"{app.reference}: new link refused: {refusal}", app.id)
         link_mail(s, app, mail.message_id, "in", "new verification link asked")
         self.issue(s, app, email, person_key(app), in_reply_to=mail.message_id,
                    references=mail.references, subject=mail.subject)
@@ -243,6 +265,12 @@ class Verification:
         if state.state != "pending" or state.token is None:
             return state
         row = state.token
+        if row.purpose == "confirm":
+            from intake.steering import Steering
+
+            Steering(self.config, self.replies).confirm(s, row, self)
+            log.info("%s: held change confirmed by %s", state.reference, row.email)
+            return LinkState("verified", row, state.reference)
         if row.other_person and not confirmed_other_person:
             return LinkState("needs-confirmation", row, state.reference)
         row.status = "verified"
@@ -257,7 +285,8 @@ class Verification:
             app.extra = extra
         open_tokens = s.scalars(
             select(VerificationToken).where(VerificationToken.application_id == app.id,
-                                            VerificationToken.status == "pending")
+                                            VerificationToken.status == "pending",
+                                            VerificationToken.purpose == "verify")
         ).all()
         if app.state == "awaiting-verification" and not open_tokens:
             transition(s, app, "in-review", actor=f"link:{row.email}",
@@ -274,6 +303,11 @@ class Verification:
 
     def expire(self, s: Session, row: VerificationToken) -> None:
         if row.status != "pending":
+            return
+        if row.purpose == "confirm":
+            from intake.steering import Steering
+
+            Steering(self.config, self.replies).expire(s, row)
             return
         row.status = "expired"
         app = s.get(Application, row.application_id)

@@ -189,7 +189,9 @@ class VerificationPages:
         log.info("%s %s for %s", what, state.state, safe(state.reference))
         email = state.token.email if state.token else None
         other = bool(state.token and state.token.other_person)
-        return page(state.state, reference=state.reference, email=email, other_person=other)
+        purpose = state.token.purpose if state.token else "verify"
+        return page(state.state, reference=state.reference, email=email, other_person=other,
+                    purpose=purpose)
 
     async def unknown(self, request: web.Request) -> web.Response:
         if self.throttle.blocked(request.remote or "?"):

@@ -81,6 +81,8 @@ EVENTS = (
     "restricted",
     "verify-email",
     "verification-expired",
+    "confirm-change",
+    "change-held",
     "digest",
 )
 

@@ -53,6 +53,7 @@ FULL_CONTEXT: dict[str, Any] = {
     "service_name": "Būvatļaujas",
     "note": "Compliance check failed",
     "verification_url": "https://verify.agency.test/v/AbC123",
+    "confirm_url": "https://verify.agency.test/v/CoNf1rm",
     "expires_at": "2026-03-17 09:26 UTC",
     "warning_other_person": True,
     "request_hint": "Reply with NEW LINK in the subject.",

@@ -55,12 +55,23 @@ def test_same_signed_form_with_a_corrected_csr_in_the_thread_is_not_a_duplicate(
     deployment.deliver(reply_in_thread(
         notice, form=form, csr=make_csr(GOOD["csr_common_name"], GOOD["org_name"])))
     deployment.run_once()
-    second = deployment.replies()[1]
-    assert second["X-Pasts-Reference"] == ref
-    # Its own earlier submission is no duplicate: the corrected application goes on.
-    assert second["X-Pasts-Codes"] is None, second["X-Pasts-Codes"]
-    assert second["X-Pasts-Status"] == "awaiting-verification"
-    assert state(deployment, ref) == "awaiting-verification"
+    # The same signed form proves nothing about who sent the new CSR: the
+    # change waits for the contact's confirmation (issue 10), it is no DUPLICATE.
+    [confirm] = deployment.replies()[1:]
+    assert confirm["X-Pasts-Reference"] == ref
+    assert confirm["To"] == "janis@ergli.example"
+    assert "DUPLICATE" not in (confirm["X-Pasts-Codes"] or "")
+    assert state(deployment, ref) == "incomplete"
+
+    web = start_web(deployment.runtime())
+    try:
+        status, page = fetch(verification_link(confirm), data=b"")
+        assert status == 200 and "Change confirmed" in page
+    finally:
+        web.shutdown()
+    # The corrected application goes on; the click came from the contact's
+    # own mailbox, so the address is verified too.
+    assert state(deployment, ref) == "in-review"
 
 
 def test_same_application_sent_again_in_the_thread_keeps_its_state(
