@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from intake.backscatter import echo_subject, junk_reason
 from intake.config import Config, MailboxConfig, WorkflowConfig
 from intake.mime import ParsedMail
 from intake.models import Application, ReceivedMessage, Transition
@@ -123,6 +124,8 @@ class Decider:
         if (app is None and not mail.carries_form and default is not None
                 and not default.needs_form):
             return self.consultation(s, row, mail, default)
+        if app is None and (junk := junk_reason(mail, threaded=False)) is not None:
+            return self.junk(s, row, mail, junk)
 
         sub = pipeline.run(mail, mailbox, resubmits=app.reference if app is not None else None)
         case = sub.case
@@ -166,6 +169,12 @@ class Decider:
         link_mail(s, app, mail.message_id, "in", "question")
         self.reply(s, row, mail, app, "received")
         return Outcome("processed", f"{app.reference} question received", app.id)
+
+    def junk(self, s: Session, row: ReceivedMessage, mail: ParsedMail, reason: str) -> Outcome:
+        """Answer junk with the FORM-MISSING notice, within the bound, and make no application."""
+        self.reply(s, row, mail, None, "form-missing", findings=[Finding("FORM-MISSING")],
+                   context={"support_address": self.support_address()})
+        return Outcome("processed", f"{reason}: FORM-MISSING sent, no application made")
 
     def new_application(self, s: Session, mail: ParsedMail, workflow: WorkflowConfig | None,
                         row: ReceivedMessage) -> Application:
@@ -228,7 +237,7 @@ class Decider:
         self.replies.queue(
             s, key=f"in:{row.id}", to=mail.reply_address, template=template, app=app,
             language=app.language if app is not None else self.config.daemon.language,
-            findings=findings or (), original_subject=mail.subject,
+            findings=findings or (), original_subject=echo_subject(mail),
             in_reply_to=mail.message_id, references=mail.references, context=context,
             rate_limit=True,
         )

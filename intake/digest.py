@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from intake.bound import WAITING
 from intake.display import safe
 from intake.models import Application, IssuedCertificateRow, Outbox, ReceivedMessage
 from intake.service import Replies, now_utc
@@ -66,6 +67,12 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
             f"{o.message_id}  to {', '.join(o.recipients)}  {(o.last_error or '')[:80]}"
             for o in s.scalars(select(Outbox).where(Outbox.status == "failed").order_by(Outbox.id))
         )
+        waiting = tuple(
+            f"{o.message_id}  to {', '.join(o.recipients)}  "
+            f"{o.application.reference if o.application else '(no application)'}  "
+            f"queued {o.created_at:%Y-%m-%d %H:%M}"
+            for o in s.scalars(select(Outbox).where(Outbox.status == WAITING).order_by(Outbox.id))
+        )
         sections = (
             ("Applications waiting for staff review", apps("in-review")),
             ("Open questions (consultation)", apps("received", "in-review", workflow="consultation")),
@@ -73,6 +80,7 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
             ("Certificates expiring within 30 days", expiring),
             ("Quarantined messages", quarantined),
             ("Replies that could not be delivered", failed),
+            ("Answers waiting for the per-recipient bound (smtp.rate_limit_per_hour)", waiting),
             ("Applicants no reply can be written to", undeliverable),
         )
         # Organisation names, senders, subjects and errors come from mail: the
