@@ -124,8 +124,6 @@ class Decider:
         if (app is None and not mail.carries_form and default is not None
                 and not default.needs_form):
             return self.consultation(s, row, mail, default)
-        if app is None and (junk := junk_reason(mail, threaded=False)) is not None:
-            return self.junk(s, row, mail, junk)
 
         sub = pipeline.run(mail, mailbox, resubmits=app.reference if app is not None else None)
         case = sub.case
@@ -138,6 +136,11 @@ class Decider:
             link_mail(s, original, mail.message_id, "in", "duplicate submission")
             self.reply(s, row, mail, original, "duplicate", findings=[Finding("DUPLICATE")])
             return Outcome("processed", f"duplicate of {original.reference}", original.id)
+
+        if app is None and (junk := junk_reason(mail, threaded=False)) is not None:
+            procedure = case.workflow or default
+            language = procedure.language if procedure is not None else None
+            return self.junk(s, row, mail, junk, list(judgement.findings), language)
 
         workflow = case.workflow or (app and self.config.workflow(app.workflow)) or default
         resubmission = app is not None
@@ -170,11 +173,16 @@ class Decider:
         self.reply(s, row, mail, app, "received")
         return Outcome("processed", f"{app.reference} question received", app.id)
 
-    def junk(self, s: Session, row: ReceivedMessage, mail: ParsedMail, reason: str) -> Outcome:
-        """Answer junk with the FORM-MISSING notice, within the bound, and make no application."""
-        self.reply(s, row, mail, None, "form-missing", findings=[Finding("FORM-MISSING")],
-                   context={"support_address": self.support_address()})
-        return Outcome("processed", f"{reason}: FORM-MISSING sent, no application made")
+    def junk(self, s: Session, row: ReceivedMessage, mail: ParsedMail, reason: str,
+             findings: list[Finding], language: str | None) -> Outcome:
+        """Answer junk with the FORM-MISSING notice, within the bound, and make no application.
+
+        The ledger row keeps why (``reason``); staff's lists stay clean.
+        """
+        self.reply(s, row, mail, None, "form-missing",
+                   findings=findings or [Finding("FORM-MISSING")],
+                   context={"support_address": self.support_address()}, language=language)
+        return Outcome("processed", f"{reason}: FORM-MISSING notice, no application made")
 
     def new_application(self, s: Session, mail: ParsedMail, workflow: WorkflowConfig | None,
                         row: ReceivedMessage) -> Application:
@@ -232,11 +240,12 @@ class Decider:
 
     def reply(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application | None,
               template: str, *, findings: list[Finding] | None = None,
-              context: dict[str, Any] | None = None) -> None:
+              context: dict[str, Any] | None = None, language: str | None = None) -> None:
         """Queue the one answer to inbound message ``row`` (idempotent by its id, rate-limited)."""
         self.replies.queue(
             s, key=f"in:{row.id}", to=mail.reply_address, template=template, app=app,
-            language=app.language if app is not None else self.config.daemon.language,
+            language=(app.language if app is not None
+                      else language or self.config.daemon.language),
             findings=findings or (), original_subject=echo_subject(mail),
             in_reply_to=mail.message_id, references=mail.references, context=context,
             rate_limit=True,
