@@ -345,3 +345,33 @@ def test_a_job_another_worker_holds_is_skipped_not_an_error(
     finally:
         holder.store.dispose()
         other.store.dispose()
+
+
+def test_a_second_outbox_flush_skips_rows_the_first_is_leasing(postgres_db: str) -> None:
+    from intake.outbox import OutboxSender
+
+    store = open_store(postgres_db)
+    config: Any = None  # choosing rows needs no configuration
+    try:
+        with store.session() as s:
+            for n in range(120):
+                s.add(Outbox(key=f"k{n}", message_id=f"<m{n}@x>", sender="pasts@agency.test",
+                             recipients=[f"a{n}@x.example"], to_addr=f"a{n}@x.example",
+                             raw=b"x"))
+        first = OutboxSender(config, store, None, worker="a")
+        second = OutboxSender(config, store, None, worker="b")
+        # Worker a is choosing its batch: its rows are locked, not yet leased.
+        with store.engine.connect() as conn, conn.begin():
+            locked = conn.execute(select(Outbox.id).order_by(Outbox.id).limit(50)
+                                  .with_for_update()).scalars().all()
+            # b neither waits for a's transaction nor takes a's rows.
+            taken = second.due()
+            assert taken and not set(taken) & set(locked)
+        rest = first.due()
+        assert not set(rest) & set(taken)
+        everything = set(taken) | set(rest)
+        while batch := first.due():
+            everything |= set(batch)
+        assert len(everything) == 120
+    finally:
+        store.dispose()
