@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from intake.backscatter import echo_subject, junk_reason
 from intake.config import Config, MailboxConfig, WorkflowConfig
 from intake.mime import ParsedMail
-from intake.models import Application, ReceivedMessage, Transition
+from intake.models import Application, Outbox, ReceivedMessage, Transition
 from intake.pipeline import Pipeline, Submission, signer_to_record
 from intake.service import (
     BRACKETED_RE,
@@ -179,9 +179,13 @@ class Decider:
 
         The ledger row keeps why (``reason``); staff's lists stay clean.
         """
-        self.reply(s, row, mail, None, "form-missing",
-                   findings=findings or [Finding("FORM-MISSING")],
-                   context={"support_address": self.support_address()}, language=language)
+        queued = self.reply(s, row, mail, None, "form-missing",
+                            findings=findings or [Finding("FORM-MISSING")],
+                            context={"support_address": self.support_address()},
+                            language=language)
+        if queued is None:
+            return Outcome("processed", f"{reason}: no reply can be written to "
+                           f"{mail.reply_address[:320]!r}, no application made")
         return Outcome("processed", f"{reason}: FORM-MISSING notice, no application made")
 
     def new_application(self, s: Session, mail: ParsedMail, workflow: WorkflowConfig | None,
@@ -240,9 +244,10 @@ class Decider:
 
     def reply(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application | None,
               template: str, *, findings: list[Finding] | None = None,
-              context: dict[str, Any] | None = None, language: str | None = None) -> None:
-        """Queue the one answer to inbound message ``row`` (idempotent by its id, rate-limited)."""
-        self.replies.queue(
+              context: dict[str, Any] | None = None,
+              language: str | None = None) -> Outbox | None:
+        """Queue the one answer to inbound message ``row`` (idempotent by its id, bounded)."""
+        return self.replies.queue(
             s, key=f"in:{row.id}", to=mail.reply_address, template=template, app=app,
             language=(app.language if app is not None
                       else language or self.config.daemon.language),

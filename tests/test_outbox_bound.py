@@ -173,3 +173,20 @@ def test_junk_is_recorded_in_the_ledger_and_makes_no_application(
         rt.store.dispose()
     code, listed = deployment.cli("list")
     assert code == 0 and "no applications" in listed
+
+
+def test_junk_from_an_address_no_reply_can_reach_is_recorded_not_quarantined(
+        deployment: Deployment) -> None:
+    deployment.deliver(application_mail(sender="ops@[192.0.2.7]", to=TO, subject="hi"))
+    for _ in range(4):  # past daemon.max_attempts
+        assert deployment.run_once() == 0
+    assert deployment.replies() == []
+    assert deployment.inbox() == [] and deployment.inbox("Quarantine") == []
+    rt = deployment.runtime()
+    try:
+        with rt.store.session() as s:
+            [row] = s.scalars(select(ReceivedMessage)).all()
+    finally:
+        rt.store.dispose()
+    assert row.status == "processed"
+    assert row.outcome is not None and "no reply can be written to" in row.outcome
