@@ -93,9 +93,11 @@ def test_two_workers_answer_every_application_exactly_once(
         mails.append(application_mail(
             sender=f"janis{n}@ergli.example", to=TO, subject=f"Pieteikums e-adresei {n}",
             form=form, csr=make_csr(GOOD["csr_common_name"], GOOD["org_name"])))
+    csr = make_csr(GOOD["csr_common_name"], GOOD["org_name"])
     for n in range(MISSING_COUNT):
+        # Form-less applications: each carries a CSR (bare words would be junk).
         mails.append(application_mail(sender=f"peteris{n}@example.lv", to=TO,
-                                      subject=f"Kā pieteikties? {n}"))
+                                      subject=f"Kā pieteikties? {n}", csr=csr))
     # Interleave good and form-less mails so both workers meet both kinds.
     mails = mails[::2] + mails[1::2]
     inbound = [message_id_of(raw) for raw in mails]
