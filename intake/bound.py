@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from intake.config import Config
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 WINDOW = timedelta(hours=1)
 WAITING = "waiting"
+#: The advisory-lock key of the bound (a fixed signed 64-bit number).
+BOUND_LOCK = int.from_bytes(b"pastsBnd", "big", signed=True)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,18 @@ def counted(session: Session, who: Recipient, now: datetime) -> tuple[int, int]:
     return int(to_mailbox or 0), int(to_domain or 0)
 
 
+def serialise(session: Session) -> None:
+    """Hold the bound's lock until the caller's commit (PostgreSQL; SQLite serialises writers).
+
+    Counting and placing an answer is a read followed by a write: two workers
+    doing it at once would both see room for one more. One transaction-level
+    advisory lock (taken only where an answer is placed, just before the
+    commit) keeps the count exact without a deadlock between recipients.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": BOUND_LOCK})
+
+
 def within(config: Config, session: Session, who: Recipient, now: datetime) -> bool:
     to_mailbox, to_domain = counted(session, who, now)
     smtp = config.smtp
@@ -83,6 +97,7 @@ def within(config: Config, session: Session, who: Recipient, now: datetime) -> b
 
 def place(config: Config, session: Session, row: Outbox, *, trusted: bool) -> None:
     """Put a new bounded answer under the bound: released now, or ``waiting``."""
+    serialise(session)
     now = now_utc()
     who = recipient(row.to_addr)
     row.bound_mailbox = who.mailbox
@@ -99,6 +114,9 @@ def place(config: Config, session: Session, row: Outbox, *, trusted: bool) -> No
 
 def release_due(config: Config, session: Session) -> int:
     """Release waiting answers, oldest first, as far as the bound allows now."""
+    if session.scalar(select(func.count(Outbox.id)).where(Outbox.status == WAITING)) == 0:
+        return 0
+    serialise(session)
     now = now_utc()
     released = 0
     waiting = session.execute(

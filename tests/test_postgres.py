@@ -377,3 +377,75 @@ def test_a_second_outbox_flush_skips_rows_the_first_is_leasing(postgres_db: str)
         assert len(everything) == 120
     finally:
         store.dispose()
+
+
+
+def test_two_workers_placing_answers_at_once_keep_the_bound_exact(
+        tmp_path: Path, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any, pki: Any,
+        postgres_db: str) -> None:
+    import time
+
+    from intake.bound import place
+
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
+                          database={"url": postgres_db}, smtp={"rate_limit_per_hour": 1})
+    config = dep.config
+    store = open_store(postgres_db)
+
+    def answer(n: int) -> Outbox:
+        return Outbox(key=f"k{n}", message_id=f"<m{n}@x>", sender="pasts@agency.test",
+                      recipients=["victim@target.example"], to_addr=f"victim+{n}@target.example",
+                      raw=b"x")
+
+    placed: list[str] = []
+
+    def second() -> None:
+        with store.session() as s:
+            row = answer(2)
+            place(config, s, row, trusted=False)
+            s.add(row)
+            placed.append(row.status)
+
+    try:
+        # Worker a has placed its answer (room for one) and not yet committed
+        # when worker b places its own: b must see a's, not the room a took.
+        with store.session() as s:
+            row = answer(1)
+            place(config, s, row, trusted=False)
+            s.add(row)
+            s.flush()
+            other = threading.Thread(target=second)
+            other.start()
+            time.sleep(1.0)
+        other.join(timeout=30)
+        with store.session() as s:
+            statuses = Counter(s.scalars(select(Outbox.status)).all())
+    finally:
+        store.dispose()
+    assert placed == ["waiting"]
+    assert statuses == {"pending": 1, "waiting": 1}
+
+
+def test_two_workers_keep_the_bound_exact_and_drop_nothing(
+        tmp_path: Path, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any, pki: Any,
+        postgres_db: str) -> None:
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
+                          database={"url": postgres_db})
+    csr = make_csr(GOOD["csr_common_name"], GOOD["org_name"])
+    mails = [application_mail(sender=f"Tester+{n}@Firm.example", to=TO, subject=f"Test {n}",
+                              csr=csr) for n in range(30)]
+    for raw in mails:
+        dep.deliver(raw)
+    results = wait_all([dep.spawn("run", "--once"), dep.spawn("run", "--once")])
+    for code, err in results:
+        assert code == 0, err[-5000:]
+        assert "Traceback" not in err, err[-5000:]
+    # One mailbox (tags and case folded), bound 20: exactly 20 now, 10 waiting.
+    assert len(dep.replies()) == 20
+    store = open_store(postgres_db, migrate=False)
+    try:
+        with store.session() as s:
+            statuses = Counter(s.scalars(select(Outbox.status)).all())
+    finally:
+        store.dispose()
+    assert statuses == {"sent": 20, "waiting": 10}
