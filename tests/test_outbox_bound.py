@@ -190,3 +190,21 @@ def test_junk_from_an_address_no_reply_can_reach_is_recorded_not_quarantined(
         rt.store.dispose()
     assert row.status == "processed"
     assert row.outcome is not None and "no reply can be written to" in row.outcome
+
+
+def test_one_flush_of_the_daemons_outbox_loop_drains_a_backlog(deployment: Deployment) -> None:
+    # The daemon's outbox loop calls Runtime.flush_outbox once a tick: one
+    # call sends a backlog larger than a batch (it used to stop at 100).
+    from intake.service import Replies
+
+    rt = deployment.runtime()
+    try:
+        with rt.store.session() as s:
+            for n in range(130):
+                Replies(rt.config).queue(s, key=f"test:{n}", to=f"person{n}@site{n}.example",
+                                         template="status-unknown", app=None, rate_limit=True)
+        assert rt.flush_outbox() == (130, 0)
+    finally:
+        rt.store.dispose()
+    assert len(deployment.replies()) == 130
+    assert statuses(deployment) == {"sent": 130}
