@@ -15,7 +15,9 @@ such an answer useless to whoever forged it:
 
 from __future__ import annotations
 
+from intake.bound import anchored
 from intake.mime import ParsedMail
+from intake.models import Application
 
 JUNK = "junk: no form, no CSR, no signature, no reference"
 
@@ -29,6 +31,16 @@ def substantive(mail: ParsedMail) -> bool:
 def echo_subject(mail: ParsedMail) -> str:
     """The subject a reply may repeat: the mail's own, or nothing for bare words."""
     return mail.subject if substantive(mail) else ""
+
+
+def answers_anchored(mail: ParsedMail, app: Application | None) -> bool:
+    """The answer is about a signature in *this* mail that chains to a trust anchor.
+
+    Only then does it pass the bound at once: a status query or a bare reply
+    in the thread of such an application is bounded like any other mail, so
+    a forged ``From:`` cannot flood the applicant with answers.
+    """
+    return substantive(mail) and anchored(app)
 
 
 def junk_reason(mail: ParsedMail, *, threaded: bool) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from intake.backscatter import echo_subject, junk_reason
+from intake.backscatter import answers_anchored, echo_subject, junk_reason
 from intake.config import Config, MailboxConfig, WorkflowConfig
 from intake.mime import ParsedMail
 from intake.models import Application, Outbox, ReceivedMessage, Transition
@@ -253,7 +253,7 @@ class Decider:
                       else language or self.config.daemon.language),
             findings=findings or (), original_subject=echo_subject(mail),
             in_reply_to=mail.message_id, references=mail.references, context=context,
-            rate_limit=True,
+            rate_limit=True, trusted=answers_anchored(mail, app),
         )
 
 

@@ -209,9 +209,9 @@ class Replies:
         ``rate_limit`` marks an automatic answer to inbound mail: it counts
         against the per-recipient bound (:mod:`intake.bound`; RFC 3834, what
         stops backscatter to forged senders) and, over it, is queued
-        ``waiting`` until the bound allows, never dropped. ``trusted`` (or an
-        application whose signature chains to a trust anchor) is released at
-        once. Staff decisions and verification links are not limited.
+        ``waiting`` until the bound allows, never dropped. ``trusted`` (the
+        answer to a mail whose signature chains to a trust anchor) is released
+        at once. Staff decisions and verification links are not limited.
         """
         existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
         if existing is not None:
@@ -262,7 +262,7 @@ class Replies:
         if rate_limit:
             from intake import bound
 
-            bound.place(self.config, session, row, trusted=trusted or bound.anchored(app))
+            bound.place(self.config, session, row, trusted=trusted)
         session.add(row)
         if app is not None:
             link_mail(session, app, message_id, "out", f"{template} to {to}")

@@ -208,3 +208,21 @@ def test_one_flush_of_the_daemons_outbox_loop_drains_a_backlog(deployment: Deplo
         rt.store.dispose()
     assert len(deployment.replies()) == 130
     assert statuses(deployment) == {"sent": 130}
+
+
+@pytest.mark.sections(verification={"required": False}, smtp={"rate_limit_per_hour": 2})
+def test_status_queries_about_a_trusted_application_stay_bounded(
+        deployment: Deployment, pki: Any) -> None:
+    # Only the answer to the signed mail itself passes the bound at once: a
+    # forged From: cannot flood the applicant with status answers.
+    from tests.daemon_env import good_mail, reference_of
+
+    deployment.deliver(good_mail(pki))
+    assert deployment.run_once() == 0
+    ref = reference_of(deployment.replies()[0])
+    for n in range(4):
+        deployment.deliver(application_mail(sender="janis@ergli.example", to=TO,
+                                            subject=f"STATUS {ref} ({n})"))
+    assert deployment.run_once() == 0
+    assert len(deployment.replies()) == 2
+    assert statuses(deployment) == {"sent": 2, "waiting": 3}
