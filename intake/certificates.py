@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from intake.errors import ConfigurationError, PermanentError
@@ -89,12 +91,23 @@ def revoke_for(s: Session, app: Application, *, reason: str, note: str) -> list[
     return rows
 
 
-def _counter(s: Session, key: str) -> KeyValue:
-    kv = s.get(KeyValue, key)
-    if kv is None:
-        kv = KeyValue(key=key, value="0")
-        s.add(kv)
-    return kv
+def _counter(s: Session, key: str, *, lock: bool = False) -> KeyValue:
+    """The counter ``key``, created if missing by an idempotent upsert.
+
+    Two daemons creating it at once both succeed (the second insert does
+    nothing), where an ``add`` made one of them fail on ``key_value_pkey``.
+    ``lock`` holds the row until the caller's commit (``FOR UPDATE`` on
+    PostgreSQL; SQLite serialises writers), so two CRL signings never take
+    the same number.
+    """
+    dialect = s.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    s.execute(insert(KeyValue).values(key=key, value="0").on_conflict_do_nothing(
+        index_elements=[KeyValue.key]))
+    query = select(KeyValue).where(KeyValue.key == key).execution_options(populate_existing=True)
+    if lock and dialect == "postgresql":
+        query = query.with_for_update()
+    return s.scalars(query).one()
 
 
 def regenerate_crl(rt: Runtime, s: Session, *, now: datetime | None = None) -> int:
@@ -105,7 +118,7 @@ def regenerate_crl(rt: Runtime, s: Session, *, now: datetime | None = None) -> i
     if cfg.crl is None:
         raise ConfigurationError("no CRL path configured", key="ca.crl")
     now = now or now_utc()
-    number_kv = _counter(s, "crl_number")
+    number_kv = _counter(s, "crl_number", lock=True)
     number = int(number_kv.value) + 1
     revoked = [
         (int(r.serial_hex, 16), r.revoked_at, r.revocation_reason or "unspecified")
@@ -123,9 +136,14 @@ def regenerate_crl(rt: Runtime, s: Session, *, now: datetime | None = None) -> i
 
 
 def refresh_crl_if_due(rt: Runtime) -> bool:
-    """Re-sign the CRL when a quarter of its validity is left (or it is missing)."""
+    """Re-sign the CRL when a quarter of its validity is left (or it is missing).
+
+    The CRL number's row is locked before the due check, so of two daemons
+    the second sees the first's fresh CRL and does nothing.
+    """
     cfg = rt.config.ca
     with rt.store.session() as s:
+        _counter(s, "crl_number", lock=True)
         kv = s.get(KeyValue, "crl_next_update")
         due = True
         if kv is not None and cfg.crl is not None and cfg.crl.exists():

@@ -11,6 +11,7 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.bound import WAITING
 from intake.display import safe
 from intake.errors import ConfigurationError
 from intake.models import Application, IssuedCertificateRow, Organisation, Outbox
@@ -93,6 +94,12 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         if undeliverable:
             p(f"  undeliverable: no reply can be written to {undeliverable.get('address')} "
               f"({undeliverable.get('reason')})")
+        held = s.scalars(select(Outbox).where(Outbox.application_id == app.id,
+                                              Outbox.status == WAITING)).all()
+        if held:
+            p(f"  waiting:    {len(held)} answer(s) held by the per-recipient bound "
+              f"(smtp.rate_limit_per_hour), sent when it allows: "
+              + ", ".join(o.message_id for o in held))
         p(f"  created:    {app.created_at:%Y-%m-%d %H:%M:%S %Z}")
         if app.codes:
             p(f"  open codes: {', '.join(app.codes)}")

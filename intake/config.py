@@ -306,6 +306,8 @@ class SmtpConfig:
     timeout_seconds: float = 30.0
     #: At most this many replies to one sender address per hour (RFC 3834).
     rate_limit_per_hour: int = 20
+    #: At most this many automatic replies to one domain per hour (backscatter guard).
+    rate_limit_per_domain_per_hour: int = 100
     #: Give up on a reply after this many failed attempts.
     max_attempts: int = 8
 
@@ -364,6 +366,7 @@ class SmtpConfig:
             tls_ca=s.path_value("tls_ca", None),
             timeout_seconds=s.positive("timeout_seconds", float, 30.0),
             rate_limit_per_hour=s.positive("rate_limit_per_hour", int, 20),
+            rate_limit_per_domain_per_hour=s.positive("rate_limit_per_domain_per_hour", int, 100),
             max_attempts=s.positive("max_attempts", int, 8),
         )
         s.finish()

@@ -12,9 +12,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from intake.backscatter import answers_anchored, echo_subject, junk_reason
 from intake.config import Config, MailboxConfig, WorkflowConfig
 from intake.mime import ParsedMail
-from intake.models import Application, ReceivedMessage, Transition
+from intake.models import Application, Outbox, ReceivedMessage, Transition
 from intake.pipeline import Pipeline, Submission
 from intake.service import (
     BRACKETED_RE,
@@ -147,6 +148,12 @@ class Decider:
             held = self.steering.gate(s, row, mail, app, sub)
             if held is not None:
                 return held
+
+        if app is None and (junk := junk_reason(mail, threaded=False)) is not None:
+            procedure = case.workflow or default
+            language = procedure.language if procedure is not None else None
+            return self.junk(s, row, mail, junk, list(judgement.findings), language)
+
         workflow = case.workflow or (app and self.config.workflow(app.workflow)) or default
         resubmission = app is not None
         if app is None:
@@ -177,6 +184,21 @@ class Decider:
         link_mail(s, app, mail.message_id, "in", "question")
         self.reply(s, row, mail, app, "received")
         return Outcome("processed", f"{app.reference} question received", app.id)
+
+    def junk(self, s: Session, row: ReceivedMessage, mail: ParsedMail, reason: str,
+             findings: list[Finding], language: str | None) -> Outcome:
+        """Answer junk with the FORM-MISSING notice, within the bound, and make no application.
+
+        The ledger row keeps why (``reason``); staff's lists stay clean.
+        """
+        queued = self.reply(s, row, mail, None, "form-missing",
+                            findings=findings or [Finding("FORM-MISSING")],
+                            context={"support_address": self.support_address()},
+                            language=language)
+        if queued is None:
+            return Outcome("processed", f"{reason}: no reply can be written to "
+                           f"{mail.reply_address[:320]!r}, no application made")
+        return Outcome("processed", f"{reason}: FORM-MISSING notice, no application made")
 
     def new_application(self, s: Session, mail: ParsedMail, workflow: WorkflowConfig | None,
                         row: ReceivedMessage) -> Application:
@@ -209,14 +231,16 @@ class Decider:
 
     def reply(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application | None,
               template: str, *, findings: list[Finding] | None = None,
-              context: dict[str, Any] | None = None) -> None:
-        """Queue the one answer to inbound message ``row`` (idempotent by its id, rate-limited)."""
-        self.replies.queue(
+              context: dict[str, Any] | None = None,
+              language: str | None = None) -> Outbox | None:
+        """Queue the one answer to inbound message ``row`` (idempotent by its id, bounded)."""
+        return self.replies.queue(
             s, key=f"in:{row.id}", to=mail.reply_address, template=template, app=app,
-            language=app.language if app is not None else self.config.daemon.language,
-            findings=findings or (), original_subject=mail.subject,
+            language=(app.language if app is not None
+                      else language or self.config.daemon.language),
+            findings=findings or (), original_subject=echo_subject(mail),
             in_reply_to=mail.message_id, references=mail.references, context=context,
-            rate_limit=True,
+            rate_limit=True, trusted=answers_anchored(mail, app),
         )
 
 

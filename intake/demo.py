@@ -119,7 +119,12 @@ def build_samples(config: Config, pki: Any) -> list[Sample]:
                "SIG-MODIFIED"),
         Sample("e-address, no form", "peteris@example.lv", "applications", application_mail(
             sender="peteris@example.lv", to=TO, subject="Gribu pieslēgties e-adresei",
-            body="Labdien, kā pieslēgties?\n"), "FORM-MISSING"),
+            body="Labdien, pielikumā CSR; kā pieslēgties?\n",
+            csr=make_csr("peteris-connector.example.lv")), "FORM-MISSING"),
+        Sample("junk: no form, no CSR, no signature", "kads@example.lv", "applications",
+               application_mail(sender="kads@example.lv", to=TO, subject="Sveiki",
+                                body="Labdien, kā pieslēgties?\n"),
+               "FORM-MISSING notice, no application (the ledger says why)"),
         Sample("e-address, unsigned with defects", "anna@example.lv", "applications", application_mail(
             sender="anna@example.lv", to=TO, subject="Pieteikums",
             form=filled_form(ea, {**EA_GOOD, "contact_email": "", "org_reg_no": "12345"}),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from intake.bound import WAITING
 from intake.display import safe
 from intake.models import Application, IssuedCertificateRow, Outbox, ReceivedMessage
 from intake.service import Replies, now_utc
@@ -69,6 +70,12 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
         from intake.steering import digest_rows
 
         held, refused = digest_rows(s)
+        waiting = tuple(
+            f"{o.message_id}  to {', '.join(o.recipients)}  "
+            f"{o.application.reference if o.application else '(no application)'}  "
+            f"queued {o.created_at:%Y-%m-%d %H:%M}"
+            for o in s.scalars(select(Outbox).where(Outbox.status == WAITING).order_by(Outbox.id))
+        )
         sections = (
             ("Applications waiting for staff review", apps("in-review")),
             ("Changes held for the contact's confirmation", held),
@@ -78,6 +85,7 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
             ("Certificates expiring within 30 days", expiring),
             ("Quarantined messages", quarantined),
             ("Replies that could not be delivered", failed),
+            ("Answers waiting for the per-recipient bound (smtp.rate_limit_per_hour)", waiting),
             ("Applicants no reply can be written to", undeliverable),
         )
         # Organisation names, senders, subjects and errors come from mail: the

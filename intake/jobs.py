@@ -2,21 +2,31 @@
 
 Each job is one small object with a name, how often it runs, and ``run``
 calling one handler. The daemon schedules them with APScheduler; ``pasts run
---once`` runs them all once.
+--once`` runs them all once. Every run holds the job's lock (:func:`job_lock`),
+so with two daemons on one database a job runs in one of them at a time and
+the other logs it as skipped; the jobs are idempotent besides.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import text
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime
+    from intake.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +98,74 @@ JOBS = (ExpireVerificationLinks(), RefreshCrl(), RefreshTrustLists())
 SCHEDULED = (*JOBS, StaffDigest())
 
 
+def lock_id(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for the job ``name``."""
+    digest = hashlib.sha256(f"pasts-job:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def job_lock(store: Store, name: str) -> Iterator[bool]:
+    """Hold the job's lock while the body runs; yield False if another worker holds it.
+
+    PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) on a
+    connection of its own. SQLite: an exclusive ``flock`` on a file beside
+    the database (one host, as SQLite is). Both are let go when the process
+    dies, so a killed daemon never leaves a job locked.
+    """
+    if store.is_sqlite:
+        database = store.engine.url.database
+        if not database or database == ":memory:":
+            yield True
+            return
+        path = Path(f"{database}.job-{name}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        return
+    key = lock_id(name)
+    with store.engine.connect() as conn:
+        held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+        conn.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+
+
+def run_job(runtime: Runtime, job: Any) -> bool:
+    """Run ``job`` unless another worker is running it (then log it as skipped)."""
+    with job_lock(runtime.store, job.name) as held:
+        if not held:
+            log.info("job %s: another worker is running it; skipped", job.name)
+            return False
+        job.run(runtime)
+        return True
+
+
+def _scheduled(job: Any, runtime: Runtime) -> None:
+    try:
+        run_job(runtime, job)
+    except Exception:  # noqa: BLE001 - a failing job is logged; the scheduler goes on
+        log.exception("job %s failed", job.name)
+
+
 def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in SCHEDULED:
-        scheduler.add_job(job.run, job.trigger(runtime), args=(runtime,), id=job.name,
+        scheduler.add_job(_scheduled, job.trigger(runtime), args=(job, runtime), id=job.name,
                           name=job.name, max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler

@@ -68,6 +68,7 @@ class ReceivedMessage(Base):
     __table_args__ = (
         UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_received_position"),
         Index("ix_received_dedupe", "message_id", "sha256"),
+        Index("uq_received_identity", "identity", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -91,6 +92,10 @@ class ReceivedMessage(Base):
     moved: Mapped[bool] = mapped_column(Boolean, default=False)
     outcome: Mapped[str | None] = mapped_column(Text)
     application_id: Mapped[int | None] = mapped_column(ForeignKey("application.id"))
+    #: The message's identity (SHA-256 of its bytes), written in the transaction
+    #: that records its outcome. Unique: of two copies of one message, the second
+    #: to commit hits this key and is filed as a duplicate, never answered.
+    identity: Mapped[str | None] = mapped_column(String(64))
 
 
 class Application(Base):
@@ -185,6 +190,14 @@ class Outbox(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: The per-recipient bound (intake.bound): the recipient's mailbox
+    #: (local part without +tag, case-folded) and domain; unset for mail
+    #: the bound does not apply to (staff decisions, digests).
+    bound_mailbox: Mapped[str | None] = mapped_column(String(320), index=True)
+    bound_domain: Mapped[str | None] = mapped_column(String(255), index=True)
+    #: When the row counted against the bound (left ``waiting``, or queued
+    #: within it); a ``waiting`` row has none yet.
+    released_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
 
     application: Mapped[Application | None] = relationship()
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from intake.config import Config
 from intake.errors import DeliveryError
 from intake.faults import crash_point
-from intake.leases import is_free, takeable
+from intake.leases import holder_is_dead
 from intake.models import Outbox
 from intake.service import now_utc, record_undeliverable
 from intake.store import Store
@@ -27,6 +27,8 @@ from intake.store import Store
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+#: Rows leased at a time: small enough that a batch is sent well within its lease.
+BATCH = 50
 SCRUBBED = b"(removed after sending: the mail carried a single-use verification link)\r\n"
 
 
@@ -42,63 +44,114 @@ class OutboxSender:
         self.transport = transport
         self.worker = worker
 
-    def due(self, limit: int = 100) -> list[int]:
+    def due(self, limit: int = BATCH) -> list[int]:
+        """Lease up to ``limit`` due rows for this worker; return their ids.
+
+        The rows are chosen and leased in one transaction. On PostgreSQL they
+        are read ``FOR UPDATE SKIP LOCKED``, so a second worker flushing at the
+        same moment takes the next rows instead of the same ones; on SQLite
+        the database's write lock serialises the two. A row leased by a live
+        worker is not taken; one whose holder died is.
+        """
         now = now_utc()
+        free = or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now)
         with self.store.session() as s:
-            rows = s.execute(
-                select(Outbox.id, Outbox.claimed_by, Outbox.claimed_until)
-                .where(Outbox.status == "pending", Outbox.next_try_at <= now)
-                .order_by(Outbox.id)
-                .limit(limit)
+            holders = s.scalars(
+                select(Outbox.claimed_by).distinct()
+                .where(Outbox.status == "pending", Outbox.claimed_until >= now)
             ).all()
-        return [r.id for r in rows if is_free(r.claimed_by, r.claimed_until, now)]
+            dead = [h for h in holders if holder_is_dead(h)]
+            if dead:
+                free = or_(free, Outbox.claimed_by.in_(dead))
+            query = (select(Outbox.id).where(Outbox.status == "pending",
+                                             Outbox.next_try_at <= now, free)
+                     .order_by(Outbox.id).limit(limit))
+            if not self.store.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(s.scalars(query).all())
+            if not ids:
+                return []
+            s.execute(
+                update(Outbox).where(Outbox.id.in_(ids))
+                .values(claimed_by=self.worker, claimed_until=now + LEASE,
+                        attempts=Outbox.attempts + 1)
+            )
+        return ids
 
     def lease(self, row_id: int) -> Outbox | None:
+        """The row, its lease renewed, if this worker still holds it (taken by :meth:`due`).
+
+        Renewed right before sending, so a slow server earlier in the batch
+        never lets a lease run out while the row waits its turn.
+        """
         now = now_utc()
         with self.store.session() as s:
-            holder = s.scalar(select(Outbox.claimed_by).where(Outbox.id == row_id))
             result = s.execute(
                 update(Outbox)
                 .where(Outbox.id == row_id, Outbox.status == "pending",
-                       takeable(Outbox, now, holder))
-                .values(claimed_by=self.worker, claimed_until=now + LEASE,
-                        attempts=Outbox.attempts + 1)
+                       Outbox.claimed_by == self.worker)
+                .values(claimed_until=now + LEASE)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return None
             return s.get(Outbox, row_id)
 
+    def release(self) -> int:
+        """Let waiting answers go as far as the per-recipient bound allows (intake.bound)."""
+        from intake.bound import release_due
+
+        with self.store.session() as s:
+            return release_due(self.config, s)
+
     async def flush(self) -> tuple[int, int]:
-        """Send every due row; return (sent, failed) counts."""
+        """Send every due row, batch after batch, until none is left; return (sent, failed).
+
+        ``run --once`` and the daemon's loop both drain: a backlog larger than
+        one batch goes out in the same flush (SPEC section 7).
+        """
         sent = failed = 0
-        for row_id in self.due():
-            row = self.lease(row_id)
-            if row is None:
-                continue
-            try:
-                payload = self.payload(row_id)
-                await self.transport.send(  # type: ignore[attr-defined]
-                    payload, sender=row.sender, recipients=list(row.recipients)
-                )
-            except DeliveryError as exc:
-                failed += 1
-                self.record_failure(row_id, exc)
-                continue
-            crash_point("after-send")
-            with self.store.session() as s:
-                done = s.get(Outbox, row_id)
-                assert done is not None
-                done.status = "sent"
-                done.sent_at = now_utc()
-                done.claimed_by = None
-                done.claimed_until = None
-                done.last_error = None
-                if done.kind == "verification":
-                    # The row never held the link; once sent, its text goes too.
-                    done.raw = SCRUBBED
-            sent += 1
-            log.info("sent %s to %s (%s)", row.message_id, ", ".join(row.recipients), row.key)
+        self.release()
+        while True:
+            batch = self.due()
+            if not batch:
+                break
+            for row_id in batch:
+                ok = await self.send_one(row_id)
+                if ok is None:
+                    continue
+                if ok:
+                    sent += 1
+                else:
+                    failed += 1
         return sent, failed
+
+    async def send_one(self, row_id: int) -> bool | None:
+        """Send one leased row: True sent, False failed, None not ours."""
+        row = self.lease(row_id)
+        if row is None:
+            return None
+        try:
+            payload = self.payload(row_id)
+            await self.transport.send(  # type: ignore[attr-defined]
+                payload, sender=row.sender, recipients=list(row.recipients)
+            )
+        except DeliveryError as exc:
+            self.record_failure(row_id, exc)
+            return False
+        crash_point("after-send")
+        with self.store.session() as s:
+            done = s.get(Outbox, row_id)
+            assert done is not None
+            done.status = "sent"
+            done.sent_at = now_utc()
+            done.claimed_by = None
+            done.claimed_until = None
+            done.last_error = None
+            if done.kind == "verification":
+                # The row never held the link; once sent, its text goes too.
+                done.raw = SCRUBBED
+        log.info("sent %s to %s (%s)", row.message_id, ", ".join(row.recipients), row.key)
+        return True
 
     def payload(self, row_id: int) -> bytes:
         """What is sent for the row: its bytes, a verification mail with its link filled in."""

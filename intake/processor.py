@@ -241,6 +241,11 @@ class Intake:
             with self.store.session() as s:
                 row = s.get(ReceivedMessage, row_id)
                 assert row is not None
+                # The duplicate check is part of the claim: the identity is
+                # unique, so a copy another worker is deciding waits here and
+                # then fails, and is filed as a duplicate (below).
+                row.identity = row.sha256
+                s.flush()
                 outcome = self.decide(s, mailbox, row, mail)
                 row.status = outcome.status
                 row.outcome = outcome.summary
@@ -253,6 +258,12 @@ class Intake:
             log.info("message %s from %s in %s: %s", mail.message_id, mail.from_addr,
                      mailbox.name, outcome.summary)
             return outcome.status
+        except IntegrityError as exc:
+            if self.file_duplicate(mailbox, row_id):
+                return "ignored"
+            log.exception("ledger #%s: processing failed", row_id)
+            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
+            return "retry"
         except TransientError as exc:
             self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
             return "retry"
@@ -260,6 +271,25 @@ class Intake:
             log.exception("ledger #%s: processing failed", row_id)
             self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
             return "retry"
+
+    def file_duplicate(self, mailbox: MailboxConfig, row_id: int) -> bool:
+        """File ``row_id`` as a copy of the ledger row holding its identity, if one does."""
+        with self.store.session() as s:
+            row = s.get(ReceivedMessage, row_id)
+            assert row is not None
+            twin = s.scalars(select(ReceivedMessage).where(
+                ReceivedMessage.identity == row.sha256, ReceivedMessage.id != row_id)).first()
+            if twin is None:
+                return False
+            row.status = "ignored"
+            row.outcome = f"duplicate delivery of ledger #{twin.id}"
+            row.application_id = twin.application_id
+            row.target_folder = mailbox.processed_folder
+            row.claimed_by = None
+            row.claimed_until = None
+            log.info("message %s in %s (ledger #%s): copy of ledger #%s decided by another "
+                     "worker, not answered again", row.message_id, mailbox.name, row_id, twin.id)
+        return True
 
     def decide(self, session: Any, mailbox: MailboxConfig, row: ReceivedMessage,
                mail: ParsedMail) -> Any:

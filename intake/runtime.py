@@ -157,7 +157,7 @@ class Runtime:
 
         for job in jobs.JOBS:
             try:
-                job.run(self)
+                jobs.run_job(self, job)
             except Exception:  # noqa: BLE001 - one failing job must not stop the others
                 log.exception("job %s failed", job.name)
 

@@ -12,10 +12,10 @@ import logging
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from intake.addresses import UnusableAddress, usable_address
@@ -216,17 +216,6 @@ class Replies:
     def __init__(self, config: Config):
         self.config = config
 
-    def rate_limited(self, session: Session, recipient: str) -> bool:
-        since = now_utc() - timedelta(hours=1)
-        sent = session.scalar(
-            select(func.count(Outbox.id)).where(
-                Outbox.kind == "reply",
-                Outbox.to_addr == recipient,
-                Outbox.created_at >= since,
-            )
-        )
-        return (sent or 0) >= self.config.smtp.rate_limit_per_hour
-
     def queue(
         self,
         session: Session,
@@ -245,13 +234,16 @@ class Replies:
         kind: str = "reply",
         auto_submitted: str = "auto-replied",
         rate_limit: bool = False,
+        trusted: bool = False,
     ) -> Outbox | None:
         """Compose and queue one mail; a second call with the same key does nothing.
 
-        ``rate_limit`` marks an automatic answer to inbound mail: it is not
-        queued when ``to`` already got ``smtp.rate_limit_per_hour`` replies in
-        the last hour (RFC 3834; this is what stops backscatter to forged
-        senders). Staff decisions and verification links are not limited.
+        ``rate_limit`` marks an automatic answer to inbound mail: it counts
+        against the per-recipient bound (:mod:`intake.bound`; RFC 3834, what
+        stops backscatter to forged senders) and, over it, is queued
+        ``waiting`` until the bound allows, never dropped. ``trusted`` (the
+        answer to a mail whose signature chains to a trust anchor) is released
+        at once. Staff decisions and verification links are not limited.
         """
         existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
         if existing is not None:
@@ -264,9 +256,6 @@ class Replies:
                 record_undeliverable(app, to, exc.reason)
             else:
                 log.warning("no reply can be written to %r (%s): %s", to, key, exc.reason)
-            return None
-        if rate_limit and self.rate_limited(session, to):
-            log.warning("rate limit: not answering %s (%s)", to, key)
             return None
         message_id = stable_message_id(self.config, key, message_id_secret(session))
         ctx: dict[str, Any] = dict(context or {})
@@ -302,6 +291,10 @@ class Replies:
             raw=raw,
             kind=kind,
         )
+        if rate_limit:
+            from intake import bound
+
+            bound.place(self.config, session, row, trusted=trusted)
         session.add(row)
         if app is not None:
             link_mail(session, app, message_id, "out", f"{template} to {to}")

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.backscatter import answers_anchored
 from intake.config import Config
 from intake.errors import DeliveryError
 from intake.mime import ParsedMail, fit
@@ -124,6 +125,7 @@ class Verification:
                 s, key=f"in:{row.id}", to=mail.reply_address, template="status", app=app,
                 language=app.language, original_subject=mail.subject,
                 in_reply_to=mail.message_id, references=mail.references, rate_limit=True,
+                trusted=answers_anchored(mail, app),
             )
         return True
 

@@ -19,7 +19,7 @@ from intake.addresses import UnusableAddress, is_usable, usable_address
 from intake.formats import is_email
 from intake.mime import parse_message
 from intake.models import ReceivedMessage
-from intake.samples import application_mail
+from intake.samples import application_mail, make_csr
 from mailer.compose import check_address
 from tests.daemon_env import TO, Deployment, make_deployment
 
@@ -75,12 +75,16 @@ def test_an_unusable_reply_to_leaves_replies_to_from() -> None:
     assert mail.reply_to is None and mail.reply_address == "taro@docomo.ne.jp"
 
 
-def utf8_mail(sender: str, subject: str) -> bytes:
-    """A form-less mail from ``sender`` as an RFC 6532 client writes it (UTF-8 headers)."""
+def utf8_mail(sender: str, subject: str, csr: bytes | None = None) -> bytes:
+    """A form-less mail from ``sender`` as an RFC 6532 client writes it (UTF-8 headers).
+
+    ``csr`` is pasted into the body (then the mail is an application, not junk).
+    """
+    pasted = csr.decode().replace("\n", "\r\n") if csr else ""
     return (f"From: {sender}\r\nTo: {TO}\r\nSubject: {subject}\r\n"
             f"Message-ID: <{abs(hash(sender))}@example.lv>\r\n"
             "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-            "Labdien!\r\n").encode()
+            f"Labdien!\r\n{pasted}").encode()
 
 
 @pytest.fixture
@@ -116,9 +120,11 @@ def test_senders_no_reply_can_reach_are_recorded_not_quarantined(
         ascii_deployment: Deployment) -> None:
     # This server does not offer SMTPUTF8; taro.@ and the IP literal are unusable.
     dep = ascii_deployment
-    dep.deliver(utf8_mail("jdöe@mächine.example", "Säying Hello"))
-    dep.deliver(application_mail(sender="taro.@docomo.ne.jp", to=TO, subject="申請"))
-    dep.deliver(utf8_mail("ops@[192.0.2.7]", "Question"))
+    # Form-less applications (each carries a CSR; bare words would be junk).
+    csr = make_csr("connector.example.lv")
+    dep.deliver(utf8_mail("jdöe@mächine.example", "Säying Hello", csr))
+    dep.deliver(application_mail(sender="taro.@docomo.ne.jp", to=TO, subject="申請", csr=csr))
+    dep.deliver(utf8_mail("ops@[192.0.2.7]", "Question", csr))
     for _ in range(4):  # Past daemon.max_attempts: nothing is retried into quarantine.
         dep.run_once()
     assert dep.smtp.messages == []

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from intake.mime import parse_message
 from intake.models import ReceivedMessage
-from intake.samples import application_mail
+from intake.samples import application_mail, make_csr
 from tests.daemon_env import TO, Deployment, good_mail
 
 HELDOUT = Path(__file__).parent / "messages" / "heldout"
@@ -231,8 +231,9 @@ def test_robots_through_dovecot_get_no_answer_and_no_application(
     assert all("FORM-MISSING" in r["X-Pasts-Codes"] for r in replies)
     code, listed = deployment.cli("list")
     assert code == 0
-    lines = listed.strip().splitlines()
-    assert len(lines) == len(PEOPLE), listed
+    # Neither robots nor bare mail from people make applications (issue 10:
+    # junk is recorded in the ledger); the people are answered all the same.
+    assert listed.strip() == "no applications", listed
     assert deployment.inbox() == []
 
     with deployment.runtime() as rt, rt.store.session() as s:
@@ -243,12 +244,17 @@ def test_robots_through_dovecot_get_no_answer_and_no_application(
         assert outcomes[sender] == ("ignored", f"not answered: {reason}"), name
     assert outcomes["posta-certificata@pec.example.it"] == (
         "ignored", "not answered: PEC receipt (X-Ricevuta: accettazione)")
+    for sender in PEOPLE.values():
+        status, outcome = outcomes[sender]
+        assert status == "processed" and (outcome or "").startswith("junk:"), outcome
 
 
 def test_pec_receipt_is_kept_on_the_reply_it_is_about(deployment: Deployment) -> None:
     """SPEC section 2: a PEC receipt is never answered and is proof of delivery."""
+    # A form-less application (it carries a CSR): bare words would be junk,
+    # answered without an application.
     deployment.deliver(application_mail(sender="comune.forli@pec.example.it", to=TO,
-                                        subject="Domanda"))
+                                        subject="Domanda", csr=make_csr("comune.example.it")))
     deployment.run_once()
     [reply] = deployment.replies()
     reference = reply["X-Pasts-Reference"]

@@ -1,7 +1,7 @@
 """held changes (unauthenticated resubmissions), confirm links, Message-ID key
 
-Revision ID: 0002_h5_steering
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-03 10:40:00
 """
 import secrets
@@ -11,8 +11,8 @@ from alembic import op
 
 import intake.models
 
-revision = '0002_h5_steering'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
