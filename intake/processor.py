@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from intake import logs
 from intake.config import Config, MailboxConfig
 from intake.decide import Decider
 from intake.errors import MailboxError, TransientError
@@ -83,12 +84,18 @@ class Intake:
 
     def handle(self, source: MailSource, message: RawMessage) -> str:
         """Take one message through the ledger; return its final status."""
+        # Every log line of this message names its mailbox, ledger row and reference.
+        with logs.about(mailbox=source.config.name):
+            return self._handle(source, message)
+
+    def _handle(self, source: MailSource, message: RawMessage) -> str:
         mailbox = source.config
         # Parsed once: the ledger row takes its keys from it, the decision its content.
         limits = self.config.limits
         mail = parse_message(message.raw, max_attachment_bytes=limits.max_attachment_bytes,
                              max_message_bytes=limits.max_message_bytes, size=message.oversized)
         row_id = self.record(mailbox, message, mail)
+        logs.bind(ledger=row_id)
         crash_point("after-persist")
         status = self.process(mailbox, row_id, mail)
         crash_point("before-move")
@@ -194,6 +201,7 @@ class Intake:
                 row = s.get(ReceivedMessage, row_id)
                 assert row is not None
                 outcome = self.decide(s, mailbox, row, mail)
+                logs.bind(reference=logs.reference_of(s, outcome.application_id))
                 row.status = outcome.status
                 row.outcome = outcome.summary
                 row.application_id = outcome.application_id
