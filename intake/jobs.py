@@ -89,7 +89,13 @@ SCHEDULED = (*JOBS, StaffDigest())
 
 
 def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+
+    from intake.metrics import job_listener
+
     scheduler = BackgroundScheduler(timezone="UTC")
+    # Runs and failures, by job, for /metrics.
+    scheduler.add_listener(job_listener, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
     for job in SCHEDULED:
         scheduler.add_job(job.run, job.trigger(runtime), args=(runtime,), id=job.name,
                           name=job.name, max_instances=1, coalesce=True)
