@@ -135,8 +135,8 @@ def test_healthz_and_readyz_answer_with_the_security_headers(
 
 
 def test_readyz_names_the_outbox_when_a_reply_is_overdue(
-        make_listener: Callable[..., Listener]) -> None:
-    listener = make_listener()
+        make_listener: Callable[..., Listener], database: dict[str, str]) -> None:
+    listener = make_listener(database=database)
     store = listener.runtime.store
     with store.session() as s:
         # Due 50 minutes ago: late, but within the hour SPEC section 9 allows.
@@ -168,8 +168,16 @@ def test_readyz_names_the_outbox_when_a_reply_is_overdue(
 # -- /metrics -------------------------------------------------------------------------
 
 
-def test_metrics_parse_and_match_a_seeded_database(make_listener: Callable[..., Listener]) -> None:
-    listener = make_listener()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {"url": f"sqlite:///{tmp_path / 'pasts.db'}"}
+    return {"url": str(request.getfixturevalue("postgres_db"))}
+
+
+def test_metrics_parse_and_match_a_seeded_database(
+        make_listener: Callable[..., Listener], database: dict[str, str]) -> None:
+    listener = make_listener(database=database)
     now = now_utc()
     ledger = {"processed": 4, "ignored": 2, "quarantined": 1, "received": 3}
     replies = {"sent": 5, "failed": 2, "pending": 3, "waiting": 1}
@@ -228,6 +236,14 @@ def test_metrics_parse_and_match_a_seeded_database(make_listener: Callable[..., 
                               status="quarantined"))
     values = metric_values(fetch(listener.url("/metrics"))[2].decode())
     assert values[("pasts_messages", (("outcome", "quarantined"),))] == 2
+
+    # A second worker on the same database reports the same deployment numbers.
+    other = make_listener(database=database)
+    again = metric_values(fetch(other.url("/metrics"))[2].decode())
+    for key, value in values.items():
+        if key[0].startswith(("pasts_messages", "pasts_replies", "pasts_applications",
+                              "pasts_queue_depth")):
+            assert again[key] == value, key
 
 
 # -- the CRL ----------------------------------------------------------------------------
