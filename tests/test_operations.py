@@ -412,3 +412,37 @@ def test_readyz_names_a_mailbox_that_cannot_be_polled(
         daemon.terminate()
         _out, err = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, err.decode()
+
+
+def test_readyz_and_metrics_follow_the_trusted_lists(
+        make_listener: Callable[..., Listener], tmp_path: Path) -> None:
+    from intake.trust import refresh_if_due
+    from tests.fixtures.trustlist import TrustPki, build_lists
+
+    lists = build_lists(TrustPki.create(), tmp_path / "lists")
+    listener = make_listener(trust={"lotl": str(lists.lotl_path),
+                                    "lotl_signers": [str(lists.lotl_signer_pem)],
+                                    "cache_dir": str(tmp_path / "trust")})
+    # Configured but never fetched: not ready, and the check says which list.
+    status, _h, body = fetch(listener.url("/readyz"))
+    ready = json.loads(body)
+    assert status == 503 and ready["failing"] == ["trusted_lists"], ready
+    assert ready["checks"]["trusted_lists"]["configured"] is True
+
+    assert refresh_if_due(listener.runtime.config)
+    status, _h, body = fetch(listener.url("/readyz"))
+    ready = json.loads(body)
+    assert status == 200, ready
+    assert ready["checks"]["trusted_lists"]["lists"]["LV"]["fresh"] is True
+    values = metric_values(fetch(listener.url("/metrics"))[2].decode())
+    assert values[("pasts_trusted_list_fresh", (("territory", "LV"),))] == 1
+    assert 0 <= values[("pasts_trusted_list_age_seconds", (("territory", "LV"),))] < 120
+
+
+def test_log_format_is_checked_and_named(tmp_path: Path) -> None:
+    from intake.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as caught:
+        parse_config(base_config(tmp_path, daemon={"log_format": "xml"}), tmp_path / "c.toml")
+    assert "daemon.log_format" in str(caught.value)
+    assert parse_config(base_config(tmp_path), tmp_path / "c.toml").daemon.log_format == "text"
