@@ -318,7 +318,8 @@ def listen_port(dep: Deployment) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.sections(daemon={"log_format": "json"})
+@pytest.mark.sections(daemon={"log_format": "json"},
+                      ca={"crl_url": "http://127.0.0.1/ca/agency.crl"})
 def test_running_daemon_is_ready_counts_its_work_and_logs_json_lines(
         deployment: Deployment, pki: Any) -> None:
     raw = good_mail(pki)
@@ -339,7 +340,13 @@ def test_running_daemon_is_ready_counts_its_work_and_logs_json_lines(
         body = wait_for(ready, timeout=60)
         mailbox = body["checks"]["mailboxes"]["mailboxes"]["applications"]
         assert mailbox["ok"] and mailbox["limit_seconds"] == 1.5
+        # Written at start (the scheduled refresh first runs an hour later), and served.
         assert body["checks"]["crl"]["ok"] and body["checks"]["crl"]["number"] >= 1
+        status, headers, der = fetch(f"http://127.0.0.1:{port}/ca/agency.crl")
+        assert status == 200 and headers["content-type"] == "application/pkix-crl"
+        crl = x509.load_der_x509_crl(der)
+        assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == \
+            body["checks"]["crl"]["number"]
 
         values = metric_values(fetch(f"http://127.0.0.1:{port}/metrics")[2].decode())
         assert values[("pasts_messages", (("outcome", "processed"),))] == 1
