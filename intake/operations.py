@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CRL_CONTENT_TYPE = "application/pkix-crl"
+#: /readyz answers within this many seconds, ready or not (below the listener's bound).
+READY_SECONDS = 10.0
 
 
 def crl_path(runtime: Runtime) -> str | None:
@@ -71,7 +73,15 @@ class OperationsPages:
         return json_response({"status": "ok"}, HTTPStatus.OK)
 
     async def readyz(self, _request: web.Request) -> web.Response:
-        ok, body = await self._in_pool(lambda: health.readiness(self.runtime))
+        try:
+            async with asyncio.timeout(READY_SECONDS):
+                ok, body = await self._in_pool(lambda: health.readiness(self.runtime))
+        except TimeoutError:
+            # A database that hangs (rather than refuses) still gets a JSON answer.
+            reason = f"the checks did not answer within {READY_SECONDS:.0f} s"
+            ok, body = False, {"ready": False, "failing": list(health.CHECKS),
+                               "checks": {name: {"ok": False, "reason": reason}
+                                          for name in health.CHECKS}}
         if not ok:
             log.info("readyz: not ready (%s)", ", ".join(body["failing"]))
         return json_response(body, HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE)

@@ -453,3 +453,39 @@ def test_log_format_is_checked_and_named(tmp_path: Path) -> None:
         parse_config(base_config(tmp_path, daemon={"log_format": "xml"}), tmp_path / "c.toml")
     assert "daemon.log_format" in str(caught.value)
     assert parse_config(base_config(tmp_path), tmp_path / "c.toml").daemon.log_format == "text"
+
+
+def test_readyz_names_the_database_when_it_is_gone(
+        make_listener: Callable[..., Listener], postgres_server: Any, postgres_db: str) -> None:
+    listener = make_listener(database={"url": postgres_db})
+    assert fetch(listener.url("/readyz"))[0] == 200
+    name = postgres_db.rsplit("/", 1)[1]
+    with postgres_server.connect() as conn:
+        conn.autocommit = True
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    status, headers, body = fetch(listener.url("/readyz"))
+    ready = json.loads(body)
+    assert status == 503
+    assert_guarded(headers)
+    assert "database" in ready["failing"]
+    assert ready["checks"]["database"]["ok"] is False
+    assert name in ready["checks"]["database"]["reason"]
+    # The process still runs.
+    assert fetch(listener.url("/healthz"))[0] == 200
+
+
+def test_readyz_answers_in_json_when_a_check_hangs(
+        make_listener: Callable[..., Listener], monkeypatch: pytest.MonkeyPatch) -> None:
+    from intake import health, operations
+
+    listener = make_listener()
+    # A database that accepts the connection and never answers, in effect.
+    monkeypatch.setitem(health.CHECKS, "database", lambda _rt, _now: time.sleep(3) or {"ok": True})
+    monkeypatch.setattr(operations, "READY_SECONDS", 0.5)
+    started = time.monotonic()
+    status, headers, body = fetch(listener.url("/readyz"))
+    assert time.monotonic() - started < 2.5
+    ready = json.loads(body)
+    assert status == 503 and headers["content-type"].startswith("application/json")
+    assert ready["ready"] is False and "database" in ready["failing"]
+    assert "did not answer within" in ready["checks"]["database"]["reason"]
