@@ -160,12 +160,12 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None, out: TextIO) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from intake.display import SafeFormatter
+    from intake import logs
 
     # Log lines carry values from mail; the formatter escapes their control
     # characters so that none can forge a line or drive the terminal.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logs.configure(handler, "text")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         handlers=[handler])
     for noisy in ("apscheduler", "alembic", "aiosmtplib"):
@@ -190,6 +190,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             return run_demo(args.dir, out=out, config_path=Path(args.config))
         config = load_config(args.config)
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else config.daemon.log_level)
+        logs.configure(handler, config.daemon.log_format)
         if args.command == "trust":
             from intake.trust import cmd_trust_refresh, cmd_trust_status
 

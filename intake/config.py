@@ -644,6 +644,8 @@ class DaemonConfig:
     #: Replies in this language unless a workflow says otherwise.
     language: str = "en"
     log_level: str = "INFO"
+    #: "text" (a line for people) or "json" (one JSON object a line, intake.logs).
+    log_format: str = "text"
     #: Where applicants are told to send questions (FORM-MISSING notices).
     support_address: str | None = None
 
@@ -654,6 +656,7 @@ class DaemonConfig:
             state_dir=s.path_value("state_dir", "var") or Path("var"),
             language=s.choice("language", REPLY_LANGUAGES, "en"),
             log_level=s.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            log_format=s.choice("log_format", ("text", "json"), "text"),
             support_address=s.get("support_address", str, None),
         )
         s.finish()

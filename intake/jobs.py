@@ -10,6 +10,7 @@ the other logs it as skipped; the jobs are idempotent besides.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -156,8 +157,10 @@ def run_job(runtime: Runtime, job: Any) -> bool:
 
 
 def _scheduled(job: Any, runtime: Runtime) -> None:
+    from intake.metrics import counted
+
     try:
-        run_job(runtime, job)
+        counted(job.name, functools.partial(run_job, runtime, job))
     except Exception:  # noqa: BLE001 - a failing job is logged; the scheduler goes on
         log.exception("job %s failed", job.name)
 

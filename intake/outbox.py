@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
+from intake import logs
 from intake.config import Config
 from intake.errors import DeliveryError
 from intake.faults import crash_point
@@ -130,6 +131,8 @@ class OutboxSender:
         row = self.lease(row_id)
         if row is None:
             return None
+        with self.store.session() as s:
+            logs.bind(outbox=row_id, reference=logs.reference_of(s, row.application_id))
         try:
             payload = self.payload(row_id)
             await self.transport.send(  # type: ignore[attr-defined]

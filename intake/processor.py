@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from intake import logs
 from intake.config import Config, MailboxConfig
 from intake.decide import Decider
 from intake.errors import MailboxError, TransientError
@@ -109,10 +110,16 @@ class Intake:
 
     def handle(self, source: MailSource, message: RawMessage) -> str:
         """Take one message through the ledger; return its final status."""
+        # Every log line of this message names its mailbox, ledger row and reference.
+        with logs.about(mailbox=source.config.name):
+            return self._handle(source, message)
+
+    def _handle(self, source: MailSource, message: RawMessage) -> str:
         mailbox = source.config
         # Stored before it is parsed: nothing in the bytes can stop the row
         # (and so the attempt count) from existing.
         row_id = self.record(mailbox, message)
+        logs.bind(ledger=row_id)
         crash_point("after-persist")
         status = self.process(mailbox, row_id, message)
         crash_point("before-move")
@@ -247,6 +254,7 @@ class Intake:
                 row.identity = row.sha256
                 s.flush()
                 outcome = self.decide(s, mailbox, row, mail)
+                logs.bind(reference=logs.reference_of(s, outcome.application_id))
                 row.status = outcome.status
                 row.outcome = outcome.summary
                 row.application_id = outcome.application_id

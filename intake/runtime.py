@@ -7,17 +7,20 @@ function here, which calls one handler.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from intake.config import Config, MailboxConfig
 from intake.errors import ConfigurationError, MailboxError, TransientError
+from intake.health import Polls, RecordedSource
 from intake.leases import worker_id
-from intake.mailbox import open_source
+from intake.mailbox import MailSource, open_source
+from intake.metrics import TimedVerifier, counted
 from intake.outbox import OutboxSender
 from intake.processor import PARSE_TASK, Intake
 from intake.store import Store, open_store
@@ -72,6 +75,8 @@ class Runtime:
     _verifier: Any = field(default=None, repr=False)
     # Mailbox threads ask for the verifier at once; one must be made, not two.
     _verifier_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Each mailbox's last successful poll in this process (/readyz, /metrics).
+    polls: Polls = field(default_factory=Polls, repr=False)
 
     @classmethod
     def open(cls, config: Config) -> Runtime:
@@ -133,7 +138,8 @@ class Runtime:
     def verifier(self) -> Any:
         with self._verifier_lock:
             if self._verifier is None:
-                self._verifier = make_verifier(self.config)
+                # Timed for /metrics (pasts_verification_seconds).
+                self._verifier = TimedVerifier(make_verifier(self.config))
             return self._verifier
 
     def intake(self) -> Intake:
@@ -157,7 +163,7 @@ class Runtime:
 
         for job in jobs.JOBS:
             try:
-                jobs.run_job(self, job)
+                counted(job.name, functools.partial(jobs.run_job, self, job))
             except Exception:  # noqa: BLE001 - one failing job must not stop the others
                 log.exception("job %s failed", job.name)
 
@@ -170,7 +176,9 @@ class Runtime:
         for mailbox in self.config.mailboxes:
             try:
                 n = intake.poll(mailbox)
+                self.polls.succeeded(mailbox.name)
             except MailboxError as exc:
+                self.polls.failed(mailbox.name, str(exc))
                 log.error("mailbox %s: %s", mailbox.name, exc)
                 failures += 1
                 continue
@@ -203,9 +211,16 @@ class Runtime:
         ]
         threads.append(threading.Thread(target=self._outbox_loop, args=(stop, wake_outbox),
                                         name="outbox", daemon=True))
+        from intake.health import ensure_current_crl
         from intake.jobs import start_scheduler
         from intake.web import start_web
 
+        # The CRL that issued certificates point to is current from the start
+        # (SPEC section 9), not only after the first scheduled refresh.
+        try:
+            ensure_current_crl(self)
+        except Exception:  # noqa: BLE001 - /readyz reports it; the mail still flows
+            log.exception("cannot write a current CRL to %s (ca.crl)", self.config.ca.crl)
         scheduler = start_scheduler(self)
         web = start_web(self)
         for t in threads:
@@ -234,15 +249,19 @@ class Runtime:
                     if hasattr(source, "set_stop_event"):
                         source.set_stop_event(stop)
                     delay = 1.0
+                    self.polls.succeeded(mailbox.name)
+                    polled = cast(MailSource, RecordedSource(source, self.polls))
                     while not stop.is_set():
-                        if intake.drain(source):
+                        if intake.drain(polled):
                             wake_outbox.set()
                         source.wait(mailbox.poll_seconds)
             except TransientError as exc:
+                self.polls.failed(mailbox.name, str(exc))
                 log.error("mailbox %s: %s; reconnecting in %.0f s", mailbox.name, exc, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, 300.0)
-            except Exception:  # noqa: BLE001 - keep the daemon alive
+            except Exception as exc:  # noqa: BLE001 - keep the daemon alive
+                self.polls.failed(mailbox.name, f"{type(exc).__name__}: {exc}")
                 log.exception("mailbox %s: unexpected error; reconnecting in %.0f s",
                               mailbox.name, delay)
                 stop.wait(delay)

@@ -308,6 +308,9 @@ def build_app(runtime: Runtime, pool: ThreadPoolExecutor) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[bounded])
     app.on_response_prepare.append(_on_prepare)
     VerificationPages(runtime, pool, GuessThrottle()).add_routes(app)
+    from intake.operations import OperationsPages
+
+    OperationsPages(runtime, pool).add_routes(app)
     return app
 
 
