@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from intake.addresses import UnusableAddress, usable_address
 from intake.errors import ConfigurationError
+from mailer.addresses import UnusableAddress, usable_address
 
 #: The languages replies are written in (mailer/templates has one folder each).
 REPLY_LANGUAGES = ("en", "lv", "it")
@@ -347,7 +347,7 @@ class SmtpConfig:
         if "@" not in sender or any(c in sender for c in "\r\n"):
             raise s.error("from", f"must be an e-mail address; got {sender!r}")
         if sender != cls.sender:
-            # The one definition of an address replies can carry (intake.addresses).
+            # The one definition of an address replies can carry (mailer.addresses).
             try:
                 usable_address(sender)
             except UnusableAddress as exc:
@@ -669,7 +669,7 @@ class FieldSpec:
 
     name: str
     required: bool = False
-    #: A named format (see ``intake.formats``) checked by FORM-FIELD-INVALID.
+    #: A named format (see ``rules.formats``) checked by FORM-FIELD-INVALID.
     format: str | None = None
     label: str = ""
     min_length: int | None = None
@@ -782,8 +782,8 @@ class Config:
 
 
 def default_workflows() -> tuple[WorkflowConfig, ...]:
-    """The procedures pasts ships (SPEC section 1), from ``intake/workflows.toml``."""
-    path = Path(__file__).with_name("workflows.toml")
+    """The procedures pasts ships (SPEC section 1), from ``rules/workflows.toml``."""
+    path = Path(__file__).resolve().parent.parent / "rules" / "workflows.toml"
     with path.open("rb") as fh:
         data = tomllib.load(fh)
     top = _Section(data, "", path)

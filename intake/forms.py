@@ -708,7 +708,7 @@ def fill_form(template: bytes, values: Mapping[str, str]) -> bytes:
         raise _unreadable(f"the PDF cannot be read: {type(exc).__name__}: {exc}") from exc
 
     # Imported here: formats has no PDF dependencies and forms uses only this.
-    from intake.formats import normalise_yes_no
+    from rules.formats import normalise_yes_no
 
     root = writer.root_object
     acroform = root.get("/AcroForm")

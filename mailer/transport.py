@@ -26,10 +26,10 @@ from typing import Protocol
 
 import aiosmtplib
 
-from intake.addresses import UnusableAddress, usable_address
 from intake.config import SmtpConfig
 from intake.errors import ConfigurationError, DeliveryError
 from intake.private import private_dir
+from mailer.addresses import UnusableAddress, usable_address
 
 __all__ = ["MaildirTransport", "SmtpTransport", "Transport", "make_transport"]
 
@@ -49,7 +49,7 @@ class Transport(Protocol):
 
 
 def _check_envelope(sender: str, recipients: Sequence[str]) -> list[str]:
-    """Envelope addresses must be usable addresses (:mod:`intake.addresses`); a bad one is permanent."""
+    """Envelope addresses must be usable addresses (:mod:`mailer.addresses`); a bad one is permanent."""
     if isinstance(recipients, str):
         recipients = [recipients]
     rcpts = list(recipients)

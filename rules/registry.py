@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from intake import formats
+from rules import formats
 from rules.base import Case, Finding
 from signing.names import same_organisation
 

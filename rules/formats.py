@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from intake.addresses import is_usable
+from mailer.addresses import is_usable
 
 # A label of a host name.
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -39,7 +39,7 @@ def _is_host(host: str) -> bool:
 def is_email(value: str) -> bool:
     """One bare address ``local@domain.tld`` that replies can be written to.
 
-    The one definition of a usable address is :mod:`intake.addresses`.
+    The one definition of a usable address is :mod:`mailer.addresses`.
     """
     return is_usable(value.strip())
 
