@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from intake.errors import ConfigurationError
 from mailer.addresses import UnusableAddress, usable_address
+from mailer.settings import SmtpSettings
 
 #: The languages replies are written in (mailer/templates has one folder each).
 REPLY_LANGUAGES = ("en", "lv", "it")
@@ -290,20 +291,9 @@ def _authserv_id(s: _Section) -> str | None:
 
 
 @dataclass(frozen=True)
-class SmtpConfig:
-    """Where replies go: ``smtp://host:587`` (STARTTLS), ``smtps://host:465``, or ``maildir:PATH``."""
+class SmtpConfig(SmtpSettings):
+    """``[smtp]``: the mailer's :class:`~mailer.settings.SmtpSettings` and the outbox's bounds."""
 
-    url: str = "maildir:./var/outbox"
-    scheme: Literal["smtp", "smtps", "maildir"] = "maildir"
-    host: str | None = None
-    port: int | None = None
-    username: str | None = None
-    path: Path | None = None
-    sender: str = "pasts@localhost"
-    password_env: str | None = field(default=None, repr=False)
-    starttls: Literal["auto", "require", "off"] = "require"
-    tls_ca: Path | None = None
-    timeout_seconds: float = 30.0
     #: At most this many replies to one sender address per hour (RFC 3834).
     rate_limit_per_hour: int = 20
     #: At most this many automatic replies to one domain per hour (backscatter guard).
@@ -313,6 +303,7 @@ class SmtpConfig:
 
     @property
     def password(self) -> str | None:
+        """The password; ConfigurationError naming ``smtp.password_env`` when it is unset."""
         return read_secret(self.password_env, "smtp.password_env")
 
     @classmethod
