@@ -774,7 +774,7 @@ class Config:
 
 def default_workflows() -> tuple[WorkflowConfig, ...]:
     """The procedures pasts ships (SPEC section 1), from ``rules/workflows.toml``."""
-    path = Path(__file__).resolve().parent.parent / "rules" / "workflows.toml"
+    path = Path(__file__).resolve().parent.parent.parent / "rules" / "workflows.toml"
     with path.open("rb") as fh:
         data = tomllib.load(fh)
     top = _Section(data, "", path)
