@@ -43,15 +43,14 @@ from pypdf.generic import (
     TextStringObject,
 )
 
-from intake.config import FieldSpec, WorkflowConfig
 from intake.errors import PermanentError
 from intake.fonts import metrics
+from rules.form import FORM_ID_FIELD
+from rules.workflow import FieldSpec, WorkflowConfig
 
 FONT_FILE = Path(__file__).with_name("fonts") / "DejaVuSans-pasts.ttf"
 #: The resource name of the embedded font in forms that pasts renders.
 FONT_RESOURCE = "/PastsSans"
-#: The name of the hidden field that carries the workflow id (SPEC section 1).
-FORM_ID_FIELD = "form_id"
 
 # Field flags (ISO 32000-1, tables 226, 228 and 230).
 FF_READ_ONLY = 1

@@ -49,6 +49,7 @@ from intake.service import (
     transition,
 )
 from rules import Finding
+from rules.workflow import Role, field_value
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,9 @@ def signature_authenticated(s: Session, app: Application, sub: Any) -> Authentic
     # A representative of the new form's organisation, and of the application's
     # own when the registry knows it (a number that is not registered is what
     # the resubmission may be correcting).
-    current = ((app.form_values or {}).get("org_reg_no") or "").strip()
-    given = (sub.case.fields.get("org_reg_no") or "").strip()
+    workflow = sub.case.workflow
+    current = field_value(workflow, app.form_values, Role.ORG_REG_NO)
+    given = field_value(workflow, sub.case.fields, Role.ORG_REG_NO)
     if not given:
         return None
     for reg_no in dict.fromkeys((given, current)):
@@ -216,7 +218,7 @@ def proposal(app: Application, sub: Any) -> tuple[dict[str, Any], bytes | None]:
     values["passed"] = list(judgement.passed)
     values["findings"] = [[f.code, f.detail] for f in judgement.findings]
     addresses = list(app.addresses or [])
-    contact = (case.fields.get("contact_email") or "").strip().lower()
+    contact = field_value(case.workflow, case.fields, Role.CONTACT_EMAIL).lower()
     if contact and contact not in addresses:
         addresses.append(contact)
     values["addresses"] = addresses
@@ -475,7 +477,8 @@ class Steering:
                 context={"support_address": self.config.daemon.support_address
                          or self.config.smtp.sender}, **thread)  # type: ignore[arg-type]
             return
-        contact = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+        contact = field_value(self.config.workflow(app.workflow), app.form_values,
+                              Role.CONTACT_EMAIL).lower()
         if contact and self.config.verification.required:
             from intake.verification import person_key
 

@@ -34,6 +34,7 @@ from intake.models import (
 )
 from intake.service import Replies, now_utc, transition
 from mailer.compose import fill_in
+from rules.workflow import Role, field_value
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ class Verification:
         """Send a link for an unverified contact address; True if the application now waits."""
         if not self.config.verification.required:
             return False
-        email = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+        email = field_value(self.config.workflow(app.workflow), app.form_values,
+                            Role.CONTACT_EMAIL).lower()
         if not email:
             return False
         person = person_key(app)
@@ -219,7 +221,8 @@ class Verification:
         from intake.service import link_mail
         from intake.steering import link_allowed, note_refused, sender_authenticated
 
-        email = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+        email = field_value(self.config.workflow(app.workflow), app.form_values,
+                            Role.CONTACT_EMAIL).lower()
         refusal = None
         if mail.reply_address != email:
             auth = sender_authenticated(self.config, s, row, mail, app)
