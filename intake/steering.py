@@ -49,7 +49,7 @@ from intake.service import (
     transition,
 )
 from rules import Finding
-from rules.workflow import Role, field_value
+from rules.workflow import Role, WorkflowConfig, field_value
 
 log = logging.getLogger(__name__)
 
@@ -308,18 +308,18 @@ def note_refused(app: Application, what: str, sender: str, why: str) -> None:
     log.warning("%s: %s from %r refused: %s", app.reference, what, sender, why)
 
 
-def contact_address(s: Session, app: Application) -> str:
+def contact_address(s: Session, app: Application, workflow: WorkflowConfig | None) -> str:
     """Who confirms changes: the address verified for the application, else its contact."""
     verified = s.scalars(select(VerificationToken.email).where(
         VerificationToken.application_id == app.id, VerificationToken.status == "verified",
         VerificationToken.purpose == "verify").order_by(VerificationToken.id.desc())).first()
     if verified:
         return str(verified)
-    contact = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+    contact = field_value(workflow, app.form_values, Role.CONTACT_EMAIL).lower()
     return contact or app.applicant_email
 
 
-def contact_verified(s: Session, app: Application) -> bool:
+def contact_verified(s: Session, app: Application, workflow: WorkflowConfig | None) -> bool:
     """Whether the application has a verified contact (who must confirm a new CSR key)."""
     from intake.verification import person_key
 
@@ -327,7 +327,7 @@ def contact_verified(s: Session, app: Application) -> bool:
             VerificationToken.application_id == app.id, VerificationToken.status == "verified",
             VerificationToken.purpose == "verify")).first() is not None:
         return True
-    contact = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+    contact = field_value(workflow, app.form_values, Role.CONTACT_EMAIL).lower()
     return bool(contact) and s.scalars(select(VerifiedAddress.id).where(
         VerifiedAddress.email == contact, VerifiedAddress.person == person_key(app))).first() \
         is not None
@@ -362,7 +362,8 @@ class Steering:
         values, der = proposal(app, sub)
         said = changes(app, values, der)
         auth = sender_authenticated(self.config, s, row, mail, app, sub)
-        if auth.ok and not (csr_changes(app, values, der) and contact_verified(s, app)):
+        if auth.ok and not (csr_changes(app, values, der)
+                            and contact_verified(s, app, self.config.workflow(app.workflow))):
             # A new CSR key is confirmed by the verified contact; where no one is
             # verified yet, the contact verification that follows confirms it.
             log.info("%s: resubmission %s authenticated: %s", app.reference, mail.message_id,
@@ -398,7 +399,7 @@ class Steering:
         s.add(change)
         s.flush()
         link_mail(s, app, mail.message_id, "in", f"resubmission held (#{change.id}): {reason}")
-        contact = contact_address(s, app)
+        contact = contact_address(s, app, self.config.workflow(app.workflow))
         confirm_to: str | None = None
         if link_allowed(self.config, s, app):
             now = now_utc()
