@@ -329,7 +329,7 @@ def contact_verified(s: Session, app: Application, workflow: WorkflowConfig | No
         return True
     contact = field_value(workflow, app.form_values, Role.CONTACT_EMAIL).lower()
     return bool(contact) and s.scalars(select(VerifiedAddress.id).where(
-        VerifiedAddress.email == contact, VerifiedAddress.person == person_key(app))).first() \
+        VerifiedAddress.email == contact, VerifiedAddress.person == person_key(app, workflow))).first() \
         is not None
 
 
@@ -483,7 +483,7 @@ class Steering:
         if contact and self.config.verification.required:
             from intake.verification import person_key
 
-            person = person_key(app)
+            person = person_key(app, self.config.workflow(app.workflow))
             done = s.scalars(select(VerifiedAddress).where(
                 VerifiedAddress.email == contact)).all()
             if not any(v.person == person for v in done):

@@ -106,7 +106,7 @@ def test_a_workflow_with_other_field_names_is_judged_by_its_roles(tmp_path: Path
 def test_every_reader_asks_the_role_map_not_a_field_name() -> None:
     # The field names of the shipped forms live in rules/workflows.toml (and the
     # demo's sample values), not in the code that reads them.
-    names = ("contact_email", "org_reg_no", "csr_common_name", "org_name",
+    names = ("contact_email", "contact_name", "org_reg_no", "csr_common_name", "org_name",
              "test_env_completed", "data_provider_email")
     readers = [p for pkg in ("rules", "mailer") for p in (ROOT / pkg).rglob("*.py")]
     readers += [ROOT / "intake" / f for f in ("steering.py", "staff.py", "pipeline.py",
