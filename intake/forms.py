@@ -3,7 +3,7 @@
 * :func:`read_form_fields` returns the value of every terminal field by its
   fully qualified name; anything it cannot parse is ``FORM-UNREADABLE``.
 * :func:`render_form` draws a workflow's blank fillable form (SPEC section 1:
-  one labelled text field per :class:`~intake.config.FieldSpec` and the
+  one labelled text field per :class:`~rules.workflow.FieldSpec` and the
   hidden, read-only ``form_id`` field holding the workflow id).
 * :func:`fill_form` sets field values and writes their appearance streams, and
   returns a fresh, complete PDF that pyHanko can then sign incrementally.

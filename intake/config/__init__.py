@@ -8,6 +8,14 @@ which are read when the secret is needed and never printed.
 
 Relative paths are resolved against the directory holding the config file,
 so ``pasts --config /etc/pasts/config.toml`` works from any directory.
+
+The sections live by group: :mod:`~intake.config.section` (the strict
+reader), :mod:`~intake.config.mail` (``[[mailbox]]``, ``[smtp]``, built on
+the mailer's :class:`~mailer.settings.SmtpSettings`),
+:mod:`~intake.config.signing` (``[signing]``, ``[trust]``, ``[csr]``,
+``[ca]``), :mod:`~intake.config.workflows` (``[[workflow]]`` into
+:mod:`rules.workflow`'s types); this module holds the rest and is the
+package's public face.
 """
 
 from __future__ import annotations
