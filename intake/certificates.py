@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from intake.errors import ConfigurationError, PermanentError
 from intake.models import Application, IssuedCertificateRow, KeyValue, Organisation
 from intake.service import now_utc
+from rules.workflow import Role, field_value
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime
@@ -40,18 +41,19 @@ def issue_for(rt: Runtime, s: Session, app: Application) -> IssuedCertificateRow
 
     The common name comes from the approved form; the organisation (O and
     organizationIdentifier) from the registry record of the form's
-    ``org_reg_no``, never from the form's text, so that no one certifies a
-    name the registry does not give them. An application whose organisation
+    registration number (the field of role ``org-reg-no``), never from the
+    form's text, so that no one certifies a name the registry does not give them. An application whose organisation
     is not (or no longer) in the registry is not certified.
     """
     from signing.ca import CertificateProfile
 
     if not app.csr_der:
         raise PermanentError(f"{app.reference} has no CSR to certify", code="CSR-MISSING")
-    values = app.form_values or {}
-    subject = {"common_name": values.get("csr_common_name", "").strip()}
-    reg_no = (values.get("org_reg_no") or "").strip()
-    if reg_no or values.get("org_name"):
+    workflow = rt.config.workflow(app.workflow)
+    values = app.form_values
+    subject = {"common_name": field_value(workflow, values, Role.CSR_COMMON_NAME)}
+    reg_no = field_value(workflow, values, Role.ORG_REG_NO)
+    if reg_no or field_value(workflow, values, Role.ORG_NAME):
         organisation = s.get(Organisation, reg_no) if reg_no else None
         if organisation is None:
             from intake.staff import StaffActionError

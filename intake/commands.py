@@ -17,6 +17,7 @@ from intake.errors import ConfigurationError
 from intake.models import Application, IssuedCertificateRow, Organisation, Outbox
 from intake.runtime import Runtime
 from intake.service import load_application
+from rules.workflow import Role, WorkflowConfig, field_value
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextI
 
         held = held_counts(s)
         for app in rows:
-            org = (app.form_values or {}).get("org_name", "")
+            org = field_value(rt.config.workflow(app.workflow), app.form_values, Role.ORG_NAME)
             codes = ",".join(app.codes or [])
             if held.get(app.id):
                 codes = ",".join(filter(None, [codes, f"HELD:{held[app.id]}"]))
@@ -106,7 +107,7 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         p("fields:")
         for k, v in (app.form_values or {}).items():
             p(f"  {k}: {v}")
-        show_organisation(s, app, p)
+        show_organisation(s, app, p, rt.config.workflow(app.workflow))
         p("signer:")
         if app.signer:
             for k, v in app.signer.items():
@@ -203,16 +204,17 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
     return 0
 
 
-def show_organisation(s: Session, app: Application, p: Callable[..., None]) -> None:
+def show_organisation(s: Session, app: Application, p: Callable[..., None],
+                      workflow: WorkflowConfig | None) -> None:
     """The form's organisation name beside the registry's (the certificate's O)."""
-    values = app.form_values or {}
-    reg_no = (values.get("org_reg_no") or "").strip()
-    if not reg_no and not values.get("org_name"):
+    values = app.form_values
+    reg_no = field_value(workflow, values, Role.ORG_REG_NO)
+    if not reg_no and not field_value(workflow, values, Role.ORG_NAME):
         return
     from signing.names import same_organisation
 
     record = s.get(Organisation, reg_no) if reg_no else None
-    given = (values.get("org_name") or "").strip()
+    given = field_value(workflow, values, Role.ORG_NAME)
     p("organisation:")
     p(f"  form:       {given or '(empty)'}")
     if record is None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from intake.backscatter import answers_anchored, echo_subject, junk_reason
-from intake.config import Config, MailboxConfig, WorkflowConfig
+from intake.config import Config, MailboxConfig
 from intake.mime import ParsedMail
 from intake.models import Application, Outbox, ReceivedMessage, Transition
 from intake.pipeline import Pipeline, Submission
@@ -31,6 +31,7 @@ from intake.service import (
 from intake.steering import Steering, apply_proposal, proposal
 from intake.verification import Verification
 from rules import Finding
+from rules.workflow import WorkflowConfig
 
 #: States in which a corrected form is judged again on the same reference.
 RESUBMITTABLE = ("received", "incomplete", "awaiting-verification", "verification-expired",

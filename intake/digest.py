@@ -12,6 +12,7 @@ from intake.bound import WAITING
 from intake.display import safe
 from intake.models import Application, IssuedCertificateRow, Outbox, ReceivedMessage
 from intake.service import Replies, now_utc
+from rules.workflow import Role, field_value
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime
@@ -34,7 +35,8 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
             if workflow:
                 q = q.where(Application.workflow == workflow)
             return tuple(
-                f"{a.reference}  {a.workflow}  {(a.form_values or {}).get('org_name') or a.applicant_email}"
+                f"{a.reference}  {a.workflow}  "
+                f"{field_value(rt.config.workflow(a.workflow), a.form_values, Role.ORG_NAME) or a.applicant_email}"
                 + (f"  (since {a.updated_at:%Y-%m-%d})" if a.updated_at else "")
                 for a in s.scalars(q)
                 if workflow or a.workflow != "consultation"

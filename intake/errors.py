@@ -2,15 +2,33 @@
 
 * :class:`PermanentError` -- the input is bad; the applicant gets a notice
   (it carries the SPEC rule ``code``) and the message is not retried.
-* :class:`TransientError` -- I/O went wrong (IMAP, SMTP, database, network);
+* :data:`TRANSIENT` -- I/O went wrong (IMAP, SMTP, database, network):
+  :class:`TransientError` and its :class:`MailboxError`, and the mailer's
+  :class:`~mailer.transport.DeliveryError` (unless it says ``permanent``);
   the item is retried on the next tick and quarantined after too many tries.
 * :class:`ConfigurationError` -- the operator's configuration is wrong; the
-  command exits with status 2 and names the key and the file.
+  command exits with status 2 and names the key and the file. Met while
+  processing a message, it stops the daemon rather than counting against
+  the message (the mail stays in the ledger for the next start).
 
 Rejections and discards are flow outcomes of the pipeline, not errors.
 """
 
 from __future__ import annotations
+
+from mailer.transport import DeliveryError
+
+__all__ = [
+    "TRANSIENT",
+    "ConfigurationError",
+    "DeliveryError",
+    "IntakeError",
+    "MailboxError",
+    "NotFound",
+    "PastsError",
+    "PermanentError",
+    "TransientError",
+]
 
 
 class PastsError(Exception):
@@ -52,16 +70,8 @@ class MailboxError(TransientError):
     """The mailbox server failed or refused a command."""
 
 
-class DeliveryError(TransientError):
-    """The SMTP server failed or refused a reply; it stays in the outbox."""
-
-    def __init__(self, message: str, *, permanent: bool = False, undeliverable: bool = False):
-        # A 5xx answer for one recipient will not get better by retrying.
-        self.permanent = permanent
-        #: The address itself cannot be written to (unusable, or it needs
-        #: SMTPUTF8 the server lacks): recorded on the application.
-        self.undeliverable = undeliverable
-        super().__init__(message)
+#: What "retry later" means: every error after which the same item may succeed.
+TRANSIENT: tuple[type[Exception], ...] = (TransientError, DeliveryError)
 
 
 class NotFound(PastsError):

@@ -3,7 +3,7 @@
 * :func:`read_form_fields` returns the value of every terminal field by its
   fully qualified name; anything it cannot parse is ``FORM-UNREADABLE``.
 * :func:`render_form` draws a workflow's blank fillable form (SPEC section 1:
-  one labelled text field per :class:`~intake.config.FieldSpec` and the
+  one labelled text field per :class:`~rules.workflow.FieldSpec` and the
   hidden, read-only ``form_id`` field holding the workflow id).
 * :func:`fill_form` sets field values and writes their appearance streams, and
   returns a fresh, complete PDF that pyHanko can then sign incrementally.
@@ -43,15 +43,14 @@ from pypdf.generic import (
     TextStringObject,
 )
 
-from intake.config import FieldSpec, WorkflowConfig
 from intake.errors import PermanentError
 from intake.fonts import metrics
+from rules.form import FORM_ID_FIELD
+from rules.workflow import FieldSpec, WorkflowConfig
 
 FONT_FILE = Path(__file__).with_name("fonts") / "DejaVuSans-pasts.ttf"
 #: The resource name of the embedded font in forms that pasts renders.
 FONT_RESOURCE = "/PastsSans"
-#: The name of the hidden field that carries the workflow id (SPEC section 1).
-FORM_ID_FIELD = "form_id"
 
 # Field flags (ISO 32000-1, tables 226, 228 and 230).
 FF_READ_ONLY = 1
@@ -708,7 +707,7 @@ def fill_form(template: bytes, values: Mapping[str, str]) -> bytes:
         raise _unreadable(f"the PDF cannot be read: {type(exc).__name__}: {exc}") from exc
 
     # Imported here: formats has no PDF dependencies and forms uses only this.
-    from intake.formats import normalise_yes_no
+    from rules.formats import normalise_yes_no
 
     root = writer.root_object
     acroform = root.get("/AcroForm")

@@ -46,7 +46,7 @@ from imap_tools.utils import encode_folder
 
 from intake.config import MailboxConfig
 from intake.errors import MailboxError
-from intake.private import private_dir
+from mailer.private import private_dir
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from io import BytesIO
 from typing import Any, Literal
 
-from intake.addresses import is_usable
+from mailer.addresses import is_usable
 
 AttachmentKind = Literal["form", "csr", "p7s", "asice", "other"]
 
@@ -484,7 +484,7 @@ def _address(headers: _Headers, name: str, defects: list[str], *,
              keep_unusable: bool = True) -> tuple[str, str] | None:
     """The first usable (display name, lower-cased addr-spec) of header ``name``.
 
-    Usable is :func:`intake.addresses.usable_address`, the one definition the
+    Usable is :func:`mailer.addresses.usable_address`, the one definition the
     composer applies too. When no address is usable, the first that looks
     like one is kept all the same (with a defect) if ``keep_unusable``, so
     that the application records who sent it and that they cannot be

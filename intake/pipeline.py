@@ -23,10 +23,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from intake.config import Config, MailboxConfig, WorkflowConfig
+from intake.config import Config, MailboxConfig
 from intake.errors import PermanentError
 from intake.mime import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
+from rules.form import FORM_ID_FIELD
+from rules.workflow import Role, WorkflowConfig, field_value
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +242,7 @@ class Pipeline:
         return replace(sub, case=replace(sub.case, workflow=workflow))
 
     def workflow_for(self, fields: Any, mailbox: MailboxConfig) -> WorkflowConfig | None:
-        form_id = (fields.get("form_id") or "").strip()
+        form_id = (fields.get(FORM_ID_FIELD) or "").strip()
         if form_id:
             return self.config.workflow(form_id)
         default = self.default_workflow(mailbox)
@@ -262,14 +264,14 @@ class Pipeline:
         )
         report = check_csr(
             sub.mail.csr,
-            expected_cn=sub.case.fields.get("csr_common_name") or None,
-            expected_org=sub.case.fields.get("org_name") or None,
+            expected_cn=field_value(workflow, sub.case.fields, Role.CSR_COMMON_NAME) or None,
+            expected_org=field_value(workflow, sub.case.fields, Role.ORG_NAME) or None,
             policy=policy,
         )
         return replace(sub, case=replace(sub.case, csr=report))
 
     def look_up_registry(self, sub: Submission) -> Submission:
-        reg_no = (sub.case.fields.get("org_reg_no") or "").strip()
+        reg_no = field_value(sub.case.workflow, sub.case.fields, Role.ORG_REG_NO)
         if not reg_no:
             return sub
         return replace(sub, case=replace(sub.case, organisation=self.lookups.organisation(reg_no)))

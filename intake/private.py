@@ -13,29 +13,14 @@ import secrets
 import stat
 from pathlib import Path
 
+from mailer.private import private_dir
+
+__all__ = ["FILE_MODE", "exposed", "make_private", "private_file", "secret_key",
+           "warn_if_exposed"]
+
 log = logging.getLogger(__name__)
 
 FILE_MODE = 0o600
-DIR_MODE = 0o700
-
-
-def private_dir(path: Path) -> Path:
-    """Create ``path`` and any missing parents 0700; an existing directory is left as it is."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        if p.parent == p:
-            break
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            os.mkdir(d, DIR_MODE)
-        except FileExistsError:
-            continue
-        # mkdir's mode is filtered by the umask; the chmod makes it exact.
-        os.chmod(d, DIR_MODE)
-    return path
 
 
 def private_file(path: Path) -> Path:

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from intake import logs
 from intake.config import Config, MailboxConfig
 from intake.decide import Decider
-from intake.errors import MailboxError, TransientError
+from intake.errors import TRANSIENT, ConfigurationError, MailboxError, PermanentError
 from intake.faults import crash_point
 from intake.leases import takeable, worker_id
 from intake.mailbox import MailSource, RawMessage, open_source
@@ -99,7 +99,9 @@ class Intake:
         """
         try:
             return self.handle(source, message)
-        except (MailboxError, TransientError, OperationalError):
+        except TRANSIENT + (OperationalError, ConfigurationError):
+            # The server, the database or the operator's configuration failed:
+            # not this message's doing, and the next message would meet it too.
             raise
         except Exception:  # noqa: BLE001 - one bad message must not stop the mail behind it
             log.exception("mailbox %s UID %s: failed outside the ledger's retry; left in the "
@@ -272,9 +274,26 @@ class Intake:
             log.exception("ledger #%s: processing failed", row_id)
             self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
             return "retry"
-        except TransientError as exc:
+        except TRANSIENT as exc:
+            # I/O failed: retried on the next tick, up to daemon.max_attempts.
+            log.warning("ledger #%s: %s; retried later", row_id, exc)
             self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
             return "retry"
+        except PermanentError as exc:
+            # Bad input that no retry mends (the pipeline answers the kinds it
+            # knows with their code): kept for staff at once, with its code.
+            log.error("ledger #%s: %s (%s); quarantined without retrying", row_id, exc, exc.code)
+            self.fail(row_id, exc, quarantine_after=0)
+            return "quarantined"
+        except ConfigurationError as exc:
+            # The operator's mistake, not the message's: the attempt is not
+            # counted against it, the row is released for the next start, and
+            # the error goes up to stop the command naming the key.
+            with self.store.session() as s:
+                s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id).values(
+                    attempts=ReceivedMessage.attempts - 1, claimed_by=None, claimed_until=None,
+                    last_error=str(exc)[:4000]))
+            raise
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the loop
             log.exception("ledger #%s: processing failed", row_id)
             self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)

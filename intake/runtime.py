@@ -60,9 +60,13 @@ def make_verifier(config: Config) -> Any:
 
 
 def make_transport(config: Config) -> Any:
+    from mailer.settings import SettingsError
     from mailer.transport import make_transport as mk
 
-    return mk(config.smtp)
+    try:
+        return mk(config.smtp)
+    except SettingsError as exc:
+        raise ConfigurationError(str(exc), key=exc.key, path=str(config.path)) from None
 
 
 @dataclass
@@ -93,7 +97,8 @@ class Runtime:
         reply. The state directory is created 0700; every private path that
         already exists open to group or others is named in a warning.
         """
-        from intake.private import private_dir, warn_if_exposed
+        from intake.private import warn_if_exposed
+        from mailer.private import private_dir
 
         config = self.config
         _ = config.smtp.password

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from intake.config import WorkflowConfig
+from rules.workflow import WorkflowConfig
 
 
 def make_csr_and_key(common_name: str, organisation: str | None = None, *,

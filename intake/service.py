@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from intake.addresses import UnusableAddress, usable_address
 from intake.config import Config
 from intake.errors import NotFound
 from intake.models import (
@@ -31,6 +30,7 @@ from intake.models import (
     Transition,
 )
 from intake.models import utcnow as now_utc
+from mailer.addresses import UnusableAddress, usable_address
 from mailer.compose import Finding as MailFinding
 from mailer.compose import ReplySpec, compose, wire_bytes
 from rules import Finding, OrganisationRecord

@@ -10,6 +10,7 @@ from intake.errors import PastsError
 from intake.models import Application
 from intake.service import Replies, load_application, next_reference, transition
 from rules import Finding
+from rules.workflow import Approval, Role, field_value
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime
@@ -45,37 +46,40 @@ def approve(rt: Runtime, reference: str, *, user: str, code: str | None = None,
             raise StaffActionError(f"{app.reference} is {app.state}; only applications in review "
                                    "can be approved")
         workflow = rt.config.workflow(app.workflow)
-        outcome = workflow.outcome if workflow else "review"
+        # What approval does is the workflow's (rules/workflows.toml `approval`).
+        approval = workflow.approval if workflow else Approval()
         from intake.steering import approval_notes
 
         # The staff member sees which key is certified, where it came from,
         # and any change still held for the contact.
         lines = approval_notes(s, app)
-        values = app.form_values or {}
-        contact = (values.get("contact_email") or app.applicant_email).strip().lower()
+        values = app.form_values
+        contact = (field_value(workflow, values, Role.CONTACT_EMAIL)
+                   or app.applicant_email).strip().lower()
         attachments: tuple[tuple[str, str, bytes], ...] = ()
         extra = dict(app.extra or {})
-        if outcome in ("certificate", "account"):
+        if approval.certificate:
             cert = issue_for(rt, s, app)
             attachments = ((f"{app.reference}.pem", "application/x-pem-file",
                             cert.chain_pem.encode()),)
             lines.append(f"certificate serial {cert.serial_hex} issued")
-        if outcome == "account":
-            extra["data_exchange_id"] = next_reference(s, "DX")
+        if approval.account_series:
+            extra["data_exchange_id"] = next_reference(s, approval.account_series)
             extra["portal_account"] = contact
             lines.append(f"data-exchange id {extra['data_exchange_id']}")
         app.extra = extra
-        new_state = "active" if outcome == "publication" else "approved"
+        new_state = approval.state
         transition(s, app, new_state, actor=user, reason=note or "approved")
         context = {"certificate": bool(attachments), "note": note or "", **extra}
         _reply(rt, s, app, "approve", "active" if new_state == "active" else "approved",
                to=contact, context=context, attachments=attachments)
         if contact != app.applicant_email:
             _reply(rt, s, app, "approve", "status", to=app.applicant_email)
-        provider = (values.get("data_provider_email") or "").strip().lower()
-        if outcome == "account" and provider:
-            _reply(rt, s, app, "approve", "approved", to=provider,
-                   context={**context, "certificate": False, "provider_notice": True})
+        for role in approval.notify:
+            notified = field_value(workflow, values, role).lower()
+            if notified:
+                _reply(rt, s, app, "approve", "approved", to=notified,
+                       context={**context, "certificate": False, "provider_notice": True})
         return f"{app.reference}: {new_state}" + (f" ({'; '.join(lines)})" if lines else "")
 
 

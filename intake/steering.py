@@ -49,6 +49,7 @@ from intake.service import (
     transition,
 )
 from rules import Finding
+from rules.workflow import Role, WorkflowConfig, field_value
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,9 @@ def signature_authenticated(s: Session, app: Application, sub: Any) -> Authentic
     # A representative of the new form's organisation, and of the application's
     # own when the registry knows it (a number that is not registered is what
     # the resubmission may be correcting).
-    current = ((app.form_values or {}).get("org_reg_no") or "").strip()
-    given = (sub.case.fields.get("org_reg_no") or "").strip()
+    workflow = sub.case.workflow
+    current = field_value(workflow, app.form_values, Role.ORG_REG_NO)
+    given = field_value(workflow, sub.case.fields, Role.ORG_REG_NO)
     if not given:
         return None
     for reg_no in dict.fromkeys((given, current)):
@@ -216,7 +218,7 @@ def proposal(app: Application, sub: Any) -> tuple[dict[str, Any], bytes | None]:
     values["passed"] = list(judgement.passed)
     values["findings"] = [[f.code, f.detail] for f in judgement.findings]
     addresses = list(app.addresses or [])
-    contact = (case.fields.get("contact_email") or "").strip().lower()
+    contact = field_value(case.workflow, case.fields, Role.CONTACT_EMAIL).lower()
     if contact and contact not in addresses:
         addresses.append(contact)
     values["addresses"] = addresses
@@ -306,18 +308,18 @@ def note_refused(app: Application, what: str, sender: str, why: str) -> None:
     log.warning("%s: %s from %r refused: %s", app.reference, what, sender, why)
 
 
-def contact_address(s: Session, app: Application) -> str:
+def contact_address(s: Session, app: Application, workflow: WorkflowConfig | None) -> str:
     """Who confirms changes: the address verified for the application, else its contact."""
     verified = s.scalars(select(VerificationToken.email).where(
         VerificationToken.application_id == app.id, VerificationToken.status == "verified",
         VerificationToken.purpose == "verify").order_by(VerificationToken.id.desc())).first()
     if verified:
         return str(verified)
-    contact = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+    contact = field_value(workflow, app.form_values, Role.CONTACT_EMAIL).lower()
     return contact or app.applicant_email
 
 
-def contact_verified(s: Session, app: Application) -> bool:
+def contact_verified(s: Session, app: Application, workflow: WorkflowConfig | None) -> bool:
     """Whether the application has a verified contact (who must confirm a new CSR key)."""
     from intake.verification import person_key
 
@@ -325,9 +327,9 @@ def contact_verified(s: Session, app: Application) -> bool:
             VerificationToken.application_id == app.id, VerificationToken.status == "verified",
             VerificationToken.purpose == "verify")).first() is not None:
         return True
-    contact = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+    contact = field_value(workflow, app.form_values, Role.CONTACT_EMAIL).lower()
     return bool(contact) and s.scalars(select(VerifiedAddress.id).where(
-        VerifiedAddress.email == contact, VerifiedAddress.person == person_key(app))).first() \
+        VerifiedAddress.email == contact, VerifiedAddress.person == person_key(app, workflow))).first() \
         is not None
 
 
@@ -360,7 +362,8 @@ class Steering:
         values, der = proposal(app, sub)
         said = changes(app, values, der)
         auth = sender_authenticated(self.config, s, row, mail, app, sub)
-        if auth.ok and not (csr_changes(app, values, der) and contact_verified(s, app)):
+        if auth.ok and not (csr_changes(app, values, der)
+                            and contact_verified(s, app, self.config.workflow(app.workflow))):
             # A new CSR key is confirmed by the verified contact; where no one is
             # verified yet, the contact verification that follows confirms it.
             log.info("%s: resubmission %s authenticated: %s", app.reference, mail.message_id,
@@ -396,7 +399,7 @@ class Steering:
         s.add(change)
         s.flush()
         link_mail(s, app, mail.message_id, "in", f"resubmission held (#{change.id}): {reason}")
-        contact = contact_address(s, app)
+        contact = contact_address(s, app, self.config.workflow(app.workflow))
         confirm_to: str | None = None
         if link_allowed(self.config, s, app):
             now = now_utc()
@@ -475,11 +478,12 @@ class Steering:
                 context={"support_address": self.config.daemon.support_address
                          or self.config.smtp.sender}, **thread)  # type: ignore[arg-type]
             return
-        contact = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+        contact = field_value(self.config.workflow(app.workflow), app.form_values,
+                              Role.CONTACT_EMAIL).lower()
         if contact and self.config.verification.required:
             from intake.verification import person_key
 
-            person = person_key(app)
+            person = person_key(app, self.config.workflow(app.workflow))
             done = s.scalars(select(VerifiedAddress).where(
                 VerifiedAddress.email == contact)).all()
             if not any(v.person == person for v in done):

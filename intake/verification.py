@@ -34,6 +34,7 @@ from intake.models import (
 )
 from intake.service import Replies, now_utc, transition
 from mailer.compose import fill_in
+from rules.workflow import Role, WorkflowConfig, field_value
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,9 @@ def link_token(key: bytes, row: VerificationToken) -> str:
 PERSON_KEY_CHARS = 200
 
 
-def person_key(app: Application) -> str:
-    """Whose address it is: the contact person named on the form."""
-    values = app.form_values or {}
-    name = (values.get("contact_name") or "").strip()
+def person_key(app: Application, workflow: WorkflowConfig | None) -> str:
+    """Whose address it is: the contact person named on the form (``workflow``'s contact-name)."""
+    name = field_value(workflow, app.form_values, Role.CONTACT_NAME)
     if name:
         key = unicodedata.normalize("NFC", " ".join(name.split())).casefold()
     else:
@@ -107,10 +107,11 @@ class Verification:
         """Send a link for an unverified contact address; True if the application now waits."""
         if not self.config.verification.required:
             return False
-        email = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+        email = field_value(self.config.workflow(app.workflow), app.form_values,
+                            Role.CONTACT_EMAIL).lower()
         if not email:
             return False
-        person = person_key(app)
+        person = person_key(app, self.config.workflow(app.workflow))
         done = s.scalars(
             select(VerifiedAddress).where(VerifiedAddress.email == email,
                                           VerifiedAddress.person == person)
@@ -219,7 +220,8 @@ class Verification:
         from intake.service import link_mail
         from intake.steering import link_allowed, note_refused, sender_authenticated
 
-        email = ((app.form_values or {}).get("contact_email") or "").strip().lower()
+        email = field_value(self.config.workflow(app.workflow), app.form_values,
+                            Role.CONTACT_EMAIL).lower()
         refusal = None
         if mail.reply_address != email:
             auth = sender_authenticated(self.config, s, row, mail, app)
@@ -237,7 +239,7 @@ class Verification:
                 in_reply_to=mail.message_id, references=mail.references, rate_limit=True)
             return Outcome("processed", f"{app.reference}: new link refused: {refusal}", app.id)
         link_mail(s, app, mail.message_id, "in", "new verification link asked")
-        self.issue(s, app, email, person_key(app), in_reply_to=mail.message_id,
+        self.issue(s, app, email, person_key(app, self.config.workflow(app.workflow)), in_reply_to=mail.message_id,
                    references=mail.references, subject=mail.subject)
         return Outcome("processed", f"{app.reference}: new verification link sent", app.id)
 

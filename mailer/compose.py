@@ -32,7 +32,7 @@ from typing import Any
 
 import jinja2
 
-from intake.addresses import UnusableAddress, usable_address
+from mailer.addresses import UnusableAddress, usable_address
 
 #: Replies are serialised with this policy: CRLF, and header lines folded at
 #: whitespace only past 998 characters, so machine-read headers such as
@@ -180,7 +180,7 @@ def check_address(addr: str, what: str = "address") -> str:
     """Return ``addr`` as the addr-spec to write, or raise ValueError.
 
     The one definition of a usable address is
-    :func:`intake.addresses.usable_address`: no quoting, comments or display
+    :func:`mailer.addresses.usable_address`: no quoting, comments or display
     names; an internationalised domain becomes its ASCII (IDNA) form; a
     non-ASCII local part stays UTF-8 and the message needs SMTPUTF8.
     """

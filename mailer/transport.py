@@ -3,7 +3,7 @@
 The transport is deliberately dumb: it delivers the exact bytes it is given
 to the envelope it is given.  Retries, rate limits and the outbox belong to
 the caller; the transport only reports what happened through
-:class:`~intake.errors.DeliveryError` and its ``permanent`` flag:
+:class:`DeliveryError` and its ``permanent`` flag:
 
 * a 5xx answer (recipient or message refused) is permanent: retrying the
   same message will not help;
@@ -26,14 +26,29 @@ from typing import Protocol
 
 import aiosmtplib
 
-from intake.addresses import UnusableAddress, usable_address
-from intake.config import SmtpConfig
-from intake.errors import ConfigurationError, DeliveryError
-from intake.private import private_dir
+from mailer.addresses import UnusableAddress, usable_address
+from mailer.private import private_dir
+from mailer.settings import SettingsError, SmtpSettings
 
-__all__ = ["MaildirTransport", "SmtpTransport", "Transport", "make_transport"]
+__all__ = ["DeliveryError", "MaildirTransport", "SmtpTransport", "Transport", "make_transport"]
 
 log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """The SMTP server failed or refused a reply; the caller keeps it for a retry.
+
+    ``intake.errors`` counts it among the transient errors (retry later)
+    unless ``permanent`` says retrying the same message cannot help.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, undeliverable: bool = False):
+        # A 5xx answer for one recipient will not get better by retrying.
+        self.permanent = permanent
+        #: The address itself cannot be written to (unusable, or it needs
+        #: SMTPUTF8 the server lacks): recorded on the application.
+        self.undeliverable = undeliverable
+        super().__init__(message)
 
 
 class Transport(Protocol):
@@ -49,7 +64,7 @@ class Transport(Protocol):
 
 
 def _check_envelope(sender: str, recipients: Sequence[str]) -> list[str]:
-    """Envelope addresses must be usable addresses (:mod:`intake.addresses`); a bad one is permanent."""
+    """Envelope addresses must be usable addresses (:mod:`mailer.addresses`); a bad one is permanent."""
     if isinstance(recipients, str):
         recipients = [recipients]
     rcpts = list(recipients)
@@ -89,13 +104,11 @@ class SmtpTransport:
     user; the password is read from ``cfg.password_env`` when connecting.
     """
 
-    def __init__(self, cfg: SmtpConfig):
+    def __init__(self, cfg: SmtpSettings):
         if cfg.scheme not in ("smtp", "smtps") or not cfg.host:
-            raise ConfigurationError(
-                "SmtpTransport needs an smtp:// or smtps:// url", key="smtp.url"
-            )
+            raise SettingsError("SmtpTransport needs an smtp:// or smtps:// url", key="smtp.url")
         if cfg.scheme == "smtp" and cfg.starttls == "off" and not _is_loopback(cfg.host):
-            raise ConfigurationError(
+            raise SettingsError(
                 'starttls = "off" sends mail in plain text and is allowed only for a '
                 f"loopback server, not {cfg.host!r}",
                 key="smtp.starttls",
@@ -292,10 +305,10 @@ class MaildirTransport:
         """See :meth:`Transport.aclose`; nothing to release."""
 
 
-def make_transport(cfg: SmtpConfig) -> Transport:
+def make_transport(cfg: SmtpSettings) -> Transport:
     """The transport ``cfg.url`` asks for."""
     if cfg.scheme == "maildir":
         if cfg.path is None:
-            raise ConfigurationError("maildir: needs a path", key="smtp.url")
+            raise SettingsError("maildir: needs a path", key="smtp.url")
         return MaildirTransport(cfg.path)
     return SmtpTransport(cfg)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from intake.config import WorkflowConfig
+from rules.workflow import SigningDefaults, WorkflowConfig
 
 
 @dataclass(frozen=True)
@@ -67,15 +67,15 @@ class Case:
     csr: Any = None
     #: The signer's personal code (e.g. PNOLV-010190-12345), from the verdict.
     signer_code: str | None = None
-    #: The organisation in the registry, by ``org_reg_no`` (None: not found).
+    #: The organisation in the registry, by the field of role ``org-reg-no`` (None: not found).
     organisation: OrganisationRecord | None = None
     #: The reference of an application that already has this exact signed form.
     duplicate_of: str | None = None
     #: When the case is judged (the "now" of age limits); None: not known.
     judged_at: datetime | None = None
-    #: ``intake.config.SigningConfig``: the defaults a workflow may override
-    #: (None: the verifier's codes stand as they are).
-    signing: Any = None
+    #: ``[signing]``: the defaults a workflow may override (None: the
+    #: verifier's codes stand as they are).
+    signing: SigningDefaults | None = None
 
 
 class Rule(Protocol):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from intake import formats
+from rules import formats
 from rules.base import Case, Finding
 from rules.registry import ORGANISATION_NAME
+from rules.workflow import Role
+
+#: The field that names the form's workflow before any workflow is known.
+FORM_ID_FIELD = "form_id"
 
 
 class FormMissing:
@@ -42,8 +46,11 @@ class FormUnknown:
 
     def check(self, case: Case) -> Iterable[Finding]:
         if case.workflow is None:
-            found = case.fields.get("form_id", "")
-            yield Finding(self.code, f"form_id={found!r}" if found else "no form_id field")
+            # No workflow, so no role map: the form id is the field every
+            # shipped form names so (FORM_ID_FIELD of intake.forms).
+            found = case.fields.get(FORM_ID_FIELD, "")
+            yield Finding(self.code, f"{FORM_ID_FIELD}={found!r}" if found
+                          else f"no {FORM_ID_FIELD} field")
 
 
 def _readable_form(case: Case) -> bool:
@@ -90,8 +97,8 @@ class FieldInvalid:
             value = case.fields.get(spec.name, "").strip()
             if not value:
                 continue
-            if spec.name == "form_id" and value != case.workflow.id:
-                yield Finding(f"{self.code}:{spec.name}", f"form_id {value!r}")
+            if spec.role == Role.FORM_ID and value != case.workflow.id:
+                yield Finding(f"{self.code}:{spec.name}", f"{spec.name} {value!r}")
             elif spec.format and not formats.check(spec.format, value):
                 yield Finding(f"{self.code}:{spec.name}", f"not a valid {spec.format}")
             elif spec.max_length is not None and len(value) > spec.max_length:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from intake import formats
+from rules import formats
 from rules.base import Case, Finding
+from rules.workflow import Role, field_value
 from signing.names import same_organisation
 
 
@@ -17,7 +18,7 @@ def _selected(case: Case, code: str) -> bool:
         and code in case.workflow.rules
         and case.form_present
         and not case.form_error
-        and formats.check("reg-no", case.fields.get("org_reg_no", ""))
+        and formats.check("reg-no", field_value(case.workflow, case.fields, Role.ORG_REG_NO))
     )
 
 
@@ -29,7 +30,8 @@ class TestEnvNotCompleted:
         return _selected(case, self.code)
 
     def check(self, case: Case) -> Iterable[Finding]:
-        declared = formats.normalise_yes_no(case.fields.get("test_env_completed", ""))
+        declared = formats.normalise_yes_no(
+            field_value(case.workflow, case.fields, Role.TEST_ENV_COMPLETED))
         if declared is False:
             yield Finding(self.code, "the form says the tests are not done")
         elif case.organisation is None:
@@ -67,9 +69,11 @@ class ContractMissing:
 
 
 class OrganisationName:
-    """The form's ``org_name`` is the registry's name for its ``org_reg_no``.
+    """The form's organisation name is the registry's name for its registration number.
 
-    Its findings are ``FORM-FIELD-INVALID:org_name``, so the field rule
+    The fields are those of the roles ``org-name`` and ``org-reg-no``.
+
+    Its findings are ``FORM-FIELD-INVALID:<field>`` (the field of role ``org-name``), so the field rule
     (:class:`rules.form.FieldInvalid`) runs it; it is not registered under a
     code of its own. It runs wherever the registry was asked (a readable form
     with a well-formed registration number the registry knows), whatever
@@ -80,7 +84,6 @@ class OrganisationName:
 
     code = "FORM-FIELD-INVALID"
     description = "The form's organisation name is the registry's name for its number."
-    field = "org_name"
 
     def applies(self, case: Case) -> bool:
         return (
@@ -88,18 +91,19 @@ class OrganisationName:
             and case.form_present
             and not case.form_error
             and case.organisation is not None
-            and formats.check("reg-no", case.fields.get("org_reg_no", ""))
-            and bool(case.fields.get(self.field, "").strip())
+            and formats.check("reg-no", field_value(case.workflow, case.fields, Role.ORG_REG_NO))
+            and bool(field_value(case.workflow, case.fields, Role.ORG_NAME))
         )
 
     def check(self, case: Case) -> Iterable[Finding]:
-        assert case.organisation is not None
-        given = case.fields.get(self.field, "").strip()
+        assert case.organisation is not None and case.workflow is not None
+        name = case.workflow.field_for(Role.ORG_NAME)
+        given = field_value(case.workflow, case.fields, Role.ORG_NAME)
         if not same_organisation(given, case.organisation.name):
             # The detail reaches the applicant: it names the number, not the
             # registry's name (staff see both in pasts show).
             yield Finding(
-                f"{self.code}:{self.field}",
+                f"{self.code}:{name}",
                 f"not the name the registry holds for {case.organisation.reg_no}",
             )
 

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from intake.addresses import UnusableAddress, is_usable, usable_address
-from intake.formats import is_email
 from intake.mime import parse_message
 from intake.models import ReceivedMessage
 from intake.samples import application_mail, make_csr
+from mailer.addresses import UnusableAddress, is_usable, usable_address
 from mailer.compose import check_address
+from rules.formats import is_email
 from tests.daemon_env import TO, Deployment, make_deployment
 
 HELDOUT = Path(__file__).parent / "messages" / "heldout"

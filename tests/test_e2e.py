@@ -281,7 +281,7 @@ def _workflows_with(wid: str, **changes: Any) -> list[dict[str, Any]]:
 
     from tests.daemon_env import ROOT
 
-    tables = tomllib.loads((ROOT / "intake" / "workflows.toml").read_text("utf-8"))["workflow"]
+    tables = tomllib.loads((ROOT / "rules" / "workflows.toml").read_text("utf-8"))["workflow"]
     return [{**t, **changes} if t["id"] == wid else t for t in tables]
 
 

@@ -28,10 +28,11 @@ from pypdf.generic import (
     TextStringObject,
 )
 
-from intake import formats
-from intake.config import FieldSpec, WorkflowConfig, default_workflows
+from intake.config import default_workflows
 from intake.errors import PermanentError
 from intake.forms import fill_form, read_form_fields, render_form
+from rules import formats
+from rules.workflow import FieldSpec, WorkflowConfig
 from tests.shared import CORPUS
 
 SIMPLE_FORM = CORPUS / "pyhanko/pdf/minimal-with-simple-form.pdf"

@@ -23,7 +23,7 @@ import aiosmtplib
 import pytest
 
 from intake.config import SmtpConfig, parse_config
-from intake.errors import ConfigurationError, DeliveryError
+from intake.errors import DeliveryError
 from mailer.compose import (
     EVENTS,
     LANGUAGES,
@@ -36,6 +36,7 @@ from mailer.compose import (
     explain,
     render,
 )
+from mailer.settings import SettingsError
 from mailer.transport import MaildirTransport, SmtpTransport, make_transport
 from tests.fixtures.smtp import SMTP_USER, SmtpTestServer
 from tests.shared import SPEC as SHARED_SPEC
@@ -721,7 +722,7 @@ def test_plain_text_only_on_loopback() -> None:
         port=25,
         starttls="off",
     )
-    with pytest.raises(ConfigurationError, match="starttls"):
+    with pytest.raises(SettingsError, match="starttls"):
         make_transport(cfg)
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from intake.config import WorkflowConfig, default_workflows
+from intake.config import default_workflows
 from rules import Case, Finding, OrganisationRecord, all_rules, judge
+from rules.workflow import WorkflowConfig
 from signing.csr import CsrReport
 from signing.verify import FormVerdict, SignatureStatus
 from tests.shared import SPEC

@@ -1,9 +1,12 @@
 """Named field formats checked by the FORM-FIELD-INVALID rule.
 
-A workflow's :class:`~intake.config.FieldSpec` names a format; :func:`check`
-tells whether a value has it. An unknown name is a configuration error and
-raises :class:`ValueError`, so that a misspelt format is caught at startup
-(call :func:`check` with an empty value, or test ``name in FORMATS``).
+A workflow's :class:`~rules.workflow.FieldSpec` names a format; :func:`check`
+tells whether a value has it. An unknown name raises :class:`ValueError`;
+``intake.config`` refuses one at startup, naming the key.
+
+The ``email`` format is the mailer's one definition of a usable address
+(``mailer.addresses``), which rules/ may not import: the code that builds the
+workflows (``intake.config``) hands it over once with :func:`use_address_check`.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import re
 import unicodedata
 from collections.abc import Callable
 from urllib.parse import urlsplit
-
-from intake.addresses import is_usable
 
 # A label of a host name.
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -36,12 +37,24 @@ def _is_host(host: str) -> bool:
     return all(_LABEL_RE.match(label) for label in labels)
 
 
+_address_check: list[Callable[[str], bool]] = []
+
+
+def use_address_check(usable: Callable[[str], bool]) -> None:
+    """Make ``usable`` (the mailer's definition of an address) the ``email`` format."""
+    _address_check[:] = [usable]
+
+
 def is_email(value: str) -> bool:
     """One bare address ``local@domain.tld`` that replies can be written to.
 
-    The one definition of a usable address is :mod:`intake.addresses`.
+    The one definition of a usable address is ``mailer.addresses``, handed
+    over by :func:`use_address_check`.
     """
-    return is_usable(value.strip())
+    if not _address_check:
+        raise RuntimeError("rules.formats: no address check given (use_address_check); "
+                           "intake.config hands over mailer.addresses.is_usable")
+    return _address_check[0](value.strip())
 
 
 def is_reg_no(value: str) -> bool:
