@@ -465,7 +465,7 @@ class TrustConfig:
 
     def settings(self) -> Any:
         """The plain values :mod:`signing.trustlists` works with."""
-        from signing.trustlists import TrustSettings
+        from signing.trust.trustlists import TrustSettings
 
         return TrustSettings(
             lotl=self.lotl, cache_dir=self.cache_dir, lotl_signers=self.lotl_signers,

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from intake.config import Config
 from intake.errors import ConfigurationError
-from signing.trustlists import ListState, refresh, status
+from signing.trust.trustlists import ListState, refresh, status
 
 log = logging.getLogger(__name__)
 

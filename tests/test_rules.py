@@ -16,7 +16,7 @@ import pytest
 from intake.config import WorkflowConfig, default_workflows
 from rules import Case, Finding, OrganisationRecord, all_rules, judge
 from signing.csr import CsrReport
-from signing.verify import FormVerdict, SignatureStatus
+from signing.status import FormVerdict, SignatureStatus
 from tests.shared import SPEC
 
 WORKFLOWS = {w.id: w for w in default_workflows()}

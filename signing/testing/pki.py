@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import signers
 from pyhanko.sign.fields import SigSeedSubFilter
@@ -194,7 +194,7 @@ class DemoPki:
         return signers.SimpleSigner(
             signing_cert=self.asn1_certificate(name),
             signing_key=self.asn1_key(name),
-            cert_registry=SimpleCertificateStore.from_certs(chain),
+            cert_registry=SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
         )
 
     def timestamper(self, name: str = "tsa") -> DummyTimeStamper:
@@ -203,7 +203,7 @@ class DemoPki:
         return DummyTimeStamper(
             tsa_cert=self.asn1_certificate(name),
             tsa_key=self.asn1_key(name),
-            certs_to_embed=SimpleCertificateStore.from_certs(chain),
+            certs_to_embed=SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
         )
 
     def validation_context(self, **kwargs: Any) -> ValidationContext:
@@ -344,7 +344,7 @@ class DemoPki:
                     x509.AuthorityInformationAccess(
                         [
                             x509.AccessDescription(
-                                x509.AuthorityInformationAccessOID.OCSP,
+                                AuthorityInformationAccessOID.OCSP,
                                 x509.UniformResourceIdentifier(ocsp_url),
                             )
                         ]
@@ -547,7 +547,8 @@ def sign_pdf(
         timestamper=timestamper,
         bytes_reserved=bytes_reserved,
     )
-    return output.getvalue()
+    signed: bytes = output.getvalue()
+    return signed
 
 
 def add_document_timestamp(
@@ -561,7 +562,8 @@ def add_document_timestamp(
     output = PdfTimeStamper(timestamper).timestamp_pdf(
         writer, md_algorithm="sha256", validation_context=validation_context
     )
-    return output.getvalue()
+    stamped: bytes = output.getvalue()
+    return stamped
 
 
 def _pdf_text(value: str) -> bytes:

@@ -30,7 +30,7 @@ from pyhanko_certvalidator.authority import Authority, AuthorityWithCert, TrustA
 from pyhanko_certvalidator.registry import TrustManager
 
 from signing.qc import QC_TYPE_ESEAL_OID, QC_TYPE_ESIGN_OID, QC_TYPE_WEB_OID, qc_info
-from signing.trustlists import TrustSnapshot
+from signing.trust.trustlists import TrustSnapshot
 
 QcKind = Literal["esign", "eseal", "web"]
 
