@@ -27,7 +27,8 @@ from pyhanko.sign.validation import validate_pdf_signature  # noqa: E402
 
 from signing.isolation import IsolatedVerifier  # noqa: E402
 from signing.settings import VerifierSettings  # noqa: E402
-from signing.testing.pki import DemoPki, make_form_pdf, sign_pdf  # noqa: E402
+from signing.testing.pdfs import make_form_pdf, sign_pdf  # noqa: E402
+from signing.testing.pki import DemoPki  # noqa: E402
 from signing.verifier import InProcessVerifier  # noqa: E402
 
 

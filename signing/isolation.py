@@ -31,7 +31,7 @@ import threading
 import weakref
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from signing.settings import VerifierSettings
 from signing.status import (
@@ -41,7 +41,7 @@ from signing.status import (
     UnreadableInput,
     VerificationTimeout,
 )
-from signing.verifier import InProcessVerifier
+from signing.verifier import InProcessVerifier, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -278,3 +278,7 @@ class IsolatedVerifier:
                 f"(verifier exit code {value})"
             )
         raise VerifierCrashed(f"{method} failed in the verification process: {value}")
+
+
+if TYPE_CHECKING:
+    _ISOLATED_IS_A_VERIFIER: type[Verifier] = IsolatedVerifier

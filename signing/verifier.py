@@ -19,7 +19,7 @@ import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 from signing.asic.verify import verify_container
 from signing.cms.detached import verify_detached
@@ -39,6 +39,7 @@ from signing.trust.trustlists import TrustSnapshot
 _T = TypeVar("_T")
 
 
+@runtime_checkable
 class Verifier(Protocol):
     """What a caller of verification needs: the synchronous API, and closing it."""
 
@@ -192,3 +193,7 @@ class InProcessVerifier:
             raise UnreadableInput("document structure is nested too deeply") from exc
         except MemoryError as exc:
             raise UnreadableInput("document needs too much memory to verify") from exc
+
+
+if TYPE_CHECKING:
+    _IN_PROCESS_IS_A_VERIFIER: type[Verifier] = InProcessVerifier

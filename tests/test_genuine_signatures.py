@@ -30,7 +30,7 @@ from intake.samples import filled_form
 from signing.asic.container import DS_NS
 from signing.settings import VerifierSettings
 from signing.status import FormVerdict
-from signing.testing.pki import sign_pdf
+from signing.testing.pdfs import sign_pdf
 from signing.tolerant import NEGATIVE_MODULUS_NOTE
 from signing.verifier import InProcessVerifier
 from tests.daemon_env import EA, GOOD

@@ -20,7 +20,7 @@ from intake.errors import ConfigurationError
 from signing.isolation import IsolatedVerifier, VerifierCrashed
 from signing.status import UnreadableInput
 from signing.testing.pki import QUALIFIED_PERSONAL_CODE
-from signing.verifier import InProcessVerifier
+from signing.verifier import InProcessVerifier, Verifier
 from tests.fixtures.pki import PkiFixture
 
 
@@ -29,6 +29,16 @@ def isolated(pki: PkiFixture) -> Iterator[IsolatedVerifier]:
     verifier = IsolatedVerifier(pki.settings(), memory_bytes=1536 * 1024 * 1024)
     yield verifier
     verifier.close()
+
+
+def test_both_verifiers_meet_the_verifier_protocol(
+        pki: PkiFixture, isolated: IsolatedVerifier) -> None:
+    """Callers (intake's pipeline) hold either one as a Verifier; both answer alike."""
+    here = InProcessVerifier(pki.settings())
+    for verifier in (here, isolated):
+        assert isinstance(verifier, Verifier)
+    signed = pki.sign(pki.form_pdf())
+    assert isolated.verify_pdf_sync(signed).codes == here.verify_pdf_sync(signed).codes == ()
 
 
 def test_verdict_is_the_in_process_verdict(pki: PkiFixture, isolated: IsolatedVerifier) -> None:

@@ -149,7 +149,8 @@ def test_readiness_fails_when_the_lists_are_stale_or_missing(tmp_path: Path) -> 
 
 def test_the_validation_report_can_be_switched_off(tmp_path: Path) -> None:
     from signing.settings import VerifierSettings
-    from signing.testing.pki import DemoPki, make_form_pdf, sign_pdf
+    from signing.testing.pdfs import make_form_pdf, sign_pdf
+    from signing.testing.pki import DemoPki
     from signing.verifier import InProcessVerifier
 
     pki = DemoPki.create(tmp_path / "pki")

@@ -22,7 +22,7 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore
 from signing.isolation import IsolatedVerifier
 from signing.settings import VerifierSettings
 from signing.status import FormVerdict
-from signing.testing.pki import sign_pdf
+from signing.testing.pdfs import sign_pdf
 from signing.trust.fetching import CACHE, RevocationCache
 from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture

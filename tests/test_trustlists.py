@@ -25,7 +25,7 @@ from pyhanko_certvalidator.path import ValidationPath
 
 from daemon import main
 from signing.settings import VerifierSettings
-from signing.testing.pki import make_form_pdf, sign_pdf
+from signing.testing.pdfs import make_form_pdf, sign_pdf
 from signing.trust.trustlists import (
     TrustListError,
     TrustSettings,

@@ -191,7 +191,7 @@ def test_unsigned_form_is_sig_missing(pki: PkiFixture) -> None:
 
 
 def test_document_timestamp_alone_is_sig_missing(pki: PkiFixture) -> None:
-    from signing.testing.pki import add_document_timestamp
+    from signing.testing.pdfs import add_document_timestamp
 
     verdict = verify(pki, add_document_timestamp(pki.form_pdf(), pki.timestamper))
     assert verdict.codes == ("SIG-MISSING",)
@@ -199,7 +199,7 @@ def test_document_timestamp_alone_is_sig_missing(pki: PkiFixture) -> None:
 
 def test_document_timestamp_over_bb_signature_gives_it_its_time(pki: PkiFixture) -> None:
     """ETSI EN 319 142-1 B-T: a document time-stamp may date a B-B signature."""
-    from signing.testing.pki import add_document_timestamp
+    from signing.testing.pdfs import add_document_timestamp
 
     bb = pki.sign(pki.form_pdf(), timestamp=False)
     verdict = verify(pki, add_document_timestamp(bb, pki.timestamper))
@@ -211,7 +211,7 @@ def test_document_timestamp_over_bb_signature_gives_it_its_time(pki: PkiFixture)
 
 
 def test_document_timestamp_from_untrusted_tsa_is_ts_untrusted(pki: PkiFixture) -> None:
-    from signing.testing.pki import add_document_timestamp
+    from signing.testing.pdfs import add_document_timestamp
 
     bb = pki.sign(pki.form_pdf(), timestamp=False)
     verdict = verify(pki, add_document_timestamp(bb, pki.untrusted_timestamper))
@@ -221,7 +221,7 @@ def test_document_timestamp_from_untrusted_tsa_is_ts_untrusted(pki: PkiFixture) 
 def test_field_changed_then_document_timestamped_is_still_modified(pki: PkiFixture) -> None:
     """A document time-stamp does not launder a change made before it."""
     from intake.samples import change_field_after_signing
-    from signing.testing.pki import add_document_timestamp
+    from signing.testing.pdfs import add_document_timestamp
 
     signed = pki.sign(pki.form_pdf({"org_reg_no": "40003000001"}), timestamp=False)
     changed = change_field_after_signing(signed, "org_reg_no", "40003999999")
