@@ -1,4 +1,4 @@
-"""Throughput of :meth:`signing.verify.Verifier.verify_pdf` against bare pyHanko.
+"""Throughput of :meth:`signing.verifier.InProcessVerifier.verify_pdf` against bare pyHanko.
 
 Generates N signed forms (PAdES B-T, offline demo PKI) and validates them with
 the pasts verifier in this process, with the same verifier in a child process

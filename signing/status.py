@@ -99,7 +99,7 @@ class SignatureStatus:
 
     kind: Kind
     """Where the signature came from: a PDF, a detached ``.p7s``, S/MIME, an ASiC-E container,
-    or an enveloping CAdES file (``.p7m``, see :mod:`signing.p7m`)."""
+    or an enveloping CAdES file (``.p7m``, see :mod:`signing.cms.p7m`)."""
 
     intact: bool
     """The signed data's digest matches the digest the signature covers."""

@@ -1,6 +1,6 @@
 """ASiC-E containers (XAdES, and CAdES) judged with the codes of a signed PDF, on the real test PKI.
 
-Containers are signed here with :func:`signing.asic.make_asice` by the demo
+Containers are signed here with :func:`signing.testing.xades.make_asice` by the demo
 PKI's signers, time-stamped by the fixture's RFC 3161 service, and validated
 with OCSP and CRLs fetched from the fixture's loopback server. The corpus's
 real containers must end in a verdict or :class:`UnreadableInput`, never a crash.

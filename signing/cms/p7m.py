@@ -21,8 +21,9 @@ time-stamps the whole signed file: its token is judged like a signature
 time-stamp, and it dates the signers that carry no signature time-stamp of
 their own, as a document time-stamp dates a PDF signature.
 
-These are facts (frozen dataclasses holding the verifier's own
-:class:`SignatureStatus`/:class:`FormVerdict`); the workflow's rules read them.
+The results are facts (:class:`~signing.status.SignedFile`,
+:class:`~signing.status.EnvelopeLevel`, :class:`~signing.status.FileTimestamp`);
+the workflow's rules read them.
 """
 
 from __future__ import annotations
