@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from io import BytesIO
-from typing import Any
 
 from asn1crypto import cms
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel
@@ -29,7 +30,7 @@ from pyhanko.sign.validation import async_validate_pdf_signature, async_validate
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
-from pyhanko.sign.validation.status import SignatureCoverageLevel
+from pyhanko.sign.validation.status import SignatureCoverageLevel, TimestampSignatureStatus
 from pyhanko_certvalidator import ValidationContext
 
 from signing.formfields import field_values
@@ -137,9 +138,9 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
 
     fetching = trust.fetching()
     try:
-        dss_certs: list[Any] = []
-        dss_crls: list[Any] = []
-        dss_ocsps: list[Any] = []
+        dss_certs: list[asn1_x509.Certificate] = []
+        dss_crls: list[asn1_crl.CertificateList] = []
+        dss_ocsps: list[asn1_ocsp.OCSPResponse] = []
         try:
             dss = DocumentSecurityStore.read_dss(reader)
             dss_certs = list(dss.load_certs())
@@ -165,7 +166,7 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
 
         # Document time-stamps first: one over a signature without its own
         # time-stamp gives it its B-T time (ETSI EN 319 142-1, 5.3).
-        doc_stamps: list[tuple[int, Any]] = []
+        doc_stamps: list[tuple[int, TimestampSignatureStatus]] = []
         for fq_name, emb, kind in embedded:
             if kind != "doc-ts" or emb is None:
                 continue
@@ -223,7 +224,8 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
 
 
 def _each_signer(
-    data: bytes, fq_name: str, sig_dict: Any, count: int, doc_notes: list[str]
+    data: bytes, fq_name: str, sig_dict: generic.DictionaryObject, count: int,
+    doc_notes: list[str],
 ) -> list[tuple[str, EmbeddedPdfSignature | None, str | None]]:
     """One entry per SignerInfo of a signature whose CMS carries several.
 
@@ -258,8 +260,8 @@ async def _doc_timestamp(
     trust: TrustContext, fq_name: str,
     emb: EmbeddedPdfSignature,
     fetching: MessageFetching | None,
-    dss_certs: list[Any],
-) -> tuple[str, Any]:
+    dss_certs: list[asn1_x509.Certificate],
+) -> tuple[str, TimestampSignatureStatus | None]:
     """Validate one document time-stamp: a note, and its status (``None`` if unreadable)."""
     try:
         status = await async_validate_pdf_timestamp(
@@ -284,9 +286,11 @@ async def _one_pdf_signature(
     *,
     later_signature_fields: set[str],
     final_values: dict[str, str],
-    doc_timestamp: Any,
+    doc_timestamp: TimestampSignatureStatus | None,
     fetching: MessageFetching | None,
-    dss: tuple[list[Any], list[Any], list[Any]],
+    dss: tuple[
+        list[asn1_x509.Certificate], list[asn1_crl.CertificateList], list[asn1_ocsp.OCSPResponse]
+    ],
 ) -> SignatureStatus:
     dss_certs, dss_crls, dss_ocsps = dss
     notes: list[str] = []
@@ -389,7 +393,7 @@ async def _one_pdf_signature(
 
 async def _validation_report(
     emb: EmbeddedPdfSignature, ctx: ValidationContext,
-                             certs: list[Any], notes: list[str]) -> str | None:
+                             certs: list[asn1_x509.Certificate], notes: list[str]) -> str | None:
     """The ETSI TS 119 102-2 report of pyHanko's AdES validation of one PDF signature.
 
     It is evidence for staff, made with the same anchors, revocation
@@ -427,7 +431,7 @@ async def _validation_report(
         return None
 
 
-def _signer_count(sig_dict: Any) -> int:
+def _signer_count(sig_dict: generic.DictionaryObject) -> int:
     """How many SignerInfos the CMS in a signature dictionary carries (0 if unreadable)."""
     try:
         content_info = cms.ContentInfo.load(bytes(sig_dict["/Contents"]))
@@ -437,7 +441,7 @@ def _signer_count(sig_dict: Any) -> int:
 
 
 
-def _with_one_signer(data: bytes, sig_dict: Any, index: int) -> bytes:
+def _with_one_signer(data: bytes, sig_dict: generic.DictionaryObject, index: int) -> bytes:
     """``data`` with the signature's ``/Contents`` holding only SignerInfo ``index``.
 
     The new SignedData is shorter than the old one and is written, zero

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from asn1crypto import algos
 from asn1crypto import crl as asn1_crl
@@ -27,6 +27,8 @@ from signxml.exceptions import InvalidSignature
 from signxml.xades.xades import XAdESVerifier
 
 from signing.asic.container import NS, b64, xml_parser
+
+_V = TypeVar("_V")
 
 # The canonicalisation of a time-stamped ds:SignatureValue when none is named
 # (ETSI EN 319 132-1, 5.3: Canonical XML 1.0 without comments).
@@ -108,26 +110,31 @@ def load_ocsp(der: bytes) -> asn1_ocsp.OCSPResponse:
     return response
 
 
+def _embedded(
+    signature: etree._Element, tag: str, load: Callable[[bytes], _V], notes: list[str]
+) -> list[_V]:
+    """The ``xades:{tag}`` values of the signature that load (a note for each that does not)."""
+    found: list[_V] = []
+    for node in signature.iterfind(f"ds:Object/xades:QualifyingProperties//xades:{tag}", NS):
+        try:
+            found.append(load(b64(node.text)))
+        except Exception as exc:  # noqa: BLE001 - a broken value only loses that value.
+            notes.append(f"an embedded {tag} cannot be read: {exc!r}")
+    return found
+
+
 def embedded_validation_data(
     signature: etree._Element, certificates: Iterable[asn1_x509.Certificate], notes: list[str]
-) -> tuple[list[Any], list[Any], list[Any]]:
+) -> tuple[
+    list[asn1_x509.Certificate], list[asn1_crl.CertificateList], list[asn1_ocsp.OCSPResponse]
+]:
     """Certificates, CRLs and OCSP responses the signature carries (XAdES -LT values)."""
-    certs: list[Any] = list(certificates)
-    crls: list[Any] = []
-    ocsps: list[Any] = []
-    loaders: list[tuple[str, Callable[[bytes], Any], list[Any]]] = [
-        ("EncapsulatedX509Certificate", load_certificate, certs),
-        ("EncapsulatedCRLValue", load_crl, crls),
-        ("EncapsulatedOCSPValue", load_ocsp, ocsps),
+    certs = [
+        *certificates,
+        *_embedded(signature, "EncapsulatedX509Certificate", load_certificate, notes),
     ]
-    for tag, load, into in loaders:
-        for node in signature.iterfind(f"ds:Object/xades:QualifyingProperties//xades:{tag}", NS):
-            try:
-                value = load(b64(node.text))
-            except Exception as exc:  # noqa: BLE001 - a broken value only loses that value.
-                notes.append(f"an embedded {tag} cannot be read: {exc!r}")
-                continue
-            into.append(value)
+    crls = _embedded(signature, "EncapsulatedCRLValue", load_crl, notes)
+    ocsps = _embedded(signature, "EncapsulatedOCSPValue", load_ocsp, notes)
     return certs, crls, ocsps
 
 
