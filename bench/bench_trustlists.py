@@ -4,8 +4,8 @@ Reads pyHanko's stored real lists (``/work/shared/corpus/pyhanko/tl/`` or
 ``--dir``): the EU LOTL (parsed, as the refresh does after its signature
 check) and one national list, whose XAdES signature is verified with the
 certificates the LOTL gives for it and whose content is then parsed into a
-pyHanko TSP registry, as :func:`signing.trustlists.refresh` and
-:func:`signing.trustlists.load_snapshot` do. Prints the best of ``--rounds``.
+pyHanko TSP registry, as :func:`signing.trust.trustlists.refresh` and
+:func:`signing.trust.trustlists.load_snapshot` do. Prints the best of ``--rounds``.
 The real LOTL names about 30 national lists; a full refresh is roughly the
 national-list time times 30 plus the downloads.
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyhanko.sign.validation.qualified import eutl_parse  # noqa: E402
 
-from signing.trustlists import verify_list  # noqa: E402
+from signing.trust.trustlists import verify_list  # noqa: E402
 
 FILES = {"BE": "tsl-be-v6.xml", "EE": "tsl-ee.xml"}
 

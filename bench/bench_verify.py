@@ -1,4 +1,4 @@
-"""Throughput of :meth:`signing.verify.Verifier.verify_pdf` against bare pyHanko.
+"""Throughput of :meth:`signing.verifier.InProcessVerifier.verify_pdf` against bare pyHanko.
 
 Generates N signed forms (PAdES B-T, offline demo PKI) and validates them with
 the pasts verifier in this process, with the same verifier in a child process
@@ -26,8 +26,10 @@ from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: E402
 from pyhanko.sign.validation import validate_pdf_signature  # noqa: E402
 
 from signing.isolation import IsolatedVerifier  # noqa: E402
-from signing.pki import DemoPki, make_form_pdf, sign_pdf  # noqa: E402
-from signing.verify import Verifier, VerifierSettings  # noqa: E402
+from signing.settings import VerifierSettings  # noqa: E402
+from signing.testing.pdfs import make_form_pdf, sign_pdf  # noqa: E402
+from signing.testing.pki import DemoPki  # noqa: E402
+from signing.verifier import InProcessVerifier  # noqa: E402
 
 
 def main() -> int:
@@ -51,7 +53,7 @@ def main() -> int:
         ]
         print(f"signed {args.n} forms in {time.perf_counter() - started:.2f} s")
 
-        verifier = Verifier(VerifierSettings(trust_roots=pki.trust_roots, allow_fetching=False))
+        verifier = InProcessVerifier(VerifierSettings(trust_roots=pki.trust_roots, allow_fetching=False))
         # What the daemon runs: the same verifier in a child process (pickling
         # each form over and each verdict back).
         isolated = IsolatedVerifier(verifier.settings, memory_bytes=1536 * 1024 * 1024)
@@ -78,7 +80,7 @@ def main() -> int:
             isolated.verify_pdf_sync(forms[0])
             print(f"child process start + first form: {time.perf_counter() - started:.2f} s "
                   "(not counted below)")
-            runs = {"pasts Verifier.verify_pdf": in_process, "pasts in a child process": in_child,
+            runs = {"pasts InProcessVerifier.verify_pdf": in_process, "pasts in a child process": in_child,
                     "bare validate_pdf_signature": bare}
             best: dict[str, float] = {}
             oks: dict[str, int] = {}
@@ -96,7 +98,7 @@ def main() -> int:
     for name, rate in rates.items():
         print(f"{name:<28}: {rate:8.1f} forms/s ({oks[name]}/{args.n} ok)")
     bare_rate = rates["bare validate_pdf_signature"]
-    print(f"ratio pasts/bare            : {rates['pasts Verifier.verify_pdf'] / bare_rate:8.2f}")
+    print(f"ratio pasts/bare            : {rates['pasts InProcessVerifier.verify_pdf'] / bare_rate:8.2f}")
     print(f"ratio child-process/bare    : {rates['pasts in a child process'] / bare_rate:8.2f}")
     return 0
 

@@ -97,7 +97,7 @@ def build_samples(config: Config, pki: Any) -> list[Sample]:
         sign,
         smime_signed_mail,
     )
-    from signing.asic import make_asice
+    from signing.testing.xades import make_asice
 
     ea = config.workflow("eaddress-production")
     api = config.workflow("api-access")
@@ -279,8 +279,8 @@ def run_demo(demo_dir: Path, *, out: TextIO, config_path: Path = Path("config.to
     from intake.registry import import_registry
     from intake.runtime import Runtime
     from intake.web import start_web
-    from signing.ca import make_test_ca
-    from signing.pki import DemoPki
+    from signing.testing.ca import make_test_ca
+    from signing.testing.pki import DemoPki
 
     config = load_config(config_path)
     _check_demo_config(config)

@@ -183,7 +183,7 @@ class StoreCollector(Collector):
         trust = self.runtime.config.trust
         if trust is None:
             return
-        from signing.trustlists import status
+        from signing.trust.trustlists import status
 
         try:
             items = status(trust.settings(), now=now)

@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 if TYPE_CHECKING:
-    from signing.verify import FormVerdict, Verifier
+    from signing.status import FormVerdict
+    from signing.verifier import InProcessVerifier
 
 #: Mails larger than this are not unwrapped.
 MAX_BYTES = 40 * 1024 * 1024
@@ -468,7 +469,7 @@ def _postacert(leaves: list[tuple[int, _Part]]) -> bytes | None:
 
 
 async def check_transport(
-    pec: PecEnvelope | PecReceipt, verifier: Verifier,
+    pec: PecEnvelope | PecReceipt, verifier: InProcessVerifier,
 ) -> PecEnvelope | PecReceipt:
     """``pec`` with the provider's S/MIME signature judged (:attr:`transport_signature`).
 
@@ -480,7 +481,7 @@ async def check_transport(
     """
     if pec.signed is None:
         return pec
-    from signing.verify import UnreadableInput
+    from signing.status import UnreadableInput
 
     content, signature = pec.signed
     try:

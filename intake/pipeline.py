@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from intake.config import Config, MailboxConfig
 from intake.errors import PermanentError
@@ -29,6 +29,9 @@ from intake.mime import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 from rules.form import FORM_ID_FIELD
 from rules.workflow import Role, WorkflowConfig, field_value
+
+if TYPE_CHECKING:
+    from signing.verifier import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class Submission:
 class Pipeline:
     """Runs the stages with the verifier, key policy and lookups it was given."""
 
-    def __init__(self, config: Config, verifier: Any, lookups: Lookups):
+    def __init__(self, config: Config, verifier: Verifier, lookups: Lookups):
         self.config = config
         self.verifier = verifier
         self.lookups = lookups
@@ -112,7 +115,7 @@ class Pipeline:
             return self.verify_container(sub, mail.asice)
         if form is None:
             return sub
-        from signing.verify import UnreadableInput
+        from signing.status import UnreadableInput
 
         if form.dropped_size is not None:
             return _unreadable(sub, self.over_limit("the PDF", form))
@@ -146,7 +149,7 @@ class Pipeline:
 
     def verify_container(self, sub: Submission, container: Attachment) -> Submission:
         """Judge an ASiC-E container's signatures; the PDF inside becomes the form."""
-        from signing.verify import UnreadableInput
+        from signing.status import UnreadableInput
 
         name = container.filename or "container"
         if container.dropped_size is not None:
@@ -200,7 +203,7 @@ class Pipeline:
                               kind: Literal["cms", "smime"]) -> dict[str, Any]:
         """A signature that does not sign the form (the mail's S/MIME, a ``.p7s``
         over another attachment): verified and recorded with its signer, not judged."""
-        from signing.verify import UnreadableInput
+        from signing.status import UnreadableInput
 
         try:
             verdict = self.verifier.verify_detached_sync(content, signature, kind=kind)

@@ -32,7 +32,7 @@ import logging
 import threading
 import traceback
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -50,6 +50,9 @@ from intake.pipeline import Lookups, Pipeline
 from intake.service import duplicate_reference, now_utc, organisation_record
 from intake.store import Store
 
+if TYPE_CHECKING:
+    from signing.verifier import Verifier
+
 log = logging.getLogger(__name__)
 
 CLAIM_LEASE = timedelta(minutes=10)
@@ -61,7 +64,9 @@ FINAL = ("processed", "ignored", "quarantined")
 class Intake:
     """Reads mailboxes and hands each message to the decider, exactly once."""
 
-    def __init__(self, config: Config, store: Store, verifier: Any, *, worker: str | None = None):
+    def __init__(
+        self, config: Config, store: Store, verifier: Verifier, *, worker: str | None = None
+    ):
         self.config = config
         self.store = store
         self.worker = worker or worker_id()

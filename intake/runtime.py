@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from intake.config import Config, MailboxConfig
 from intake.errors import ConfigurationError, MailboxError, TransientError
@@ -25,13 +25,17 @@ from intake.outbox import OutboxSender
 from intake.processor import PARSE_TASK, Intake
 from intake.store import Store, open_store
 
+if TYPE_CHECKING:
+    from signing.isolation import IsolatedVerifier
+    from signing.verifier import Verifier
+
 log = logging.getLogger(__name__)
 
 
-def make_verifier(config: Config) -> Any:
+def make_verifier(config: Config) -> IsolatedVerifier:
     """The verifier the pipeline uses: in child processes bounded in time and memory."""
     from signing.isolation import IsolatedVerifier
-    from signing.verify import VerifierSettings
+    from signing.settings import VerifierSettings
 
     sc = config.signing
     memory_mb = config.limits.verify_memory_mb
@@ -76,7 +80,7 @@ class Runtime:
     config: Config
     store: Store
     worker: str | None = None
-    _verifier: Any = field(default=None, repr=False)
+    _verifier: Verifier | None = field(default=None, repr=False)
     # Mailbox threads ask for the verifier at once; one must be made, not two.
     _verifier_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: Each mailbox's last successful poll in this process (/readyz, /metrics).
@@ -140,7 +144,7 @@ class Runtime:
         self.close()
 
     @property
-    def verifier(self) -> Any:
+    def verifier(self) -> Verifier:
         with self._verifier_lock:
             if self._verifier is None:
                 # Timed for /metrics (pasts_verification_seconds).

@@ -49,7 +49,7 @@ def filled_form(workflow: WorkflowConfig, values: Mapping[str, str]) -> bytes:
 
 
 def sign(pdf: bytes, pki: Any, signer: str = "qualified", *, timestamp: bool = True) -> bytes:
-    from signing.pki import sign_pdf
+    from signing.testing.pdfs import sign_pdf
 
     return sign_pdf(pdf, pki.signer(signer), timestamper=pki.timestamper() if timestamp else None)
 

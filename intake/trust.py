@@ -1,6 +1,6 @@
 """``pasts trust refresh`` / ``pasts trust status`` and the scheduled refresh.
 
-Thin wrappers around :mod:`signing.trustlists`: they read ``[trust]`` from
+Thin wrappers around :mod:`signing.trust.trustlists`: they read ``[trust]`` from
 the configuration, print one line per list and turn the outcome into the exit
 status SPEC section 8 asks for (non-zero when a list cannot be fetched or
 verified, or is stale or missing).
@@ -14,7 +14,7 @@ from typing import TextIO
 
 from intake.config import Config
 from intake.errors import ConfigurationError
-from signing.trustlists import ListState, refresh, status
+from signing.trust.trustlists import ListState, refresh, status
 
 log = logging.getLogger(__name__)
 

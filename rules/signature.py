@@ -95,7 +95,7 @@ class NotQualified(VerdictRule):
         if not _overridden(case, self.KEYS):
             yield from super().check(case)
             return
-        from signing.qualification import signer_problems
+        from signing.trust.qualification import signer_problems
 
         for sig in case.verdict.signatures:
             if "SIG-INVALID" in sig.codes:

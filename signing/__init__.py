@@ -1,22 +1,6 @@
-"""Signature verification and the demo PKI: a leaf package over bytes and plain settings.
+"""Signature verification, certificate requests and the agency CA: a leaf package.
 
-``signing`` imports nothing from ``intake``, ``rules`` or ``mailer``.
+``signing`` imports nothing from ``intake``, ``rules`` or ``mailer``. It returns
+facts (:mod:`signing.status`); callers type against the
+:class:`~signing.verifier.Verifier` protocol. See ARCHITECTURE.md for the map.
 """
-
-from signing.verify import (
-    FormVerdict,
-    SignatureStatus,
-    SignerIdentity,
-    UnreadableInput,
-    Verifier,
-    VerifierSettings,
-)
-
-__all__ = [
-    "FormVerdict",
-    "SignatureStatus",
-    "SignerIdentity",
-    "UnreadableInput",
-    "Verifier",
-    "VerifierSettings",
-]

@@ -35,7 +35,6 @@ __all__ = [
     "CertificateProfile",
     "IssuedCertificate",
     "crl_to_pem",
-    "make_test_ca",
     "write_crl",
 ]
 
@@ -432,7 +431,7 @@ def _build_subject(subject: Mapping[str, str]) -> x509.Name:
         raise ValueError(f"unknown subject keys: {', '.join(unknown)}")
     if not (subject.get("common_name") or "").strip():
         raise ValueError("the subject needs a common_name")
-    attributes: list[x509.NameAttribute] = []
+    attributes: list[x509.NameAttribute[str]] = []
     for key, oid in _SUBJECT_ATTRIBUTES:
         value = (subject.get(key) or "").strip()
         if not value:
@@ -500,7 +499,7 @@ def crl_to_pem(crl_der: bytes) -> str:
     return crl.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -519,64 +518,4 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
 
 def write_crl(path: Path, crl_der: bytes) -> None:
     """Write a CRL as PEM to ``path`` atomically (readers never see half a file)."""
-    _atomic_write(Path(path), crl_to_pem(crl_der).encode("ascii"), 0o644)
-
-
-def make_test_ca(
-    directory: Path, *, name: str = "Pasts Demo Agency CA", password: str | None = None
-) -> tuple[Path, Path]:
-    """Create a self-signed EC P-256 CA in ``directory``; return (certificate, key) paths.
-
-    The files are ``ca.pem`` and ``ca.key`` (mode 600, encrypted when
-    ``password`` is given). Meant for the demo and the tests, not production.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "LV"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Pasts Demo Agency"),
-            x509.NameAttribute(NameOID.COMMON_NAME, name),
-        ]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password.encode("utf-8"))
-        if password is not None
-        else serialization.NoEncryption()
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
-    cert_path = directory / "ca.pem"
-    key_path = directory / "ca.key"
-    _atomic_write(key_path, key_pem, 0o600)
-    _atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    return cert_path, key_path
+    write_atomically(Path(path), crl_to_pem(crl_der).encode("ascii"), 0o644)

@@ -2,10 +2,10 @@
 
 A hostile PDF can make a parser loop or allocate without end, and a thread
 that does so cannot be stopped. :class:`IsolatedVerifier` has the synchronous
-API of :class:`~signing.verify.Verifier` but runs each call in a long-lived
+API of :class:`~signing.verifier.InProcessVerifier` but runs each call in a long-lived
 child process (started through a fork server, so a new child costs a fork, not
 an interpreter start) with an address-space limit. A call that overruns its
-time is answered :class:`~signing.verify.UnreadableInput` and its child is
+time is answered :class:`~signing.status.UnreadableInput` and its child is
 killed; so is a child that dies or runs out of memory. The next call starts a
 fresh child.
 
@@ -33,21 +33,19 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from signing.verify import (
+from signing.settings import VerifierSettings
+from signing.status import (
+    AsicVerdict,
     FormVerdict,
+    SignedFile,
     UnreadableInput,
     VerificationTimeout,
-    Verifier,
-    VerifierSettings,
 )
-
-if TYPE_CHECKING:
-    from signing.asic import AsicVerdict
-    from signing.p7m import SignedFile
+from signing.verifier import InProcessVerifier, Verifier
 
 log = logging.getLogger(__name__)
 
-# Methods of Verifier a child may be asked to run.
+# Methods of InProcessVerifier a child may be asked to run.
 _METHODS = frozenset(
     {"verify_pdf_sync", "verify_detached_sync", "verify_asic_sync", "verify_signed_file_sync"}
 )
@@ -96,7 +94,7 @@ def _serve(conn: Connection, settings: VerifierSettings, memory_bytes: int | Non
     )
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    verifier = Verifier(settings)
+    verifier = InProcessVerifier(settings)
     while True:
         try:
             method, args, kwargs = conn.recv()
@@ -170,7 +168,7 @@ def _kill_all(children: list[_Child]) -> None:
 
 
 class IsolatedVerifier:
-    """The synchronous :class:`~signing.verify.Verifier` API, run in child processes."""
+    """The synchronous :class:`~signing.verifier.InProcessVerifier` API, run in child processes."""
 
     def __init__(
         self,
@@ -192,7 +190,7 @@ class IsolatedVerifier:
         self.children_started = 0
         self._ctx = multiprocessing.get_context("forkserver")
         modules = sorted({target.partition(":")[0] for target in self.tasks.values()})
-        self._ctx.set_forkserver_preload(["signing.verify", *modules])
+        self._ctx.set_forkserver_preload(["signing.verifier", *modules])
         self._idle: list[_Child] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -200,22 +198,24 @@ class IsolatedVerifier:
         self._finalizer = weakref.finalize(self, _kill_all, self._idle)
 
     def verify_pdf_sync(self, data: bytes) -> FormVerdict:
-        """See :meth:`Verifier.verify_pdf`."""
-        return self._call("verify_pdf_sync", data)
+        """See :meth:`InProcessVerifier.verify_pdf`."""
+        return cast(FormVerdict, self._call("verify_pdf_sync", data))
 
     def verify_detached_sync(
         self, content: bytes, signature_der: bytes, *, kind: Literal["cms", "smime"] = "cms"
     ) -> FormVerdict:
-        """See :meth:`Verifier.verify_detached`."""
-        return self._call("verify_detached_sync", content, signature_der, kind=kind)
+        """See :meth:`InProcessVerifier.verify_detached`."""
+        return cast(
+            FormVerdict, self._call("verify_detached_sync", content, signature_der, kind=kind)
+        )
 
     def verify_asic_sync(self, data: bytes) -> AsicVerdict:
-        """See :meth:`Verifier.verify_asic`."""
-        return cast("AsicVerdict", self._call("verify_asic_sync", data))
+        """See :meth:`InProcessVerifier.verify_asic`."""
+        return cast(AsicVerdict, self._call("verify_asic_sync", data))
 
     def verify_signed_file_sync(self, data: bytes, *, timestamp: bytes | None = None) -> SignedFile:
-        """See :meth:`Verifier.verify_signed_file`."""
-        return cast("SignedFile", self._call("verify_signed_file_sync", data, timestamp=timestamp))
+        """See :meth:`InProcessVerifier.verify_signed_file`."""
+        return cast(SignedFile, self._call("verify_signed_file_sync", data, timestamp=timestamp))
 
     def run_task(self, task: str, *args: Any, timeout: float, **kwargs: Any) -> Any:
         """Run the task named ``task`` in a child; raise :class:`TaskFailed` if it
@@ -278,3 +278,7 @@ class IsolatedVerifier:
                 f"(verifier exit code {value})"
             )
         raise VerifierCrashed(f"{method} failed in the verification process: {value}")
+
+
+if TYPE_CHECKING:
+    _ISOLATED_IS_A_VERIFIER: type[Verifier] = IsolatedVerifier

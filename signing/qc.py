@@ -27,7 +27,7 @@ QC_TYPE_ESEAL_OID = "0.4.0.1862.1.6.2"
 QC_TYPE_WEB_OID = "0.4.0.1862.1.6.3"
 
 
-class _QcStatement(core.Sequence):
+class _QcStatement(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     """One ``QCStatement``: an identifier and optional statement-specific info."""
 
     _fields = [
@@ -36,13 +36,13 @@ class _QcStatement(core.Sequence):
     ]
 
 
-class _QcStatements(core.SequenceOf):
+class _QcStatements(core.SequenceOf):  # type: ignore[misc]  # asn1crypto is untyped
     """The ``QCStatements`` extension value."""
 
     _child_spec = _QcStatement
 
 
-class _QcTypes(core.SequenceOf):
+class _QcTypes(core.SequenceOf):  # type: ignore[misc]  # asn1crypto is untyped
     """The ``QcType`` statement info: a sequence of qualified-type identifiers."""
 
     _child_spec = core.ObjectIdentifier
@@ -88,7 +88,8 @@ def encode_qc_statements(
         statements.append({"statement_id": QC_TYPE_OID, "statement_info": types})
     if sscd:
         statements.append({"statement_id": QC_SSCD_OID})
-    return _QcStatements(statements).dump()
+    encoded: bytes = _QcStatements(statements).dump()
+    return encoded
 
 
 def parse_qc_statements(extension_value: bytes) -> QcInfo:

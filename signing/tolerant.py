@@ -134,7 +134,7 @@ class TolerantKeyPolicy(AlgorithmUsagePolicy):
     """An algorithm policy judging a negative-modulus RSA key by the size of the number meant."""
 
     def __init__(self, inner: AlgorithmUsagePolicy | None = None) -> None:
-        self.inner = inner or DisallowWeakAlgorithmsPolicy()
+        self.inner = inner or DisallowWeakAlgorithmsPolicy()  # type: ignore[no-untyped-call]
 
     def digest_algorithm_allowed(
         self, algo: algos.DigestAlgorithm, moment: datetime | None

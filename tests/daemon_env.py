@@ -27,7 +27,7 @@ from typing import Any
 from intake.config import Config, default_workflows, load_config
 from intake.runtime import Runtime
 from intake.samples import application_mail, filled_form, make_csr
-from signing.ca import make_test_ca
+from signing.testing.ca import make_test_ca
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """ASiC-E containers (XAdES, and CAdES) judged with the codes of a signed PDF, on the real test PKI.
 
-Containers are signed here with :func:`signing.asic.make_asice` by the demo
+Containers are signed here with :func:`signing.testing.xades.make_asice` by the demo
 PKI's signers, time-stamped by the fixture's RFC 3161 service, and validated
 with OCSP and CRLs fetched from the fixture's loopback server. The corpus's
 real containers must end in a verdict or :class:`UnreadableInput`, never a crash.
@@ -23,19 +23,12 @@ import pytest
 from lxml import etree
 from pyhanko.sign.timestamps import TimeStamper
 
-from signing.asic import (
-    ASIC_E_MIMETYPE,
-    ASIC_NS,
-    DS_NS,
-    XADES_NS,
-    AsicVerdict,
-    async_sign_xades,
-    make_asice,
-    pack_asice,
-    read_container,
-)
-from signing.pki import QUALIFIED_2_PERSONAL_CODE, QUALIFIED_PERSONAL_CODE
-from signing.verify import UnreadableInput, Verifier, VerifierSettings
+from signing.asic.container import ASIC_E_MIMETYPE, ASIC_NS, DS_NS, XADES_NS, read_container
+from signing.settings import VerifierSettings
+from signing.status import AsicVerdict, UnreadableInput
+from signing.testing.pki import QUALIFIED_2_PERSONAL_CODE, QUALIFIED_PERSONAL_CODE
+from signing.testing.xades import async_sign_xades, make_asice, pack_asice
+from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
 from tests.shared import CORPUS
 
@@ -45,7 +38,7 @@ CORPUS_CONTAINERS = sorted(p for p in CORPUS.glob("**/*") if p.suffix in ASIC_SU
 
 
 def verify(pki: PkiFixture, data: bytes, **settings: object) -> AsicVerdict:
-    return asyncio.run(Verifier(pki.settings(**settings)).verify_asic(data))
+    return asyncio.run(InProcessVerifier(pki.settings(**settings)).verify_asic(data))
 
 
 def files(pki: PkiFixture, *extra: tuple[str, bytes]) -> list[tuple[str, bytes]]:
@@ -261,9 +254,9 @@ def test_untrusted_tsa_is_ts_untrusted(pki: PkiFixture) -> None:
 def test_timestamp_older_than_max_age_is_sig_too_old(pki: PkiFixture) -> None:
     data = container(pki)
     later = datetime.now(UTC) + timedelta(days=200)
-    old = Verifier(pki.settings(max_age_days=90), now=lambda: later)
+    old = InProcessVerifier(pki.settings(max_age_days=90), now=lambda: later)
     assert asyncio.run(old.verify_asic(data)).codes == ("SIG-TOO-OLD",)
-    young = Verifier(pki.settings(max_age_days=365), now=lambda: later)
+    young = InProcessVerifier(pki.settings(max_age_days=365), now=lambda: later)
     assert asyncio.run(young.verify_asic(data)).ok
 
 
@@ -414,7 +407,7 @@ def test_signature_file_with_entities_is_sig_invalid_unexpanded(pki: PkiFixture,
                                                                  document: bytes) -> None:
     """Billion laughs and an external entity: refused, nothing expanded or read."""
     container = pack_asice([(FORM, pki.form_pdf())], [document])
-    verdict = Verifier(pki.settings()).verify_asic_sync(container)
+    verdict = InProcessVerifier(pki.settings()).verify_asic_sync(container)
     assert verdict.codes == ("SIG-INVALID",)
     text = " ".join(verdict.verdict.notes + tuple(n for s in verdict.verdict.signatures
                                                  for n in s.notes))
@@ -443,7 +436,7 @@ def _verify_corpus(path: Path) -> AsicVerdict | UnreadableInput:
     # No anchors and no network: real signers can never be trusted here.
     settings = VerifierSettings(trust_roots=(), allow_fetching=False, timeout_seconds=60.0)
     try:
-        return asyncio.run(Verifier(settings).verify_asic(path.read_bytes()))
+        return asyncio.run(InProcessVerifier(settings).verify_asic(path.read_bytes()))
     except UnreadableInput as exc:
         return exc
 

@@ -17,10 +17,10 @@ from signing.ca import (
     CertificateAuthority,
     CertificateProfile,
     IssuedCertificate,
-    make_test_ca,
     write_crl,
 )
 from signing.csr import CsrError
+from signing.testing.ca import make_test_ca
 
 OPENSSL = "/usr/bin/openssl"
 FORM_SUBJECT = {

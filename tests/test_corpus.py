@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from signing.verify import FormVerdict, UnreadableInput, Verifier, VerifierSettings
+from signing.settings import VerifierSettings
+from signing.status import FormVerdict, UnreadableInput
+from signing.verifier import InProcessVerifier
 from tests.shared import CORPUS
 
 PYHANKO_ROOT = CORPUS / "pyhanko" / "certs" / "testing-ca-root.cert.pem"
@@ -22,7 +24,7 @@ TIMEOUT = 60.0
 PDFS = sorted(CORPUS.glob("**/*.pdf"))
 
 
-def _verifier(path: Path, **overrides: object) -> Verifier:
+def _verifier(path: Path, **overrides: object) -> InProcessVerifier:
     pyhanko_file = path.parent.name == "pdf" and path.parent.parent.name == "pyhanko"
     values: dict[str, object] = {
         "trust_roots": (PYHANKO_ROOT,) if pyhanko_file else (),
@@ -31,7 +33,7 @@ def _verifier(path: Path, **overrides: object) -> Verifier:
     }
     values.update(overrides)
     now = (lambda: PYHANKO_NOW) if pyhanko_file else None
-    return Verifier(VerifierSettings(**values), now=now)  # type: ignore[arg-type]
+    return InProcessVerifier(VerifierSettings(**values), now=now)  # type: ignore[arg-type]
 
 
 def _verify(path: Path, **overrides: object) -> FormVerdict | UnreadableInput:

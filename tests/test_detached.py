@@ -18,7 +18,7 @@ from intake.samples import (
     make_csr,
     smime_signed_mail,
 )
-from signing.pki import QUALIFIED_PERSONAL_CODE
+from signing.testing.pki import QUALIFIED_PERSONAL_CODE
 from tests.daemon_env import EA, GOOD, TO, Deployment, message_id_of, reference_of
 
 pytestmark = pytest.mark.sections(verification={"required": False})
@@ -139,7 +139,7 @@ def _edoc_mail(container: bytes, name: str = "pieteikums.edoc") -> bytes:
 
 
 def _edoc(pki: Any, files: tuple[tuple[str, bytes], ...], signer: str = "qualified") -> bytes:
-    from signing.asic import make_asice
+    from signing.testing.xades import make_asice
 
     return make_asice(files, pki.signer(signer), timestamper=pki.timestamper)
 

@@ -27,10 +27,12 @@ from lxml import etree
 from pyhanko.sign import signers
 
 from intake.samples import filled_form
-from signing.asic import DS_NS
-from signing.pki import sign_pdf
+from signing.asic.container import DS_NS
+from signing.settings import VerifierSettings
+from signing.status import FormVerdict
+from signing.testing.pdfs import sign_pdf
 from signing.tolerant import NEGATIVE_MODULUS_NOTE
-from signing.verify import FormVerdict, Verifier, VerifierSettings
+from signing.verifier import InProcessVerifier
 from tests.daemon_env import EA, GOOD
 from tests.fixtures.pki import PkiFixture
 from tests.shared import CORPUS
@@ -43,9 +45,9 @@ UNSORTED_ECDSA = DATA / "eu-dss-Signature-P-IT_ADO-1-HASH_FAILURE-ECDSA.pdf"
 COUNTER_SIGNED = DATA / "eu-dss-container-with-counter-signature.asice"
 
 
-def untrusting() -> Verifier:
+def untrusting() -> InProcessVerifier:
     """A verifier with no anchor and no network, as for files of foreign PKIs."""
-    return Verifier(VerifierSettings(trust_roots=(), allow_fetching=False))
+    return InProcessVerifier(VerifierSettings(trust_roots=(), allow_fetching=False))
 
 
 def notes_of(verdict: FormVerdict) -> list[str]:
@@ -165,7 +167,7 @@ def test_two_signer_infos_of_a_genuine_signer_are_both_sound(pki: PkiFixture) ->
     signed = pki.sign(filled_form(EA, GOOD), bytes_reserved=32768)
     twice = _with_signer_infos(signed, lambda infos: [infos[0], _second_signer_info(
         infos[0], broken=False)])
-    verdict = Verifier(pki.settings()).verify_pdf_sync(twice)
+    verdict = InProcessVerifier(pki.settings()).verify_pdf_sync(twice)
     assert len(verdict.signatures) == 2
     assert verdict.codes == (), notes_of(verdict)
 
@@ -175,7 +177,7 @@ def test_a_broken_second_signer_info_is_sig_invalid_on_that_signer_only(
     signed = pki.sign(filled_form(EA, GOOD), bytes_reserved=32768)
     twice = _with_signer_infos(signed, lambda infos: [infos[0], _second_signer_info(
         infos[0], broken=True)])
-    verdict = Verifier(pki.settings()).verify_pdf_sync(twice)
+    verdict = InProcessVerifier(pki.settings()).verify_pdf_sync(twice)
     # A SET OF is written sorted, so either may come first. The broken copy's
     # time-stamp is over the original SignatureValue: TS-INVALID as well.
     assert sorted(s.codes for s in verdict.signatures) == [(), ("SIG-INVALID", "TS-INVALID")]
@@ -241,7 +243,7 @@ def test_test_pki_signature_with_unsorted_signed_attributes_is_sig_invalid(
                                           signing_key=base.signing_key,
                                           cert_registry=base.cert_registry)
     signed = sign_pdf(filled_form(EA, GOOD), signer, timestamper=pki.timestamper)
-    verdict = Verifier(pki.settings()).verify_pdf_sync(signed)
+    verdict = InProcessVerifier(pki.settings()).verify_pdf_sync(signed)
     (status,) = verdict.signatures
     # The bytes verify either way; only the encoding differs.
     assert status.intact and status.valid
@@ -296,7 +298,7 @@ def _negative_modulus_signer(pki: PkiFixture) -> signers.SimpleSigner:
 def test_negative_modulus_signer_under_an_anchor_is_accepted(pki: PkiFixture) -> None:
     signed = sign_pdf(filled_form(EA, GOOD), _negative_modulus_signer(pki),
                       timestamper=pki.timestamper)
-    verdict = Verifier(pki.settings()).verify_pdf_sync(signed)
+    verdict = InProcessVerifier(pki.settings()).verify_pdf_sync(signed)
     (status,) = verdict.signatures
     assert verdict.codes == (), status.notes
     assert status.trusted and status.intact and status.valid
@@ -329,7 +331,7 @@ def co_signed(content: bytes, pki: PkiFixture, *, broken_second: bool = False) -
 
 def test_co_signed_p7s_is_judged_signer_by_signer(pki: PkiFixture) -> None:
     form = filled_form(EA, GOOD)
-    verdict = Verifier(pki.settings()).verify_detached_sync(form, co_signed(form, pki))
+    verdict = InProcessVerifier(pki.settings()).verify_detached_sync(form, co_signed(form, pki))
     assert len(verdict.signatures) == 2
     assert verdict.codes == (), notes_of(verdict)
     codes = {s.signer.personal_code for s in verdict.signatures if s.signer is not None}
@@ -338,7 +340,7 @@ def test_co_signed_p7s_is_judged_signer_by_signer(pki: PkiFixture) -> None:
 
 def test_co_signed_p7s_with_one_broken_signer_is_sig_invalid(pki: PkiFixture) -> None:
     form = filled_form(EA, GOOD)
-    verdict = Verifier(pki.settings()).verify_detached_sync(
+    verdict = InProcessVerifier(pki.settings()).verify_detached_sync(
         form, co_signed(form, pki, broken_second=True))
     assert "SIG-INVALID" in verdict.codes
     assert sorted("SIG-INVALID" in s.codes for s in verdict.signatures) == [False, True]

@@ -18,8 +18,9 @@ import pytest
 from intake.config import parse_config
 from intake.errors import ConfigurationError
 from signing.isolation import IsolatedVerifier, VerifierCrashed
-from signing.pki import QUALIFIED_PERSONAL_CODE
-from signing.verify import UnreadableInput, Verifier
+from signing.status import UnreadableInput
+from signing.testing.pki import QUALIFIED_PERSONAL_CODE
+from signing.verifier import InProcessVerifier, Verifier
 from tests.fixtures.pki import PkiFixture
 
 
@@ -30,9 +31,19 @@ def isolated(pki: PkiFixture) -> Iterator[IsolatedVerifier]:
     verifier.close()
 
 
+def test_both_verifiers_meet_the_verifier_protocol(
+        pki: PkiFixture, isolated: IsolatedVerifier) -> None:
+    """Callers (intake's pipeline) hold either one as a Verifier; both answer alike."""
+    here = InProcessVerifier(pki.settings())
+    for verifier in (here, isolated):
+        assert isinstance(verifier, Verifier)
+    signed = pki.sign(pki.form_pdf())
+    assert isolated.verify_pdf_sync(signed).codes == here.verify_pdf_sync(signed).codes == ()
+
+
 def test_verdict_is_the_in_process_verdict(pki: PkiFixture, isolated: IsolatedVerifier) -> None:
     for signed in (pki.sign(pki.form_pdf()), pki.sign(pki.form_pdf(), "nonqualified")):
-        here = Verifier(pki.settings()).verify_pdf_sync(signed)
+        here = InProcessVerifier(pki.settings()).verify_pdf_sync(signed)
         there = isolated.verify_pdf_sync(signed)
         assert there.codes == here.codes
         assert there.signer == here.signer

@@ -22,11 +22,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from intake.samples import detached_signature, enveloping_signature, make_csr
+from signing.cms.envelope import read_cms
+from signing.cms.p7m import MAX_DEPTH, content_kind, sniff
+from signing.cms.tsd import TIMESTAMPED_DATA_OID, TimeStampedDataInfo, read_tsd
 from signing.isolation import IsolatedVerifier
-from signing.p7m import MAX_DEPTH, SignedFile, content_kind, read_cms, sniff
-from signing.pki import QUALIFIED_PERSONAL_CODE
-from signing.tsd import TIMESTAMPED_DATA_OID, TimeStampedDataInfo, read_tsd
-from signing.verify import UnreadableInput, Verifier
+from signing.status import SignedFile, UnreadableInput
+from signing.testing.pki import QUALIFIED_PERSONAL_CODE
+from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
 
 
@@ -92,7 +94,7 @@ def altered(p7m: bytes, inner: bytes) -> bytes:
 
 def judge(pki: PkiFixture, data: bytes, timestamp: bytes | None = None,
           **settings: Any) -> SignedFile:
-    return Verifier(pki.settings(**settings)).verify_signed_file_sync(data, timestamp=timestamp)
+    return InProcessVerifier(pki.settings(**settings)).verify_signed_file_sync(data, timestamp=timestamp)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +170,7 @@ def test_base64_and_pem_p7m_are_read(pki: PkiFixture, form: bytes) -> None:
 
 
 def test_same_codes_as_the_detached_p7s_judgement(pki: PkiFixture, form: bytes) -> None:
-    verifier = Verifier(pki.settings())
+    verifier = InProcessVerifier(pki.settings())
     for signer, timestamp in (("qualified", True), ("nonqualified", True), ("qualified", False)):
         p7m = enveloping(pki, form, signer, timestamp=timestamp)
         p7s = detached_signature(form, pki.signer(signer), pki.timestamper if timestamp else None)

@@ -24,7 +24,7 @@ from intake.samples import (
     pec_receipt,
     smime_signed_mail,
 )
-from signing.verify import Verifier
+from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
 
 APPLICANT = "protocollo@pec.comune.example.it"
@@ -43,7 +43,7 @@ def inner(pki: PkiFixture) -> bytes:
 def _checked(pki: PkiFixture, raw: bytes) -> PecEnvelope | PecReceipt:
     pec = read_pec(raw)
     assert pec is not None
-    return asyncio.run(check_transport(pec, Verifier(pki.settings())))
+    return asyncio.run(check_transport(pec, InProcessVerifier(pki.settings())))
 
 
 def test_envelope_is_unwrapped_to_the_exact_inner_mail(pki: PkiFixture, inner: bytes) -> None:
@@ -105,7 +105,7 @@ def test_applicant_signed_inner_mail_keeps_its_own_signature(pki: PkiFixture) ->
     assert isinstance(pec, PecEnvelope) and pec.inner == signed_inner
     mail = parse_message(pec.inner)
     assert mail.smime is not None
-    verdict = Verifier(pki.settings()).verify_detached_sync(*mail.smime, kind="smime")
+    verdict = InProcessVerifier(pki.settings()).verify_detached_sync(*mail.smime, kind="smime")
     assert verdict.codes == ()
     assert verdict.signer is not None and verdict.signer.common_name == "Anna Ozola"
 

@@ -22,7 +22,7 @@ from intake.config import SigningConfig, TrustConfig, parse_config
 from intake.trust import refresh_if_due
 from rules import judge
 from signing.qc import QC_STATEMENTS_OID, qc_info
-from signing.qualification import Qualification, TimestampQualification, from_qc_statements
+from signing.trust.qualification import Qualification, TimestampQualification, from_qc_statements
 from tests.fixtures.trustlist import TrustPki, _qc_statements, build_lists
 from tests.test_rules import EA, SP, good, signature, verdict
 
@@ -148,14 +148,16 @@ def test_readiness_fails_when_the_lists_are_stale_or_missing(tmp_path: Path) -> 
 
 
 def test_the_validation_report_can_be_switched_off(tmp_path: Path) -> None:
-    from signing.pki import DemoPki, make_form_pdf, sign_pdf
-    from signing.verify import Verifier, VerifierSettings
+    from signing.settings import VerifierSettings
+    from signing.testing.pdfs import make_form_pdf, sign_pdf
+    from signing.testing.pki import DemoPki
+    from signing.verifier import InProcessVerifier
 
     pki = DemoPki.create(tmp_path / "pki")
     signed = sign_pdf(make_form_pdf({"org_name": "SIA Ērgļi"}), pki.signer("qualified"),
                       timestamper=pki.timestamper("tsa"))
     for wanted in (True, False):
-        verifier = Verifier(VerifierSettings(trust_roots=pki.trust_roots, allow_fetching=False,
+        verifier = InProcessVerifier(VerifierSettings(trust_roots=pki.trust_roots, allow_fetching=False,
                                              validation_report=wanted))
         (sig,) = verifier.verify_pdf_sync(signed).signatures
         assert sig.codes == ()

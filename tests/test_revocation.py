@@ -19,10 +19,12 @@ import pytest
 from asn1crypto import ocsp as asn1_ocsp
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
-from signing.fetching import CACHE, RevocationCache
 from signing.isolation import IsolatedVerifier
-from signing.pki import sign_pdf
-from signing.verify import FormVerdict, Verifier, VerifierSettings
+from signing.settings import VerifierSettings
+from signing.status import FormVerdict
+from signing.testing.pdfs import sign_pdf
+from signing.trust.fetching import CACHE, RevocationCache
+from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
 from tests.fixtures.revocation import BlackHole, Chain, CountingServer, issue_chain
 from tests.shared import CORPUS
@@ -39,7 +41,7 @@ def empty_cache() -> Iterator[None]:
 def verify(pki: PkiFixture, pdf: bytes, **settings: Any) -> tuple[FormVerdict, float]:
     """The verdict on ``pdf`` and the seconds it took."""
     started = time.monotonic()
-    verdict = Verifier(pki.settings(**settings)).verify_pdf_sync(pdf)
+    verdict = InProcessVerifier(pki.settings(**settings)).verify_pdf_sync(pdf)
     return verdict, time.monotonic() - started
 
 
@@ -177,7 +179,7 @@ DIGIDOC4J = CORPUS / "digidoc4j"
 ])
 def test_real_latvian_ocsp_before_the_time_stamp_is_not_proof(name: str, stale: bool) -> None:
     settings = VerifierSettings(trust_roots=(), allow_fetching=False, timeout_seconds=60.0)
-    result = Verifier(settings).verify_asic_sync((DIGIDOC4J / name).read_bytes())
+    result = InProcessVerifier(settings).verify_asic_sync((DIGIDOC4J / name).read_bytes())
     notes = [note for status in result.verdict.signatures for note in status.notes]
     withheld = [note for note in notes if "before the signature time-stamp" in note]
     assert bool(withheld) == stale, notes

@@ -17,7 +17,7 @@ from intake.config import default_workflows
 from rules import Case, Finding, OrganisationRecord, all_rules, judge
 from rules.workflow import WorkflowConfig
 from signing.csr import CsrReport
-from signing.verify import FormVerdict, SignatureStatus
+from signing.status import FormVerdict, SignatureStatus
 from tests.shared import SPEC
 
 WORKFLOWS = {w.id: w for w in default_workflows()}

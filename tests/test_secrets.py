@@ -17,7 +17,7 @@ import pytest
 
 from daemon import main
 from intake.samples import application_mail
-from signing.ca import make_test_ca
+from signing.testing.ca import make_test_ca
 from tests.daemon_env import ROOT, Deployment, good_mail, to_toml
 
 

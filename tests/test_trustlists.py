@@ -24,8 +24,9 @@ from pyhanko_certvalidator.authority import AuthorityWithCert, TrustAnchor
 from pyhanko_certvalidator.path import ValidationPath
 
 from daemon import main
-from signing.pki import make_form_pdf, sign_pdf
-from signing.trustlists import (
+from signing.settings import VerifierSettings
+from signing.testing.pdfs import make_form_pdf, sign_pdf
+from signing.trust.trustlists import (
     TrustListError,
     TrustSettings,
     load_snapshot,
@@ -33,7 +34,7 @@ from signing.trustlists import (
     status,
     verify_list,
 )
-from signing.verify import Verifier, VerifierSettings
+from signing.verifier import InProcessVerifier
 from tests.fixtures.trustlist import TrustLists, TrustListServer, TrustPki, build_lists
 
 CORPUS = Path("/work/shared/corpus/pyhanko")
@@ -163,7 +164,7 @@ def test_stale_lists_fail_closed(lists: TrustLists, trust_pki: TrustPki, tmp_pat
     code, out = cli(write_config(tmp_path, settings), "trust", "status", capsys=capsys)
     assert code == 1
     assert "STALE: the trusted list LV was last verified" in out
-    verifier = Verifier(VerifierSettings(trust_roots=(), trust=settings, allow_fetching=False))
+    verifier = InProcessVerifier(VerifierSettings(trust_roots=(), trust=settings, allow_fetching=False))
     signed = sign_pdf(make_form_pdf({"org_name": "SIA Ērgļi"}), trust_pki.signer("tl-qualified"),
                       timestamper=trust_pki.timestamper("qtst"))
     (sig,) = verifier.verify_pdf_sync(signed).signatures
@@ -220,8 +221,8 @@ def test_real_estonian_list_does_not_verify_with_the_belgian_operator() -> None:
 
 def test_real_belgian_qtst_unit_is_a_qualified_time_stamping_service(
         belgian_registry: object) -> None:
-    from signing.qualification import judge_timestamp
-    from signing.trustlists import TrustSnapshot
+    from signing.trust.qualification import judge_timestamp
+    from signing.trust.trustlists import TrustSnapshot
 
     cert = asn1_x509.Certificate.load((CORPUS / "certs" / "real-qtst-cert.cer").read_bytes())
     path = ValidationPath(trust_anchor=TrustAnchor(AuthorityWithCert(cert)), interm=[], leaf=None)
@@ -246,9 +247,9 @@ def refreshed(lists: TrustLists, tmp_path: Path) -> TrustSettings:
 def test_detached_cms_and_asic_e_are_judged_by_the_lists(refreshed: TrustSettings,
                                                          trust_pki: TrustPki) -> None:
     from intake.samples import detached_signature
-    from signing.asic import make_asice
+    from signing.testing.xades import make_asice
 
-    verifier = Verifier(VerifierSettings(trust_roots=(), trust=refreshed, allow_fetching=False))
+    verifier = InProcessVerifier(VerifierSettings(trust_roots=(), trust=refreshed, allow_fetching=False))
     form = make_form_pdf({"org_name": "SIA Ērgļi"})
     p7s = detached_signature(form, trust_pki.signer("tl-noqscd"), trust_pki.timestamper("qtst"))
     assert verifier.verify_detached_sync(form, p7s).codes == ("SIG-NOT-QUALIFIED",)
@@ -266,7 +267,7 @@ def test_detached_cms_and_asic_e_are_judged_by_the_lists(refreshed: TrustSetting
 def test_a_running_verifier_fails_closed_when_its_lists_go_stale(
         refreshed: TrustSettings, trust_pki: TrustPki) -> None:
     clock = [datetime.now(UTC)]
-    verifier = Verifier(VerifierSettings(trust_roots=(), trust=refreshed, allow_fetching=False),
+    verifier = InProcessVerifier(VerifierSettings(trust_roots=(), trust=refreshed, allow_fetching=False),
                         now=lambda: clock[0])
     signed = sign_pdf(make_form_pdf({"org_name": "SIA Ērgļi"}), trust_pki.signer("tl-qualified"),
                       timestamper=trust_pki.timestamper("qtst"))
@@ -279,7 +280,7 @@ def test_a_running_verifier_fails_closed_when_its_lists_go_stale(
 
 
 def test_fetch_is_bounded_in_size_and_scheme(lists: TrustLists, tmp_path: Path) -> None:
-    from signing.trustlists import fetch
+    from signing.trust.trustlists import fetch
 
     with TrustListServer(lists.directory) as server:
         url = f"{server.base_url}/tl-lv.xml"

@@ -14,13 +14,14 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pypdf import PdfReader, PdfWriter
 
-from signing.pki import QUALIFIED_PERSONAL_CODE
-from signing.verify import FormVerdict, UnreadableInput, Verifier
+from signing.status import FormVerdict, UnreadableInput
+from signing.testing.pki import QUALIFIED_PERSONAL_CODE
+from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
 
 
 def verify(pki: PkiFixture, data: bytes, **settings: object) -> FormVerdict:
-    return Verifier(pki.settings(**settings)).verify_pdf_sync(data)
+    return InProcessVerifier(pki.settings(**settings)).verify_pdf_sync(data)
 
 
 def field_value(pdf: bytes, name: str) -> str:
@@ -122,11 +123,11 @@ def test_timestamp_over_other_data_is_ts_invalid(pki: PkiFixture) -> None:
 def test_timestamp_older_than_max_age_is_sig_too_old(pki: PkiFixture) -> None:
     signed = pki.sign(pki.form_pdf())
     later = datetime.now(UTC) + timedelta(days=200)
-    verifier = Verifier(pki.settings(max_age_days=90), now=lambda: later)
+    verifier = InProcessVerifier(pki.settings(max_age_days=90), now=lambda: later)
     verdict = verifier.verify_pdf_sync(signed)
     assert verdict.codes == ("SIG-TOO-OLD",)
     # The same file within the allowed age is fine.
-    assert Verifier(pki.settings(max_age_days=365), now=lambda: later).verify_pdf_sync(signed).ok
+    assert InProcessVerifier(pki.settings(max_age_days=365), now=lambda: later).verify_pdf_sync(signed).ok
 
 
 def _fill_field(pdf: bytes, name: str, value: str) -> bytes:
@@ -190,7 +191,7 @@ def test_unsigned_form_is_sig_missing(pki: PkiFixture) -> None:
 
 
 def test_document_timestamp_alone_is_sig_missing(pki: PkiFixture) -> None:
-    from signing.pki import add_document_timestamp
+    from signing.testing.pdfs import add_document_timestamp
 
     verdict = verify(pki, add_document_timestamp(pki.form_pdf(), pki.timestamper))
     assert verdict.codes == ("SIG-MISSING",)
@@ -198,7 +199,7 @@ def test_document_timestamp_alone_is_sig_missing(pki: PkiFixture) -> None:
 
 def test_document_timestamp_over_bb_signature_gives_it_its_time(pki: PkiFixture) -> None:
     """ETSI EN 319 142-1 B-T: a document time-stamp may date a B-B signature."""
-    from signing.pki import add_document_timestamp
+    from signing.testing.pdfs import add_document_timestamp
 
     bb = pki.sign(pki.form_pdf(), timestamp=False)
     verdict = verify(pki, add_document_timestamp(bb, pki.timestamper))
@@ -210,7 +211,7 @@ def test_document_timestamp_over_bb_signature_gives_it_its_time(pki: PkiFixture)
 
 
 def test_document_timestamp_from_untrusted_tsa_is_ts_untrusted(pki: PkiFixture) -> None:
-    from signing.pki import add_document_timestamp
+    from signing.testing.pdfs import add_document_timestamp
 
     bb = pki.sign(pki.form_pdf(), timestamp=False)
     verdict = verify(pki, add_document_timestamp(bb, pki.untrusted_timestamper))
@@ -220,7 +221,7 @@ def test_document_timestamp_from_untrusted_tsa_is_ts_untrusted(pki: PkiFixture) 
 def test_field_changed_then_document_timestamped_is_still_modified(pki: PkiFixture) -> None:
     """A document time-stamp does not launder a change made before it."""
     from intake.samples import change_field_after_signing
-    from signing.pki import add_document_timestamp
+    from signing.testing.pdfs import add_document_timestamp
 
     signed = pki.sign(pki.form_pdf({"org_reg_no": "40003000001"}), timestamp=False)
     changed = change_field_after_signing(signed, "org_reg_no", "40003999999")
@@ -262,7 +263,7 @@ def _detached(pki: PkiFixture, content: bytes, signer: str = "qualified") -> byt
 def test_detached_p7s_valid(pki: PkiFixture) -> None:
     content = "Pieteikums: Jānis Bērziņš".encode()
     signature = _detached(pki, content)
-    verifier = Verifier(pki.settings())
+    verifier = InProcessVerifier(pki.settings())
     verdict = asyncio.run(verifier.verify_detached(content, signature))
     assert verdict.codes == (), verdict.signatures[0].notes
     assert verdict.signatures[0].kind == "cms"
@@ -273,7 +274,7 @@ def test_detached_p7s_valid(pki: PkiFixture) -> None:
 def test_detached_p7s_tampered_content_is_sig_invalid(pki: PkiFixture) -> None:
     content = b"original attachment bytes"
     signature = _detached(pki, content)
-    verifier = Verifier(pki.settings())
+    verifier = InProcessVerifier(pki.settings())
     verdict = asyncio.run(verifier.verify_detached(b"Original attachment bytes", signature))
     assert "SIG-INVALID" in verdict.codes
     broken = asyncio.run(verifier.verify_detached(content, b"\x30\x03garbage"))

@@ -104,8 +104,8 @@ class TrustConfig:
         return cfg
 
     def settings(self) -> Any:
-        """The plain values :mod:`signing.trustlists` works with."""
-        from signing.trustlists import TrustSettings
+        """The plain values :mod:`signing.trust.trustlists` works with."""
+        from signing.trust.trustlists import TrustSettings
 
         return TrustSettings(
             lotl=self.lotl, cache_dir=self.cache_dir, lotl_signers=self.lotl_signers,

@@ -6,7 +6,7 @@ content (:func:`read_cms`): DER, PEM, or base64 text of a SignedData *with*
 eContent -- never by the ``%PDF-`` bytes that show through the DER, and a
 ``.p7s`` (no eContent) is not one.
 
-Each level is judged by :meth:`Verifier.judge_signed_data`, the judgement of a
+Each level is judged by :func:`signing.cms.detached.judge_signed_data`, the judgement of a
 detached ``.p7s`` (pyHanko digests the eContent as it would detached content),
 so strictness, anchors, trusted lists, qualification, signature time-stamps,
 revocation and the DER rules are the same: an altered eContent is an invalid
@@ -16,27 +16,26 @@ judged, at most :data:`MAX_DEPTH` levels. The innermost content is handed back
 with its detected type so that the caller reads the PDF as if it had arrived
 alone (its own PAdES signature, if any, is judged there).
 
-A ``.tsd`` (RFC 5544), a ``.m7m`` or a detached ``.tsr`` (:mod:`signing.tsd`)
+A ``.tsd`` (RFC 5544), a ``.m7m`` or a detached ``.tsr`` (:mod:`signing.cms.tsd`)
 time-stamps the whole signed file: its token is judged like a signature
 time-stamp, and it dates the signers that carry no signature time-stamp of
 their own, as a document time-stamp dates a PDF signature.
 
-These are facts (frozen dataclasses holding the verifier's own
-:class:`SignatureStatus`/:class:`FormVerdict`); the workflow's rules read them.
+The results are facts (:class:`~signing.status.SignedFile`,
+:class:`~signing.status.EnvelopeLevel`, :class:`~signing.status.FileTimestamp`);
+the workflow's rules read them.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import replace
+from typing import Literal
 
-from asn1crypto import cms, core, pem
+from asn1crypto import cms, core
 
-from signing.tsd import (
-    FileTimestamp,
+from signing.cms.detached import judge_signed_data
+from signing.cms.envelope import detached, econtent, read_cms
+from signing.cms.tsd import (
     is_m7m,
     is_tsd,
     judge_file_timestamp,
@@ -44,144 +43,22 @@ from signing.tsd import (
     read_token,
     read_tsd,
 )
-from signing.verify import FormVerdict, SignatureStatus, UnreadableInput
-
-if TYPE_CHECKING:
-    from signing.verify import Verifier
+from signing.judgement import TimestampFacts
+from signing.status import (
+    Container,
+    ContentKind,
+    EnvelopeLevel,
+    FileTimestamp,
+    SignedFile,
+    UnreadableInput,
+)
+from signing.trust.context import TrustContext
 
 #: More nested ``.p7m`` levels than this are not unwrapped (the file is unreadable).
 MAX_DEPTH = 4
 
-Encoding = Literal["der", "pem", "base64"]
-ContentKind = Literal["pdf", "p7m", "tsd", "xml", "zip", "other"]
-Container = Literal["p7m", "tsd", "m7m"]
-
-_BASE64_RE = re.compile(rb"[A-Za-z0-9+/=\s]+")
-_PEM_TYPES = ("PKCS7", "CMS", "PKCS #7 SIGNED DATA")
-
-
-@dataclass(frozen=True)
-class EnvelopeLevel:
-    """One enveloping SignedData of a ``.p7m`` and the verdict on its signers."""
-
-    depth: int
-    """1 for the outermost level (the last signer), 2 for the one inside it, ..."""
-
-    encoding: Encoding
-    """How this level was written: DER, PEM or bare base64 text."""
-
-    content_type: str
-    """The eContentType (dotted OID, or asn1crypto's name such as ``data``)."""
-
-    content_size: int
-    """Bytes of the eContent this level signs."""
-
-    verdict: FormVerdict
-    """Each SignerInfo of this level judged over the eContent (``kind="p7m"``)."""
-
-
-@dataclass(frozen=True)
-class SignedFile:
-    """An Italian signed file unwrapped: every level judged, and what was signed."""
-
-    container: Container
-    """What arrived: a ``.p7m`` (with or without a ``.tsr`` beside it), a ``.tsd``, a ``.m7m``."""
-
-    levels: tuple[EnvelopeLevel, ...]
-    """The ``.p7m`` levels, outermost first (empty: a ``.tsd`` over an unsigned file)."""
-
-    timestamps: tuple[FileTimestamp, ...]
-    """Time-stamps over the whole file (``.tsd``, ``.m7m``, ``.tsr``), first over the content."""
-
-    content: bytes = field(repr=False)
-    """The innermost content: the file that was signed (the form PDF, normally)."""
-
-    content_type: ContentKind
-    """What the innermost content is, by its bytes."""
-
-    file_name: str | None = None
-    """The file name a ``.tsd`` records for its content (``metaData.fileName``)."""
-
-    notes: tuple[str, ...] = ()
-    """Notes on the container for staff."""
-
-    @property
-    def verdict(self) -> FormVerdict:
-        """All levels' signatures as one verdict, in signing order (innermost first).
-
-        Its codes are the union of the signatures' codes and the file
-        time-stamps'; ``signer`` is the outermost level's signer. Without a
-        level the verdict is the verifier's "no signature" one.
-        """
-        statuses: list[SignatureStatus] = []
-        for level in reversed(self.levels):
-            statuses.extend(level.verdict.signatures)
-        codes = {code for status in statuses for code in status.codes}
-        codes |= {code for stamp in self.timestamps for code in stamp.codes}
-        notes = [*self.notes]
-        for level in self.levels:
-            notes.extend(level.verdict.notes)
-        if not statuses:
-            codes.add("SIG-MISSING")
-        return FormVerdict(
-            signatures=tuple(statuses),
-            codes=tuple(sorted(codes)),
-            signer=self.levels[0].verdict.signer if self.levels else None,
-            signed_revision=None,
-            notes=tuple(notes),
-        )
-
 
 # -- recognition (pure) --------------------------------------------------------------------
-
-
-def _enveloping(der: bytes) -> cms.SignedData | None:
-    """The SignedData of ``der`` when it is one with encapsulated content, else ``None``."""
-    if len(der) < 16 or der[:1] != b"\x30":
-        return None
-    try:
-        info = cms.ContentInfo.load(der)
-        if info["content_type"].native != "signed_data":
-            return None
-        if der[len(info.dump()):].strip(b"\x00\r\n\t "):
-            return None
-        signed_data = info["content"]
-        content = signed_data["encap_content_info"]["content"]
-        if content is None or isinstance(content, core.Void):
-            return None
-        len(signed_data["signer_infos"])  # parse it now: a broken one is not recognised
-        return signed_data  # type: ignore[no-any-return]
-    except Exception:  # noqa: BLE001 - anything unreadable is not a .p7m.
-        return None
-
-
-def read_cms(data: bytes) -> tuple[Encoding, cms.SignedData] | None:
-    """Recognise an enveloping CMS SignedData by content: DER, PEM or base64 text.
-
-    Returns how it was written and the SignedData, or ``None`` (a PDF, a
-    ``.p7s`` without eContent, anything else).
-    """
-    signed = _enveloping(data)
-    if signed is not None:
-        return "der", signed
-    stripped = data.strip()
-    if stripped.startswith(b"-----BEGIN"):
-        try:
-            kind, _headers, der = pem.unarmor(stripped)
-        except Exception:  # noqa: BLE001 - not PEM after all.
-            return None
-        signed = _enveloping(der) if kind in _PEM_TYPES else None
-        return ("pem", signed) if signed is not None else None
-    if len(stripped) >= 24 and _BASE64_RE.fullmatch(stripped[:4096]) and (
-        _BASE64_RE.fullmatch(stripped)
-    ):
-        try:
-            der = base64.b64decode(re.sub(rb"\s+", b"", stripped), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        signed = _enveloping(der)
-        return ("base64", signed) if signed is not None else None
-    return None
 
 
 def content_kind(data: bytes) -> ContentKind:
@@ -214,31 +91,11 @@ def sniff(data: bytes) -> Container | None:
     return None
 
 
-def econtent(signed_data: cms.SignedData) -> bytes:
-    """The encapsulated content's bytes (a constructed BER OCTET STRING joined)."""
-    value = signed_data["encap_content_info"]["content"]
-    return bytes(value)
-
-
-def detached(signed_data: cms.SignedData) -> cms.SignedData:
-    """A copy of ``signed_data`` without its eContent (pyHanko judges detached SignedData).
-
-    The signature covers the signed attributes (the eContent's digest and its
-    type), or the eContent itself; neither is in the encapContentInfo's
-    encoding, so judging the copy over the eContent judges the original.
-    """
-    copy = signed_data.copy()
-    info = signed_data["encap_content_info"]
-    # asn1crypto types it as ContentInfo or EncapsulatedContentInfo by version.
-    copy["encap_content_info"] = type(info)({"content_type": info["content_type"].dotted})
-    return copy
-
-
 # -- judgement -------------------------------------------------------------------------------
 
 
 async def unwrap(
-    verifier: Verifier, data: bytes, *, fallback: Any = None, max_depth: int = MAX_DEPTH,
+    trust: TrustContext, data: bytes, *, fallback: TimestampFacts | None = None, max_depth: int = MAX_DEPTH,
 ) -> tuple[tuple[EnvelopeLevel, ...], bytes]:
     """Judge every enveloping level of ``data``; the levels (outermost first) and the content.
 
@@ -256,8 +113,8 @@ async def unwrap(
             raise UnreadableInput(f"the .p7m is nested deeper than {max_depth} levels")
         encoding, signed_data = found
         inner = econtent(signed_data)
-        verdict = await verifier.judge_signed_data(
-            inner, detached(signed_data), "p7m", fallback=fallback)
+        verdict = await judge_signed_data(
+            trust, inner, detached(signed_data), "p7m", fallback=fallback)
         countersigned = _countersignatures(signed_data)
         if countersigned:
             verdict = replace(verdict, notes=(
@@ -305,11 +162,11 @@ def _labelled(level: EnvelopeLevel, count: int) -> EnvelopeLevel:
 
 
 async def read_signed_file(
-    verifier: Verifier, data: bytes, timestamp: bytes | None = None,
+    trust: TrustContext, data: bytes, timestamp: bytes | None = None,
 ) -> SignedFile:
     """Unwrap and judge a ``.p7m``, ``.tsd`` or ``.m7m`` (``timestamp``: a ``.tsr`` beside it).
 
-    Run inside the verifier's bound (:meth:`Verifier.verify_signed_file`).
+    Run inside the verifier's bound (:meth:`signing.verifier.InProcessVerifier.verify_signed_file`).
     Raises :class:`UnreadableInput` when the file is none of these or cannot
     be read.
     """
@@ -326,27 +183,27 @@ async def read_signed_file(
         file_name = tsd.file_name
         for index, (token, covered) in enumerate(tsd.tokens):
             stamps.append(await judge_file_timestamp(
-                verifier, token, covered, source="tsd", index=index, crls=tsd.crls))
+                trust, token, covered, source="tsd", index=index, crls=tsd.crls))
         signed = tsd.content
     elif read_cms(data) is not None:
         container = "p7m"
         signed = data
         if timestamp is not None:
-            stamps.append(await _detached_timestamp(verifier, timestamp, data, notes))
+            stamps.append(await _detached_timestamp(trust, timestamp, data, notes))
     elif is_m7m(data):
         container = "m7m"
         try:
             signed, tsr = read_m7m(data)
         except Exception as exc:  # noqa: BLE001 - an unreadable bundle is an unreadable file.
             raise UnreadableInput(f"the .m7m cannot be read: {exc}") from exc
-        stamps.append(await _detached_timestamp(verifier, tsr, signed, notes, source="m7m"))
+        stamps.append(await _detached_timestamp(trust, tsr, signed, notes, source="m7m"))
     else:
         raise UnreadableInput("not a .p7m, .tsd or .m7m file")
     if timestamp is not None and container != "p7m":
         notes.append(f"a .tsr beside a .{container} is not paired with it")
     # The first time-stamp over the content dates signers without their own.
     fallback = next((stamp.status for stamp in stamps if stamp.index == 0), None)
-    levels, content = await unwrap(verifier, signed, fallback=fallback)
+    levels, content = await unwrap(trust, signed, fallback=fallback)
     if not levels and container == "tsd":
         notes.append("the .tsd time-stamps a file that carries no enveloping signature")
     return SignedFile(
@@ -361,7 +218,7 @@ async def read_signed_file(
 
 
 async def _detached_timestamp(
-    verifier: Verifier, tsr: bytes, covered: bytes, notes: list[str], *,
+    trust: TrustContext, tsr: bytes, covered: bytes, notes: list[str], *,
     source: Literal["m7m", "tsr"] = "tsr",
 ) -> FileTimestamp:
     """The judgement of a ``.tsr`` over ``covered`` (the ``.p7m``'s bytes as they arrived)."""
@@ -370,4 +227,4 @@ async def _detached_timestamp(
     except Exception as exc:  # noqa: BLE001 - an unreadable .tsr is a broken time-stamp.
         token = cms.ContentInfo({"content_type": "data", "content": b""})
         notes.append(f"the .{source} time-stamp cannot be read: {exc}"[:300])
-    return await judge_file_timestamp(verifier, token, covered, source=source)
+    return await judge_file_timestamp(trust, token, covered, source=source)

@@ -27,10 +27,11 @@ from typing import Any, Literal
 
 from asn1crypto import x509 as asn1_x509
 from pyhanko_certvalidator.authority import Authority, AuthorityWithCert, TrustAnchor
+from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.registry import TrustManager
 
 from signing.qc import QC_TYPE_ESEAL_OID, QC_TYPE_ESIGN_OID, QC_TYPE_WEB_OID, qc_info
-from signing.trustlists import TrustSnapshot
+from signing.trust.trustlists import TrustSnapshot
 
 QcKind = Literal["esign", "eseal", "web"]
 
@@ -175,7 +176,7 @@ class ListsAndRootsTrustManager(TrustManager):
 # -- judgement ------------------------------------------------------------------------------
 
 
-def _anchor_cert(path: Any) -> asn1_x509.Certificate | None:
+def _anchor_cert(path: ValidationPath) -> asn1_x509.Certificate | None:
     try:
         authority = path.trust_anchor.authority
     except Exception:  # noqa: BLE001 - an incomplete path has no anchor.
@@ -183,7 +184,7 @@ def _anchor_cert(path: Any) -> asn1_x509.Certificate | None:
     return authority.certificate if isinstance(authority, AuthorityWithCert) else None
 
 
-def _path_certs(path: Any) -> list[asn1_x509.Certificate]:
+def _path_certs(path: ValidationPath) -> list[asn1_x509.Certificate]:
     certs: list[asn1_x509.Certificate] = []
     for authority in path.iter_authorities():
         if isinstance(authority, AuthorityWithCert):
@@ -191,7 +192,7 @@ def _path_certs(path: Any) -> list[asn1_x509.Certificate]:
     return certs
 
 
-def _matching_territories(snapshot: TrustSnapshot, path: Any) -> list[str]:
+def _matching_territories(snapshot: TrustSnapshot, path: ValidationPath) -> list[str]:
     """Territories whose list names an authority of ``path`` (at any time)."""
     found = []
     for territory, registry in snapshot.registries.items():
@@ -202,13 +203,13 @@ def _matching_territories(snapshot: TrustSnapshot, path: Any) -> list[str]:
     return found
 
 
-def judge_signer(cert: asn1_x509.Certificate, path: Any, moment: datetime,
+def judge_signer(cert: asn1_x509.Certificate, path: ValidationPath | None, moment: datetime,
                  roots: frozenset[bytes], snapshot: TrustSnapshot | None) -> Qualification:
     """The qualified status of ``cert`` (validated along ``path``) at ``moment``."""
     anchor = _anchor_cert(path) if path is not None else None
     if anchor is not None and anchor.sha256 in roots:
         return from_qc_statements(cert, "trust-roots")
-    if snapshot is None or anchor is None:
+    if snapshot is None or anchor is None or path is None:
         return from_qc_statements(cert, "qc-statements")
     territories = _matching_territories(snapshot, path)
     if not territories:
@@ -250,7 +251,7 @@ def judge_signer(cert: asn1_x509.Certificate, path: Any, moment: datetime,
     )
 
 
-def judge_timestamp(path: Any, moment: datetime, roots: frozenset[bytes],
+def judge_timestamp(path: ValidationPath | None, moment: datetime, roots: frozenset[bytes],
                     snapshot: TrustSnapshot | None) -> TimestampQualification:
     """Whether the TSA validated along ``path`` was a granted QTST at ``moment``."""
     from pyhanko.sign.validation.qualified.tsp import QTST_URI

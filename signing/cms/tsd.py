@@ -14,8 +14,8 @@ Italian applicants time-stamp a signed ``.p7m`` in three ways:
 
 Parsing is pure and bounded (:func:`read_tsd`, :func:`read_m7m`,
 :func:`read_token`); :func:`judge_file_timestamp` validates one token with the
-verifier's anchors, trusted lists and revocation policy and judges it as a
-signature time-stamp is judged (:meth:`Verifier.judge_timestamp_status`).
+trust's anchors, trusted lists and revocation policy and judges it as a
+signature time-stamp is judged (:func:`signing.judgement.judge_timestamp_status`).
 
 asn1crypto's own ``tsp.TimeStampedData`` types ``TimeStampAndCRL.timeStamp`` as
 an EncapsulatedContentInfo, whose content is an OCTET STRING; a token is a
@@ -28,17 +28,22 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
-from typing import TYPE_CHECKING, Any, Literal
 
 from asn1crypto import cms, core, crl, tsp
+from cryptography.hazmat.primitives import hashes
+from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+from pyhanko.sign.validation.status import TimestampSignatureStatus
+from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
-from signing.qualification import TimestampQualification
-
-if TYPE_CHECKING:
-    from signing.verify import SignerIdentity, Verifier
+from signing.cms.envelope import read_cms
+from signing.judgement import identity, judge_timestamp_status, other_certificates
+from signing.status import FileTimestamp, Source
+from signing.trust.context import Revinfo, TrustContext
+from signing.trust.fetching import MessageFetching
 
 #: The content type of RFC 5544 TimeStampedData.
 TIMESTAMPED_DATA_OID = "1.2.840.113549.1.9.16.1.31"
@@ -48,10 +53,8 @@ MAX_TOKENS = 8
 MAX_MIME_DEPTH = 4
 MAX_MIME_PARTS = 16
 
-Source = Literal["tsd", "m7m", "tsr"]
 
-
-class TimeStampAndCRL(core.Sequence):
+class TimeStampAndCRL(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     """RFC 5544 ``TimeStampAndCRL``: a TimeStampToken (a ContentInfo) and an optional CRL."""
 
     _fields = [
@@ -60,13 +63,13 @@ class TimeStampAndCRL(core.Sequence):
     ]
 
 
-class TimeStampTokenEvidence(core.SequenceOf):
+class TimeStampTokenEvidence(core.SequenceOf):  # type: ignore[misc]  # asn1crypto is untyped
     """RFC 5544 ``TimeStampTokenEvidence``."""
 
     _child_spec = TimeStampAndCRL
 
 
-class Evidence(core.Choice):
+class Evidence(core.Choice):  # type: ignore[misc]  # asn1crypto is untyped
     """RFC 5544 ``Evidence`` (the module uses IMPLICIT tags)."""
 
     _alternatives = [
@@ -76,7 +79,7 @@ class Evidence(core.Choice):
     ]
 
 
-class TimeStampedData(core.Sequence):
+class TimeStampedData(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     """RFC 5544 ``TimeStampedData``."""
 
     _fields = [
@@ -88,7 +91,7 @@ class TimeStampedData(core.Sequence):
     ]
 
 
-class TimeStampedDataInfo(core.Sequence):
+class TimeStampedDataInfo(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     """The ContentInfo around a TimeStampedData (the whole ``.tsd`` file)."""
 
     _fields = [
@@ -117,58 +120,6 @@ class TsdFile:
     """The CRLs beside the tokens (evidence for the TSAs' revocation status)."""
 
     notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class FileTimestamp:
-    """The judgement of one time-stamp over a whole file (not over a signature value)."""
-
-    source: Source
-    """Where it came from: a ``.tsd``, a ``.m7m`` or a ``.tsr`` beside the file."""
-
-    index: int
-    """Its place among the file's tokens (0: over the content; later: renewals)."""
-
-    time: datetime | None
-    """The ``genTime`` the token asserts."""
-
-    imprint_matches: bool
-    """The token's message imprint is the digest of what it must cover."""
-
-    valid: bool
-    """The token is intact, its imprint matches and its signature verifies."""
-
-    trusted: bool
-    """The TSA's chain reaches a configured anchor (or a trusted list's TSA)."""
-
-    tsa: SignerIdentity | None
-    """The time-stamping authority, as its certificate states it."""
-
-    qualification: TimestampQualification | None
-    """Whether the TSA is a qualified service (``None``: not judged, token not valid)."""
-
-    codes: tuple[str, ...]
-    """The codes a signature time-stamp with these facts raises (``TS-*``), sorted."""
-
-    notes: tuple[str, ...]
-    """Human-readable reasons."""
-
-    status: Any = field(default=None, repr=False, compare=False)
-    """pyHanko's ``TimestampSignatureStatus`` (``None`` when it could not be validated).
-
-    It dates a signer of the file that has no signature time-stamp of its own;
-    it is not kept when the facts cross a process boundary."""
-
-    def __reduce__(self) -> Any:
-        # pyHanko's status holds validation paths that need not pickle; the
-        # facts above are what crosses from a child verifier.
-        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        values["status"] = None
-        return (_rebuild_timestamp, (values,))
-
-
-def _rebuild_timestamp(values: dict[str, Any]) -> FileTimestamp:
-    return FileTimestamp(**values)
 
 
 # -- recognition and parsing (pure) ------------------------------------------------------
@@ -287,8 +238,6 @@ def read_m7m(data: bytes) -> tuple[bytes, bytes]:
 
     Raises ``ValueError`` unless there is exactly one signed file and one token.
     """
-    from signing.p7m import read_cms
-
     message = email.message_from_bytes(data, policy=email.policy.compat32)
     leaves: list[Message] = []
     _leaves(message, 0, leaves)
@@ -314,26 +263,55 @@ def read_m7m(data: bytes) -> tuple[bytes, bytes]:
     return signed[0], tokens[0]
 
 
+async def file_timestamp_status(
+    trust: TrustContext, token: cms.SignedData, data: bytes, fetching: MessageFetching | None,
+    *, crls: Iterable[crl.CertificateList] = (),
+) -> TimestampSignatureStatus:
+    """pyHanko's status of an RFC 3161 token whose imprint must be the digest of ``data``.
+
+    The TSA's chain is judged at the token's ``genTime`` (a time in the
+    future is not believed), with the configured anchors, trusted lists and
+    revocation policy, as a signature time-stamp's is. Raises when the
+    token is not a time-stamp token at all.
+    """
+    tst_info = token["encap_content_info"]["content"].parsed
+    gen_time = tst_info["gen_time"].native
+    now = trust.now()
+    moment = gen_time if isinstance(gen_time, datetime) and gen_time <= now else now
+    context = trust.validation_context(
+        moment=moment, fetching=fetching, other_certs=other_certificates(token),
+        revinfo=Revinfo(crls=tuple(crls)),
+    )
+
+    def imprint(algorithm: str) -> bytes:
+        digest = hashes.Hash(get_pyca_cryptography_hash(algorithm))
+        digest.update(data)
+        return digest.finalize()
+
+    kwargs = await validate_tst_signed_data(token, context, imprint)
+    return TimestampSignatureStatus(**kwargs)
+
+
 # -- judgement -----------------------------------------------------------------------------
 
 
 async def judge_file_timestamp(
-    verifier: Verifier, token: cms.ContentInfo, covered: bytes, *, source: Source, index: int = 0,
+    trust: TrustContext, token: cms.ContentInfo, covered: bytes, *, source: Source, index: int = 0,
     crls: tuple[crl.CertificateList, ...] = (),
 ) -> FileTimestamp:
     """Validate ``token`` over ``covered`` and judge it as a signature time-stamp is judged."""
     notes: list[str] = []
     codes: set[str] = set()
-    now = verifier._now()
-    fetching = verifier._fetching()
-    status: Any = None
+    now = trust.now()
+    fetching = trust.fetching()
+    status: TimestampSignatureStatus | None = None
     gen_time: datetime | None = None
     try:
         if token["content_type"].native != "signed_data":
             raise ValueError(f"the token is {token['content_type'].native}, not SignedData")
         signed_data = token["content"]
         gen_time = signed_data["encap_content_info"]["content"].parsed["gen_time"].native
-        status = await verifier.file_timestamp_status(signed_data, covered, fetching, crls=crls)
+        status = await file_timestamp_status(trust, signed_data, covered, fetching, crls=crls)
     except Exception as exc:  # noqa: BLE001 - an unreadable token is TS-INVALID.
         notes.append(f"the time-stamp token cannot be validated: {exc!r}"[:300])
         status = None
@@ -342,8 +320,8 @@ async def judge_file_timestamp(
             await fetching.close()
     moment = gen_time if gen_time is not None and gen_time <= now else now
     # A token that cannot be validated at all is still "present": TS-INVALID.
-    facts = verifier.judge_timestamp_status(status, gen_time or now, moment, codes, notes, now)
-    tsa = verifier._identity(getattr(status, "signing_cert", None), notes)
+    facts = judge_timestamp_status(trust, status, gen_time or now, moment, codes, notes, now)
+    tsa = identity(status.signing_cert if status is not None else None, notes)
     return FileTimestamp(
         source=source,
         index=index,

@@ -156,7 +156,7 @@ async def chain_is_anchored(cert: x509.Certificate, context: ValidationContext) 
         log.debug("path building for %s failed", cert.subject.human_friendly, exc_info=True)
         return False
     finally:
-        await paths.cancel()
+        await paths.cancel()  # type: ignore[no-untyped-call]
     return True
 
 
@@ -180,7 +180,7 @@ class MessageFetching:
 
     def __post_init__(self) -> None:
         self._deadline = self.clock() + self.settings.budget_seconds
-        self._session = LazySession()
+        self._session = LazySession()  # type: ignore[no-untyped-call]
 
     def backend(
         self, fresh_after: datetime | None, *, crls: Iterable[Any] = (), ocsps: Iterable[Any] = ()
@@ -197,7 +197,7 @@ class MessageFetching:
         return self._deadline - self.clock()
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._session.close()  # type: ignore[no-untyped-call]
 
     def failed(self, what: str) -> None:
         if what not in self.failures:
@@ -217,7 +217,7 @@ class MessageFetching:
         headers = {"Accept": accept, "User-Agent": DEFAULT_USER_AGENT}
         if content_type is not None:
             headers["Content-Type"] = content_type
-        session = self._session.get_session()
+        session = self._session.get_session()  # type: ignore[no-untyped-call]
         try:
             async with session.request(
                 "POST" if data is not None else "GET", url, data=data, headers=headers,
@@ -274,7 +274,7 @@ class GuardedFetcherBackend(FetcherBackend):
             except (AttributeError, ValueError, KeyError, TypeError):
                 continue
             if any(_names_signer(single["cert_id"], cert) for single in responses):
-                return response  # type: ignore[no-any-return]
+                return response
         return None
 
     def has_local_crl(self, cert: Any) -> bool:
@@ -342,7 +342,7 @@ class _OcspFetcher(OCSPFetcher):
             cached = fetching.cache.get(key, owner.fresh_after)
             if cached is not None:
                 self._results[tag] = cached
-                return cached  # type: ignore[no-any-return]
+                return cached
             try:
                 body = await fetching.get(url, data=request.dump(),
                                           content_type="application/ocsp-request",
@@ -439,13 +439,13 @@ class _CrlFetcher(CRLFetcher):
 class _NoCertificateFetcher(CertificateFetcher):
     """Issuer certificates are never fetched (no AIA chasing)."""
 
-    async def fetch_cert_issuers(  # type: ignore[override]
+    async def fetch_cert_issuers(
         self, cert: x509.Certificate | cms.AttributeCertificateV2
     ) -> AsyncGenerator[x509.Certificate, None]:
         for _ in ():
             yield _
 
-    async def fetch_crl_issuers(  # type: ignore[override]
+    async def fetch_crl_issuers(
         self, certificate_list: crl.CertificateList
     ) -> AsyncGenerator[x509.Certificate, None]:
         for _ in ():

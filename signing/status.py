@@ -1,0 +1,336 @@
+"""The facts verification returns: frozen, picklable status types with a docstring per field.
+
+Every verifier (:class:`signing.verifier.InProcessVerifier`, and
+:class:`signing.isolation.IsolatedVerifier` across a process boundary)
+answers with these types and raises only :class:`UnreadableInput`. They hold
+facts (``intact``, ``valid``, ``trusted``, times, identities, qualification)
+and the SPEC codes computed from them where verification computes them today.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from pyhanko.sign.validation.status import TimestampSignatureStatus
+
+from signing.trust.qualification import Qualification, TimestampQualification
+
+#: How an enveloping level of a ``.p7m`` was written.
+Encoding = Literal["der", "pem", "base64"]
+#: What a signed file's innermost content is, by its bytes.
+ContentKind = Literal["pdf", "p7m", "tsd", "xml", "zip", "other"]
+#: What kind of Italian signed file arrived.
+Container = Literal["p7m", "tsd", "m7m"]
+#: Where a time-stamp over a whole file came from.
+Source = Literal["tsd", "m7m", "tsr"]
+#: Where a signature came from.
+Kind = Literal["pades", "cms", "smime", "xades", "p7m"]
+
+
+class UnreadableInput(ValueError):
+    """The input cannot be read at all (not a PDF, truncated, encrypted, over limits)."""
+
+    code = "FORM-UNREADABLE"
+
+
+class VerificationTimeout(UnreadableInput):
+    """Verification overran its time limit; its thread may still be running."""
+
+
+@dataclass(frozen=True)
+class SignerIdentity:
+    """Who signed, as the signer's certificate states it (strings NFC-normalised)."""
+
+    common_name: str
+    """Subject commonName."""
+
+    given_name: str | None
+    """Subject givenName."""
+
+    surname: str | None
+    """Subject surname."""
+
+    personal_code: str | None
+    """Subject serialNumber as-is, e.g. ``PNOLV-010190-12345`` (ETSI EN 319 412-1)."""
+
+    organisation: str | None
+    """Subject organizationName (for seals or organisation-bound certificates)."""
+
+    organisation_identifier: str | None
+    """Subject organizationIdentifier (2.5.4.97), e.g. ``NTRLV-40003000000``."""
+
+    country: str | None
+    """Subject countryName."""
+
+    issuer: str
+    """The issuer's distinguished name in RFC 4514 form."""
+
+    serial_number: int
+    """The certificate's serial number."""
+
+    not_before: datetime
+    """Start of the certificate's validity (UTC)."""
+
+    not_after: datetime
+    """End of the certificate's validity (UTC)."""
+
+    qc_compliance: bool
+    """The certificate declares QcCompliance (EU qualified certificate)."""
+
+    qc_esign: bool
+    """The certificate's QcType includes e-signature (``id-etsi-qct-esign``)."""
+
+    qc_sscd: bool
+    """The certificate declares the key is held in a QSCD."""
+
+    certificate_der: bytes = field(repr=False)
+    """The signer's certificate, DER-encoded."""
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    """The verdict on one signature."""
+
+    field_name: str | None
+    """Fully qualified name of the PDF signature field (``None`` for detached CMS)."""
+
+    kind: Kind
+    """Where the signature came from: a PDF, a detached ``.p7s``, S/MIME, an ASiC-E container,
+    or an enveloping CAdES file (``.p7m``, see :mod:`signing.cms.p7m`)."""
+
+    intact: bool
+    """The signed data's digest matches the digest the signature covers."""
+
+    valid: bool
+    """The cryptographic signature verifies against the signer's public key."""
+
+    trusted: bool
+    """The signer's chain reaches a configured anchor and passed path validation."""
+
+    signer: SignerIdentity | None
+    """The signer's identity, or ``None`` when no signer certificate could be read."""
+
+    signing_time: datetime | None
+    """The signing time the signer claims (signed attribute or ``/M``); not proof."""
+
+    timestamp_present: bool
+    """A signature time-stamp token is attached to the signature."""
+
+    timestamp_valid: bool
+    """The time-stamp token is intact, its signature verifies and its imprint matches."""
+
+    timestamp_trusted: bool
+    """The time-stamp authority's chain reaches a configured anchor."""
+
+    timestamp_time: datetime | None
+    """The time the time-stamp token asserts (``genTime``)."""
+
+    modified_after: bool
+    """A later revision changed form data, pages or annotations after this signature."""
+
+    covered_bytes: int | None
+    """End of the ByteRange: the PDF prefix this signature covers (``None`` for CMS)."""
+
+    codes: tuple[str, ...]
+    """The SPEC rule codes (``SIG-*``, ``TS-*``) raised by this signature, sorted."""
+
+    notes: tuple[str, ...]
+    """Human-readable reasons for logs and staff."""
+
+    qualification: Qualification | None = None
+    """The signer certificate's qualified status at the signing time (``None``: not judged)."""
+
+    timestamp_qualification: TimestampQualification | None = None
+    """Whether the signature time-stamp is from a qualified service (``None``: no time-stamp)."""
+
+    report_xml: str | None = field(default=None, repr=False)
+    """pyHanko's ETSI TS 119 102-2 validation report of this signature (PAdES only)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when this signature raised no code."""
+        return not self.codes
+
+
+@dataclass(frozen=True)
+class FormVerdict:
+    """The verdict on a signed document: every signature and the union of codes."""
+
+    signatures: tuple[SignatureStatus, ...]
+    """One status per approval signature, in signing order (document time-stamps excluded)."""
+
+    codes: tuple[str, ...]
+    """Sorted union of the signatures' codes; ``("SIG-MISSING",)`` without a signature."""
+
+    signer: SignerIdentity | None
+    """The identity of the last (outermost) signature's signer."""
+
+    signed_revision: bytes | None = field(default=None, repr=False)
+    """``pdf[:covered_bytes]`` of the last signature: form fields must be read from this."""
+
+    notes: tuple[str, ...] = ()
+    """Document-level notes (document time-stamps, ignored signature fields)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when there is at least one signature and no code was raised."""
+        return bool(self.signatures) and not self.codes
+
+
+@dataclass(frozen=True)
+class AsicVerdict:
+    """The verdict on an ASiC-E container: its signatures and the files they sign."""
+
+    verdict: FormVerdict
+    """The signatures' verdict, with the codes of a signed PDF (each status has ``kind="xades"``)."""
+
+    documents: tuple[tuple[str, bytes], ...] = field(repr=False)
+    """Every data file as ``(name, content)``, in container order (``META-INF`` excluded)."""
+
+    form_name: str | None
+    """The name of the first ``.pdf`` data file, or ``None`` without one."""
+
+    form_bytes: bytes | None = field(repr=False)
+    """The content of that PDF, or ``None``."""
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The verdict's sorted codes."""
+        return self.verdict.codes
+
+    @property
+    def signer(self) -> SignerIdentity | None:
+        """The identity of the last signature's signer."""
+        return self.verdict.signer
+
+    @property
+    def ok(self) -> bool:
+        """True when the container is signed and no code was raised."""
+        return self.verdict.ok
+
+
+@dataclass(frozen=True)
+class FileTimestamp:
+    """The judgement of one time-stamp over a whole file (not over a signature value)."""
+
+    source: Source
+    """Where it came from: a ``.tsd``, a ``.m7m`` or a ``.tsr`` beside the file."""
+
+    index: int
+    """Its place among the file's tokens (0: over the content; later: renewals)."""
+
+    time: datetime | None
+    """The ``genTime`` the token asserts."""
+
+    imprint_matches: bool
+    """The token's message imprint is the digest of what it must cover."""
+
+    valid: bool
+    """The token is intact, its imprint matches and its signature verifies."""
+
+    trusted: bool
+    """The TSA's chain reaches a configured anchor (or a trusted list's TSA)."""
+
+    tsa: SignerIdentity | None
+    """The time-stamping authority, as its certificate states it."""
+
+    qualification: TimestampQualification | None
+    """Whether the TSA is a qualified service (``None``: not judged, token not valid)."""
+
+    codes: tuple[str, ...]
+    """The codes a signature time-stamp with these facts raises (``TS-*``), sorted."""
+
+    notes: tuple[str, ...]
+    """Human-readable reasons."""
+
+    status: TimestampSignatureStatus | None = field(default=None, repr=False, compare=False)
+    """pyHanko's ``TimestampSignatureStatus`` (``None`` when it could not be validated).
+
+    It dates a signer of the file that has no signature time-stamp of its own;
+    it is not kept when the facts cross a process boundary."""
+
+    def __reduce__(self) -> tuple[Callable[[dict[str, object]], FileTimestamp], tuple[object]]:
+        # pyHanko's status holds validation paths that need not pickle; the
+        # facts above are what crosses from a child verifier.
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values["status"] = None
+        return (_rebuild_timestamp, (values,))
+
+
+def _rebuild_timestamp(values: dict[str, object]) -> FileTimestamp:
+    return FileTimestamp(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class EnvelopeLevel:
+    """One enveloping SignedData of a ``.p7m`` and the verdict on its signers."""
+
+    depth: int
+    """1 for the outermost level (the last signer), 2 for the one inside it, ..."""
+
+    encoding: Encoding
+    """How this level was written: DER, PEM or bare base64 text."""
+
+    content_type: str
+    """The eContentType (dotted OID, or asn1crypto's name such as ``data``)."""
+
+    content_size: int
+    """Bytes of the eContent this level signs."""
+
+    verdict: FormVerdict
+    """Each SignerInfo of this level judged over the eContent (``kind="p7m"``)."""
+
+
+@dataclass(frozen=True)
+class SignedFile:
+    """An Italian signed file unwrapped: every level judged, and what was signed."""
+
+    container: Container
+    """What arrived: a ``.p7m`` (with or without a ``.tsr`` beside it), a ``.tsd``, a ``.m7m``."""
+
+    levels: tuple[EnvelopeLevel, ...]
+    """The ``.p7m`` levels, outermost first (empty: a ``.tsd`` over an unsigned file)."""
+
+    timestamps: tuple[FileTimestamp, ...]
+    """Time-stamps over the whole file (``.tsd``, ``.m7m``, ``.tsr``), first over the content."""
+
+    content: bytes = field(repr=False)
+    """The innermost content: the file that was signed (the form PDF, normally)."""
+
+    content_type: ContentKind
+    """What the innermost content is, by its bytes."""
+
+    file_name: str | None = None
+    """The file name a ``.tsd`` records for its content (``metaData.fileName``)."""
+
+    notes: tuple[str, ...] = ()
+    """Notes on the container for staff."""
+
+    @property
+    def verdict(self) -> FormVerdict:
+        """All levels' signatures as one verdict, in signing order (innermost first).
+
+        Its codes are the union of the signatures' codes and the file
+        time-stamps'; ``signer`` is the outermost level's signer. Without a
+        level the verdict is the verifier's "no signature" one.
+        """
+        statuses: list[SignatureStatus] = []
+        for level in reversed(self.levels):
+            statuses.extend(level.verdict.signatures)
+        codes = {code for status in statuses for code in status.codes}
+        codes |= {code for stamp in self.timestamps for code in stamp.codes}
+        notes = [*self.notes]
+        for level in self.levels:
+            notes.extend(level.verdict.notes)
+        if not statuses:
+            codes.add("SIG-MISSING")
+        return FormVerdict(
+            signatures=tuple(statuses),
+            codes=tuple(sorted(codes)),
+            signer=self.levels[0].verdict.signer if self.levels else None,
+            signed_revision=None,
+            notes=tuple(notes),
+        )

@@ -1,0 +1,2 @@
+"""Trust shared by PDF, CMS and ASiC verification: anchors, trusted lists, qualification,
+revocation fetching, and the validation contexts built from them (:mod:`signing.trust.context`)."""

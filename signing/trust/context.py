@@ -1,0 +1,170 @@
+"""The trust a verification runs under: anchors, trusted lists, revocation policy and fetching.
+
+One :class:`TrustContext` is made per verifier. It reads the anchors once,
+parses the trusted lists when first needed (and again when a refresh has
+rewritten their cache), and builds the fresh, cheap pyHanko validation
+contexts that PDF, CMS and ASiC verification all judge chains in. It never
+uses the operating system's certificate store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import x509 as asn1_x509
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.policy_decl import (
+    NO_REVOCATION,
+    CertRevTrustPolicy,
+)
+
+from signing.settings import VerifierSettings
+from signing.tolerant import TolerantKeyPolicy, TolerantSignatureValidator
+from signing.trust.anchors import load_trust_roots
+from signing.trust.fetching import FetchSettings, MessageFetching, withhold_stale
+from signing.trust.qualification import ListsAndRootsTrustManager
+from signing.trust.trustlists import TrustSnapshot, load_snapshot, state_mtime
+
+
+@dataclass(frozen=True)
+class Revinfo:
+    """The revocation data one signature carries, as the validator is to be given it."""
+
+    crls: tuple[asn1_crl.CertificateList, ...] = ()
+    """CRLs embedded in the signature or the document."""
+
+    ocsps: tuple[asn1_ocsp.OCSPResponse, ...] = ()
+    """OCSP responses embedded in the signature or the document."""
+
+    fresh_after: datetime | None = None
+    """The signature time-stamp's time: cached answers issued before it are not reused."""
+
+
+class TrustContext:
+    """Anchors, trusted lists and revocation policy of one verifier (thread-safe)."""
+
+    def __init__(
+        self, settings: VerifierSettings, *, now: Callable[[], datetime] | None = None
+    ) -> None:
+        self.settings = settings
+        self._now = now or (lambda: datetime.now(UTC))
+        # The anchors are read once; each verification builds fresh, cheap contexts.
+        self.anchors = load_trust_roots(settings.trust_roots)
+        #: SHA-256 digests of the configured anchors (qualification asks for them).
+        self.root_digests = frozenset(cert.sha256 for cert in self.anchors)
+        # The trusted lists are parsed when first needed and again whenever a
+        # refresh has rewritten the cache's state file.
+        self._snapshot: TrustSnapshot | None = None
+        self._snapshot_key: tuple[float | None, int] | None = None
+        self._trust_manager: ListsAndRootsTrustManager | None = None
+        self._snapshot_lock = threading.Lock()
+
+    def now(self) -> datetime:
+        """The current time (a test may give its own clock)."""
+        return self._now()
+
+    def snapshot(self) -> TrustSnapshot | None:
+        """The trusted lists as last cached (``None`` without ``[trust]``)."""
+        trust = self.settings.trust
+        if trust is None:
+            return None
+        now = self._now()
+        # Freshness changes with time alone: judge it again every minute (the
+        # lists themselves are parsed again only when their content changed).
+        key = (state_mtime(trust), int(now.timestamp() // 60))
+        with self._snapshot_lock:
+            if self._snapshot is None or key != self._snapshot_key:
+                self._snapshot = load_snapshot(trust, now=now, previous=self._snapshot)
+                self._snapshot_key = key
+                self._trust_manager = ListsAndRootsTrustManager(self.anchors, self._snapshot)
+            return self._snapshot
+
+    def validation_context(
+        self,
+        *,
+        moment: datetime | None,
+        fetching: MessageFetching | None,
+        other_certs: Iterable[asn1_x509.Certificate] = (),
+        revinfo: Revinfo | None = None,
+        revocation: str | None = None,
+    ) -> ValidationContext:
+        """A validation context over the configured anchors only (never the OS store).
+
+        With ``fetching``, revocation data is fetched for certificates whose
+        chain reaches an anchor (see :mod:`signing.trust.fetching`); a cached
+        answer issued before ``revinfo.fresh_after`` (the signature
+        time-stamp) is not reused. ``revocation`` overrides ``signing.revocation``.
+        """
+        revinfo = revinfo or Revinfo()
+        crls, ocsps = list(revinfo.crls), list(revinfo.ocsps)
+        backend = (
+            fetching.backend(revinfo.fresh_after, crls=crls, ocsps=ocsps)
+            if fetching is not None
+            else None
+        )
+        certificates = list(other_certs)
+        kwargs: dict[str, Any] = {
+            "trust_roots": list(self.anchors),
+            "other_certs": certificates,
+            "crls": crls,
+            "ocsps": ocsps,
+            "moment": moment,
+            "allow_fetching": backend is not None,
+            "fetcher_backend": backend,
+            # RSA keys whose modulus is encoded as a negative INTEGER are read
+            # as unsigned for verification (signing.tolerant); others as usual.
+            "signature_validator": TolerantSignatureValidator(),
+            "algorithm_usage_policy": TolerantKeyPolicy(),
+        }
+        # With trusted lists, their CAs and TSAs anchor paths beside trust_roots.
+        if self.snapshot() is not None and self._trust_manager is not None:
+            del kwargs["trust_roots"]
+            kwargs["trust_manager"] = self._trust_manager
+            certificates.extend(self._trust_manager.certificates())
+        mode = revocation or self.settings.revocation
+        if mode == "off":
+            kwargs["revinfo_policy"] = CertRevTrustPolicy(NO_REVOCATION)
+        else:
+            kwargs["revocation_mode"] = mode
+            # Revocation information issued after the signing time still tells
+            # whether the certificate had been revoked before it.
+            kwargs["retroactive_revinfo"] = True
+        context = ValidationContext(**kwargs)
+        if backend is not None:
+            backend.bind(context)
+        return context
+
+    def fetching(self) -> MessageFetching | None:
+        """The fetching of one document, or ``None`` when fetching is off."""
+        if not self.settings.allow_fetching or self.settings.revocation == "off":
+            return None
+        return MessageFetching(
+            FetchSettings(
+                timeout_seconds=self.settings.fetch_timeout_seconds,
+                budget_seconds=self.settings.fetch_budget_seconds,
+                cache_seconds=self.settings.fetch_cache_seconds,
+            )
+        )
+
+    @staticmethod
+    def revinfo(
+        signer: asn1_x509.Certificate | None,
+        fresh_after: datetime | None,
+        crls: Iterable[asn1_crl.CertificateList],
+        ocsps: Iterable[asn1_ocsp.OCSPResponse],
+        notes: list[str],
+    ) -> Revinfo:
+        """The revocation data a signature carries, as the validator is to be given it.
+
+        ``fresh_after`` is the signature time-stamp's time (``None`` without
+        one): the signer's data issued before it is withheld as no proof.
+        """
+        kept_crls, kept_ocsps, stale = withhold_stale(signer, fresh_after, crls, ocsps)
+        notes.extend(stale)
+        return Revinfo(crls=tuple(kept_crls), ocsps=tuple(kept_ocsps), fresh_after=fresh_after)
