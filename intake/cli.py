@@ -11,12 +11,12 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.bound import WAITING
+from intake.app.bound import WAITING
+from intake.app.replies import load_application
 from intake.display import safe
 from intake.errors import ConfigurationError
-from intake.models import Application, IssuedCertificateRow, Organisation, Outbox
 from intake.runtime import Runtime
-from intake.service import load_application
+from intake.store.models import Application, IssuedCertificateRow, Organisation, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextI
         if workflow:
             q = q.where(Application.workflow == workflow)
         rows = s.scalars(q).all()
-        from intake.steering import held_counts
+        from intake.app.steering import held_counts
 
         held = held_counts(s)
         for app in rows:
@@ -159,7 +159,7 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             csr = verdicts["csr"]
             p(f"  csr: {', '.join(csr['codes']) or 'ok'}; CN={csr.get('common_name')} "
               f"key={csr.get('key_type')}")
-        from intake.steering import show_steering
+        from intake.app.steering import show_steering
 
         show_steering(s, app, p)
         if verdicts.get("form_error"):
@@ -223,7 +223,7 @@ def show_organisation(s: Session, app: Application, p: Callable[..., None]) -> N
 
 
 def cmd_registry_import(rt: Runtime, path: Path, *, out: TextIO) -> int:
-    from intake.registry import import_registry
+    from intake.app.registry import import_registry
 
     added, updated = import_registry(rt.store, path)
     print(f"registry: {added} added, {updated} updated from {path}", file=out)
@@ -231,7 +231,7 @@ def cmd_registry_import(rt: Runtime, path: Path, *, out: TextIO) -> int:
 
 
 def cmd_forms_render(rt: Runtime, workflow_id: str, output: Path, *, out: TextIO) -> int:
-    from intake.forms import render_form
+    from intake.forms.render import render_form
 
     workflow = rt.config.workflow(workflow_id)
     if workflow is None or not workflow.needs_form:
@@ -245,7 +245,7 @@ def cmd_forms_render(rt: Runtime, workflow_id: str, output: Path, *, out: TextIO
 
 def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str | None,
               note: str | None, out: TextIO) -> int:
-    from intake import staff
+    from intake.app import staff
 
     message = getattr(staff, action)(rt, reference, user=user, code=code, note=note)
     print(safe(message), file=out)
@@ -256,7 +256,7 @@ def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str 
 
 
 def cmd_digest(rt: Runtime, *, send: bool, html: Path | None, out: TextIO) -> int:
-    from intake.digest import build_digest, queue_digest
+    from intake.app.digest import build_digest, queue_digest
 
     digest = build_digest(rt)
     print(digest.text, file=out)

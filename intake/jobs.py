@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime
-    from intake.store import Store
+    from intake.store.engine import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ class ExpireVerificationLinks:
         return IntervalTrigger(minutes=1)
 
     def run(self, runtime: Runtime) -> None:
-        from intake.service import Replies
-        from intake.verification import Verification
+        from intake.app.links import Verification
+        from intake.app.replies import Replies
 
         with runtime.store.session() as s:
             n = Verification(runtime.config, Replies(runtime.config)).expire_due(s)
@@ -59,7 +59,7 @@ class RefreshCrl:
     def run(self, runtime: Runtime) -> None:
         if not runtime.config.ca.enabled or runtime.config.ca.crl is None:
             return
-        from intake.certificates import refresh_crl_if_due
+        from intake.app.certificates import refresh_crl_if_due
 
         refresh_crl_if_due(runtime)
 
@@ -89,7 +89,7 @@ class StaffDigest:
     def run(self, runtime: Runtime) -> None:
         if not runtime.config.digest.recipients:
             return
-        from intake.digest import queue_digest
+        from intake.app.digest import queue_digest
 
         queue_digest(runtime)
 
@@ -157,7 +157,7 @@ def run_job(runtime: Runtime, job: Any) -> bool:
 
 
 def _scheduled(job: Any, runtime: Runtime) -> None:
-    from intake.metrics import counted
+    from intake.web.metrics import counted
 
     try:
         counted(job.name, functools.partial(run_job, runtime, job))

@@ -38,17 +38,17 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from intake import logs
+from intake.app.decide import Decider
+from intake.app.replies import duplicate_reference, now_utc, organisation_record
 from intake.config import Config, MailboxConfig
-from intake.decide import Decider
 from intake.errors import MailboxError, TransientError
 from intake.faults import crash_point
-from intake.leases import takeable, worker_id
-from intake.mailbox import MailSource, RawMessage, open_source
-from intake.mime import MAX_SENDER_CHARS, ParsedMail, fit, ledger_headers, parse_message
-from intake.models import ReceivedMessage
+from intake.mime.parse import MAX_SENDER_CHARS, ParsedMail, fit, ledger_headers, parse_message
 from intake.pipeline import Lookups, Pipeline
-from intake.service import duplicate_reference, now_utc, organisation_record
-from intake.store import Store
+from intake.sources.imap import MailSource, RawMessage, open_source
+from intake.store.engine import Store
+from intake.store.leases import takeable, worker_id
+from intake.store.models import ReceivedMessage
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from typing import Any, cast
 
 from intake.config import Config, MailboxConfig
 from intake.errors import ConfigurationError, MailboxError, TransientError
-from intake.health import Polls, RecordedSource
-from intake.leases import worker_id
-from intake.mailbox import MailSource, open_source
-from intake.metrics import TimedVerifier, counted
 from intake.outbox import OutboxSender
-from intake.processor import PARSE_TASK, Intake
-from intake.store import Store, open_store
+from intake.runner import PARSE_TASK, Intake
+from intake.sources.imap import MailSource, open_source
+from intake.store.engine import Store, open_store
+from intake.store.leases import worker_id
+from intake.web.health import Polls, RecordedSource
+from intake.web.metrics import TimedVerifier, counted
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def make_verifier(config: Config) -> Any:
         ),
         memory_bytes=memory_mb * 1024 * 1024 if memory_mb else None,
         # The MIME parse of untrusted mail runs in the same bounded children.
-        tasks={PARSE_TASK: "intake.mime:parse_message"},
+        tasks={PARSE_TASK: "intake.mime.parse:parse_message"},
     )
 
 
@@ -81,7 +81,7 @@ class Runtime:
     @classmethod
     def open(cls, config: Config) -> Runtime:
         # Leases name their holder as host:pid, so a restarted daemon can take
-        # over what its killed predecessor held (intake.leases).
+        # over what its killed predecessor held (intake.store.leases).
         return cls(config=config, store=open_store(config.database.connect_url),
                    worker=worker_id())
 
@@ -101,7 +101,7 @@ class Runtime:
             state = private_dir(config.daemon.state_dir)
             # The verification-link key is made now, so an unusable state
             # directory stops the start, not the first link.
-            from intake.verification import link_key
+            from intake.app.links import link_key
 
             link_key(config)
         except OSError as exc:
@@ -211,9 +211,9 @@ class Runtime:
         ]
         threads.append(threading.Thread(target=self._outbox_loop, args=(stop, wake_outbox),
                                         name="outbox", daemon=True))
-        from intake.health import ensure_current_crl
         from intake.jobs import start_scheduler
-        from intake.web import start_web
+        from intake.web.health import ensure_current_crl
+        from intake.web.server import start_web
 
         # The CRL that issued certificates point to is current from the start
         # (SPEC section 9), not only after the first scheduled refresh.

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import select
 
 from intake.addresses import UnusableAddress, is_usable, usable_address
+from intake.demo.samples import application_mail, make_csr
 from intake.formats import is_email
-from intake.mime import parse_message
-from intake.models import ReceivedMessage
-from intake.samples import application_mail, make_csr
+from intake.mime.parse import parse_message
+from intake.store.models import ReceivedMessage
 from mailer.compose import check_address
 from tests.daemon_env import TO, Deployment, make_deployment
 

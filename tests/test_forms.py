@@ -31,7 +31,7 @@ from pypdf.generic import (
 from intake import formats
 from intake.config import FieldSpec, WorkflowConfig, default_workflows
 from intake.errors import PermanentError
-from intake.forms import fill_form, read_form_fields, render_form
+from intake.forms.render import fill_form, read_form_fields, render_form
 from tests.shared import CORPUS
 
 SIMPLE_FORM = CORPUS / "pyhanko/pdf/minimal-with-simple-form.pdf"

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from intake import mailbox as mailbox_module
 from intake.config import MailboxConfig
 from intake.errors import MailboxError
-from intake.mailbox import (
+from intake.sources import imap as mailbox_module
+from intake.sources.imap import (
     ImapSource,
     MaildirSource,
     RawMessage,

@@ -21,7 +21,7 @@ from asn1crypto import cms, tsp
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from intake.samples import detached_signature, enveloping_signature, make_csr
+from intake.demo.samples import detached_signature, enveloping_signature, make_csr
 from signing.isolation import IsolatedVerifier
 from signing.p7m import MAX_DEPTH, SignedFile, content_kind, read_cms, sniff
 from signing.pki import QUALIFIED_PERSONAL_CODE

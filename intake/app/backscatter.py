@@ -15,9 +15,9 @@ such an answer useless to whoever forged it:
 
 from __future__ import annotations
 
-from intake.bound import anchored
-from intake.mime import ParsedMail
-from intake.models import Application
+from intake.app.bound import anchored
+from intake.mime.parse import ParsedMail
+from intake.store.models import Application
 
 JUNK = "junk: no form, no CSR, no signature, no reference"
 

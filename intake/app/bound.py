@@ -26,8 +26,8 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from intake.config import Config
-from intake.models import Application, Outbox
-from intake.models import utcnow as now_utc
+from intake.store.models import Application, Outbox
+from intake.store.models import utcnow as now_utc
 
 log = logging.getLogger(__name__)
 

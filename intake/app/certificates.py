@@ -11,9 +11,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from intake.app.replies import now_utc
 from intake.errors import ConfigurationError, PermanentError
-from intake.models import Application, IssuedCertificateRow, KeyValue, Organisation
-from intake.service import now_utc
+from intake.store.models import Application, IssuedCertificateRow, KeyValue, Organisation
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime
@@ -54,7 +54,7 @@ def issue_for(rt: Runtime, s: Session, app: Application) -> IssuedCertificateRow
     if reg_no or values.get("org_name"):
         organisation = s.get(Organisation, reg_no) if reg_no else None
         if organisation is None:
-            from intake.staff import StaffActionError
+            from intake.app.staff import StaffActionError
 
             raise StaffActionError(
                 f"{app.reference}: organisation {reg_no or '(no registration number)'} is not in "

@@ -12,12 +12,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from intake.backscatter import answers_anchored, echo_subject, junk_reason
-from intake.config import Config, MailboxConfig, WorkflowConfig
-from intake.mime import ParsedMail
-from intake.models import Application, Outbox, ReceivedMessage, Transition
-from intake.pipeline import Pipeline, Submission
-from intake.service import (
+from intake.app.backscatter import answers_anchored, echo_subject, junk_reason
+from intake.app.links import Verification
+from intake.app.replies import (
     BRACKETED_RE,
     STATUS_RE,
     SYSTEM,
@@ -28,8 +25,11 @@ from intake.service import (
     next_reference,
     transition,
 )
-from intake.steering import Steering, apply_proposal, proposal
-from intake.verification import Verification
+from intake.app.steering import Steering, apply_proposal, proposal
+from intake.config import Config, MailboxConfig, WorkflowConfig
+from intake.mime.parse import ParsedMail
+from intake.pipeline import Pipeline, Submission
+from intake.store.models import Application, Outbox, ReceivedMessage, Transition
 from rules import Finding
 
 #: States in which a corrected form is judged again on the same reference.

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from intake.bound import WAITING
+from intake.app.bound import WAITING
+from intake.app.replies import Replies, now_utc
 from intake.display import safe
-from intake.models import Application, IssuedCertificateRow, Outbox, ReceivedMessage
-from intake.service import Replies, now_utc
+from intake.store.models import Application, IssuedCertificateRow, Outbox, ReceivedMessage
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime
@@ -67,7 +67,7 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
             f"{o.message_id}  to {', '.join(o.recipients)}  {(o.last_error or '')[:80]}"
             for o in s.scalars(select(Outbox).where(Outbox.status == "failed").order_by(Outbox.id))
         )
-        from intake.steering import digest_rows
+        from intake.app.steering import digest_rows
 
         held, refused = digest_rows(s)
         waiting = tuple(

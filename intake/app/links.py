@@ -21,18 +21,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.backscatter import answers_anchored
+from intake.app.backscatter import answers_anchored
+from intake.app.replies import Replies, now_utc, transition
 from intake.config import Config
 from intake.errors import DeliveryError
-from intake.mime import ParsedMail, fit
-from intake.models import (
+from intake.mime.parse import ParsedMail, fit
+from intake.store.models import (
     Application,
     Outbox,
     ReceivedMessage,
     VerificationToken,
     VerifiedAddress,
 )
-from intake.service import Replies, now_utc, transition
 from mailer.compose import fill_in
 
 log = logging.getLogger(__name__)
@@ -215,9 +215,9 @@ class Verification:
         """``NEW LINK``: only from the contact's own address or an authenticated sender,
         and at most ``verification.max_links_per_day`` link mails a day; otherwise the
         open link stays as it is, the request is counted for staff, the status is the answer."""
-        from intake.decide import Outcome
-        from intake.service import link_mail
-        from intake.steering import link_allowed, note_refused, sender_authenticated
+        from intake.app.decide import Outcome
+        from intake.app.replies import link_mail
+        from intake.app.steering import link_allowed, note_refused, sender_authenticated
 
         email = ((app.form_values or {}).get("contact_email") or "").strip().lower()
         refusal = None
@@ -268,7 +268,7 @@ class Verification:
             return state
         row = state.token
         if row.purpose == "confirm":
-            from intake.steering import Steering
+            from intake.app.steering import Steering
 
             Steering(self.config, self.replies).confirm(s, row, self)
             log.info("%s: held change confirmed by %s", state.reference, row.email)
@@ -307,7 +307,7 @@ class Verification:
         if row.status != "pending":
             return
         if row.purpose == "confirm":
-            from intake.steering import Steering
+            from intake.app.steering import Steering
 
             Steering(self.config, self.replies).expire(s, row)
             return

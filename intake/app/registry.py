@@ -9,8 +9,8 @@ import unicodedata
 from pathlib import Path
 
 from intake.errors import PermanentError
-from intake.models import Organisation
-from intake.store import Store
+from intake.store.engine import Store
+from intake.store.models import Organisation
 
 HEADER = ("org_reg_no", "org_name", "test_env_completed", "agreement_received", "representatives")
 PERSONAL_CODE = re.compile(r"^[A-Z]{3}[A-Z]{2}-[A-Za-z0-9-]+$")

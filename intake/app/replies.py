@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from intake.addresses import UnusableAddress, usable_address
 from intake.config import Config
 from intake.errors import NotFound
-from intake.models import (
+from intake.store.models import (
     Application,
     KeyValue,
     MailLink,
@@ -30,7 +30,7 @@ from intake.models import (
     ReferenceCounter,
     Transition,
 )
-from intake.models import utcnow as now_utc
+from intake.store.models import utcnow as now_utc
 from mailer.compose import Finding as MailFinding
 from mailer.compose import ReplySpec, compose, wire_bytes
 from rules import Finding, OrganisationRecord
@@ -239,7 +239,7 @@ class Replies:
         """Compose and queue one mail; a second call with the same key does nothing.
 
         ``rate_limit`` marks an automatic answer to inbound mail: it counts
-        against the per-recipient bound (:mod:`intake.bound`; RFC 3834, what
+        against the per-recipient bound (:mod:`intake.app.bound`; RFC 3834, what
         stops backscatter to forged senders) and, over it, is queued
         ``waiting`` until the bound allows, never dropped. ``trusted`` (the
         answer to a mail whose signature chains to a trust anchor) is released
@@ -292,7 +292,7 @@ class Replies:
             kind=kind,
         )
         if rate_limit:
-            from intake import bound
+            from intake.app import bound
 
             bound.place(self.config, session, row, trusted=trusted)
         session.add(row)

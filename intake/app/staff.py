@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from intake.app.replies import Replies, load_application, next_reference, transition
 from intake.errors import PastsError
-from intake.models import Application
-from intake.service import Replies, load_application, next_reference, transition
+from intake.store.models import Application
 from rules import Finding
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def _reply(rt: Runtime, s: Session, app: Application, action: str, template: str
 
 def approve(rt: Runtime, reference: str, *, user: str, code: str | None = None,
             note: str | None = None) -> str:
-    from intake.certificates import issue_for
+    from intake.app.certificates import issue_for
 
     with rt.store.session() as s:
         app = load_application(s, reference)
@@ -46,7 +46,7 @@ def approve(rt: Runtime, reference: str, *, user: str, code: str | None = None,
                                    "can be approved")
         workflow = rt.config.workflow(app.workflow)
         outcome = workflow.outcome if workflow else "review"
-        from intake.steering import approval_notes
+        from intake.app.steering import approval_notes
 
         # The staff member sees which key is certified, where it came from,
         # and any change still held for the contact.
@@ -97,7 +97,7 @@ def reject(rt: Runtime, reference: str, *, user: str, code: str | None = None,
 
 def restrict(rt: Runtime, reference: str, *, user: str, code: str | None = None,
              note: str | None = None) -> str:
-    from intake.certificates import regenerate_crl, revoke_for
+    from intake.app.certificates import regenerate_crl, revoke_for
 
     with rt.store.session() as s:
         app = load_application(s, reference)

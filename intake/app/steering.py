@@ -11,7 +11,7 @@ application only when the mail is *authenticated*:
   ``authserv-id`` is ``[[mailbox]] authserv_id``) says ``dmarc=pass`` for the
   domain of a ``From:`` address that is one of the application's addresses.
 
-Anything else is *held*: recorded as a :class:`~intake.models.HeldChange`
+Anything else is *held*: recorded as a :class:`~intake.store.models.HeldChange`
 and applied only when the application's contact confirms it through a
 single-use link (the e-mail verification machinery: the link's token is put
 in when the mail is sent). A new CSR key is always confirmed so, whoever
@@ -32,21 +32,21 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from intake.config import Config
-from intake.mime import ParsedMail
-from intake.models import (
-    Application,
-    HeldChange,
-    ReceivedMessage,
-    VerificationToken,
-    VerifiedAddress,
-)
-from intake.service import (
+from intake.app.replies import (
     Replies,
     link_mail,
     now_utc,
     organisation_record,
     transition,
+)
+from intake.config import Config
+from intake.mime.parse import ParsedMail
+from intake.store.models import (
+    Application,
+    HeldChange,
+    ReceivedMessage,
+    VerificationToken,
+    VerifiedAddress,
 )
 from rules import Finding
 
@@ -197,7 +197,7 @@ def csr_fingerprint(app: Application) -> str | None:
 
 def proposal(app: Application, sub: Any) -> tuple[dict[str, Any], bytes | None]:
     """What judging ``sub`` sets on ``app`` (JSON-able), and the CSR's DER."""
-    from intake.decide import csr_record
+    from intake.app.decide import csr_record
     from intake.pipeline import signer_to_record
 
     case = sub.case
@@ -319,7 +319,7 @@ def contact_address(s: Session, app: Application) -> str:
 
 def contact_verified(s: Session, app: Application) -> bool:
     """Whether the application has a verified contact (who must confirm a new CSR key)."""
-    from intake.verification import person_key
+    from intake.app.links import person_key
 
     if s.scalars(select(VerificationToken.id).where(
             VerificationToken.application_id == app.id, VerificationToken.status == "verified",
@@ -355,7 +355,7 @@ class Steering:
     def gate(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application,
              sub: Any) -> Any:
         """None if the resubmission ``sub`` may change ``app`` now; else the Outcome of holding it."""
-        from intake.decide import Outcome
+        from intake.app.decide import Outcome
 
         values, der = proposal(app, sub)
         said = changes(app, values, der)
@@ -382,8 +382,8 @@ class Steering:
 
     def hold(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application,
              values: dict[str, Any], der: bytes | None, *, reason: str, said: list[str]) -> Any:
-        from intake.decide import Outcome
-        from intake.verification import LINK_PLACEHOLDER, hash_token, link_key, link_token
+        from intake.app.decide import Outcome
+        from intake.app.links import LINK_PLACEHOLDER, hash_token, link_key, link_token
 
         supersede_held(s, app)
         new_fp = ((values.get("verdicts") or {}).get("csr") or {}).get("public_key_sha256")
@@ -443,7 +443,7 @@ class Steering:
         token.used_at = now_utc()
         if change is None or change.status != "held":
             return
-        from intake.decide import RESUBMITTABLE
+        from intake.app.decide import RESUBMITTABLE
 
         if app.state not in RESUBMITTABLE:
             # Staff decided meanwhile: a late confirmation changes nothing.
@@ -477,7 +477,7 @@ class Steering:
             return
         contact = ((app.form_values or {}).get("contact_email") or "").strip().lower()
         if contact and self.config.verification.required:
-            from intake.verification import person_key
+            from intake.app.links import person_key
 
             person = person_key(app)
             done = s.scalars(select(VerifiedAddress).where(

@@ -87,7 +87,7 @@ def _reset(demo_dir: Path) -> None:
 
 
 def build_samples(config: Config, pki: Any) -> list[Sample]:
-    from intake.samples import (
+    from intake.demo.samples import (
         application_mail,
         change_field_after_signing,
         detached_signature,
@@ -274,11 +274,11 @@ def confirm_links(config: Config) -> list[str]:
 
 
 def run_demo(demo_dir: Path, *, out: TextIO, config_path: Path = Path("config.toml")) -> int:
-    from intake import staff
-    from intake.models import Application, ReceivedMessage
-    from intake.registry import import_registry
+    from intake.app import staff
+    from intake.app.registry import import_registry
     from intake.runtime import Runtime
-    from intake.web import start_web
+    from intake.store.models import Application, ReceivedMessage
+    from intake.web.server import start_web
     from signing.ca import make_test_ca
     from signing.pki import DemoPki
 

@@ -9,7 +9,7 @@
   returns a fresh, complete PDF that pyHanko can then sign incrementally.
 
 Values are Unicode. Appearances use the embedded DejaVu Sans subset in
-``intake/fonts/`` (a simple TrueType font with a ``/Differences`` encoding of
+``intake/forms/fonts/`` (a simple TrueType font with a ``/Differences`` encoding of
 ASCII, Windows-1252, Latin-1 and the Latvian, Lithuanian and Polish letters),
 so Latvian and Italian values display in every viewer. The field values
 themselves are stored as PDF text strings (UTF-16BE where needed), so a
@@ -45,7 +45,7 @@ from pypdf.generic import (
 
 from intake.config import FieldSpec, WorkflowConfig
 from intake.errors import PermanentError
-from intake.fonts import metrics
+from intake.forms.fonts import metrics
 
 FONT_FILE = Path(__file__).with_name("fonts") / "DejaVuSans-pasts.ttf"
 #: The resource name of the embedded font in forms that pasts renders.

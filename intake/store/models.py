@@ -1,7 +1,7 @@
 """The durable store: SQLAlchemy 2 models.
 
 The schema is created and changed only by Alembic migrations
-(``intake/migrations``), applied at start by :func:`intake.store.open_store`.
+(``intake/store/migrations``), applied at start by :func:`intake.store.open_store`.
 The same models run on SQLite (WAL) and PostgreSQL.
 """
 
@@ -190,7 +190,7 @@ class Outbox(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    #: The per-recipient bound (intake.bound): the recipient's mailbox
+    #: The per-recipient bound (intake.app.bound): the recipient's mailbox
     #: (local part without +tag, case-folded) and domain; unset for mail
     #: the bound does not apply to (staff decisions, digests).
     bound_mailbox: Mapped[str | None] = mapped_column(String(320), index=True)
@@ -280,7 +280,7 @@ class HeldChange(Base):
     """A resubmission that could not be authenticated, held for the contact to confirm.
 
     ``proposed`` holds what the mail would set on the application (the values
-    of :func:`intake.steering.proposal`); nothing of it reaches the
+    of :func:`intake.app.steering.proposal`); nothing of it reaches the
     application unless the contact confirms through the link mailed to them.
     ``status``: held / confirmed / superseded / expired / stale (confirmed too late).
     """

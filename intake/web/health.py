@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from sqlalchemy import func, select, text
 
-from intake.models import KeyValue, Outbox
+from intake.store.models import KeyValue, Outbox
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime
@@ -236,7 +236,7 @@ def ensure_current_crl(rt: Runtime) -> bool:
     ca = rt.config.ca
     if not ca.enabled or ca.crl is None:
         return False
-    from intake.certificates import refresh_crl_if_due, regenerate_crl
+    from intake.app.certificates import refresh_crl_if_due, regenerate_crl
 
     check = check_crl(rt, datetime.now(UTC))
     if check["ok"]:

@@ -31,8 +31,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from intake.health import OUTBOX_GRACE, UNSENT
-from intake.models import Application, KeyValue, Outbox, ReceivedMessage
+from intake.store.models import Application, KeyValue, Outbox, ReceivedMessage
+from intake.web.health import OUTBOX_GRACE, UNSENT
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime

@@ -1,11 +1,11 @@
 """The operator's routes on the web listener (SPEC section 9).
 
 ``GET /healthz`` (200 while the process runs), ``GET /readyz``
-(:mod:`intake.health`: 200 or 503, a JSON body naming each check),
-``GET /metrics`` (:mod:`intake.metrics`, the Prometheus text format) and the
+(:mod:`intake.web.health`: 200 or 503, a JSON body naming each check),
+``GET /metrics`` (:mod:`intake.web.metrics`, the Prometheus text format) and the
 CRL at the path of ``ca.crl_url``, read from the file ``ca.crl`` and served
 as DER (``application/pkix-crl``, RFC 5280 section 4.2.1.13). They share the
-listener's bounds, error pages and security headers (:mod:`intake.web`);
+listener's bounds, error pages and security headers (:mod:`intake.web.server`);
 the database work runs on the listener's thread pool, never on its event
 loop.
 """
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from intake import health, metrics
+from intake.web import health, metrics
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime
@@ -91,7 +91,7 @@ class OperationsPages:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def crl(self, _request: web.Request) -> web.Response:
-        from intake.web import error_page
+        from intake.web.server import error_page
 
         path = self.runtime.config.ca.crl
         assert path is not None

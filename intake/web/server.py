@@ -15,7 +15,7 @@ unknown links per client address, then 429). A malformed request gets 400.
 Every response, error pages included, carries :data:`SECURITY_HEADERS` and
 no ``Server`` version.
 
-The handlers are thin: the link logic lives in :class:`intake.verification.Verification`,
+The handlers are thin: the link logic lives in :class:`intake.app.links.Verification`,
 run on a small thread pool so the database never blocks the event loop.
 More routes (health, readiness, metrics, the CRL) are added by another
 ``add_routes`` beside :meth:`VerificationPages.add_routes` in :func:`build_app`.
@@ -39,16 +39,16 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from intake.app.links import LinkState, Verification
+from intake.app.replies import Replies
 from intake.display import safe
-from intake.service import Replies
-from intake.verification import LinkState, Verification
 
 if TYPE_CHECKING:
     from intake.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-PAGES = Environment(loader=PackageLoader("intake", "pages"), autoescape=select_autoescape(["html"]))
+PAGES = Environment(loader=PackageLoader("intake.web", "pages"), autoescape=select_autoescape(["html"]))
 
 #: Headers on every response. The token is in the URL: no referrer leaves the
 #: page, and no page is cached or framed.
@@ -308,7 +308,7 @@ def build_app(runtime: Runtime, pool: ThreadPoolExecutor) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[bounded])
     app.on_response_prepare.append(_on_prepare)
     VerificationPages(runtime, pool, GuessThrottle()).add_routes(app)
-    from intake.operations import OperationsPages
+    from intake.web.operations import OperationsPages
 
     OperationsPages(runtime, pool).add_routes(app)
     return app

@@ -1,10 +1,10 @@
-"""Make the font files that ``intake.forms`` embeds in the forms it renders.
+"""Make the font files that ``intake.forms.render`` embeds in the forms it renders.
 
 This is a maintainer tool, not run by pasts: it needs fontTools, which pasts
 itself does not need. Run it again only to change the character set::
 
     python -m venv /tmp/ft && /tmp/ft/bin/pip install fonttools
-    /tmp/ft/bin/python intake/fonts/make_font.py /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+    /tmp/ft/bin/python intake/forms/fonts/make_font.py /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 It writes ``DejaVuSans-pasts.ttf`` (a glyph subset of DejaVu Sans, whose
 licence is in ``LICENSE`` beside it) and ``metrics.py`` (the one-byte PDF

@@ -1,10 +1,10 @@
-"""Alembic environment: runs on the connection pasts hands it (see intake.store)."""
+"""Alembic environment: runs on the connection pasts hands it (see intake.store.engine)."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from intake.models import Base
+from intake.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -6,7 +6,7 @@ Create Date: 2026-11-21 23:48:20.611029
 """
 from alembic import op
 import sqlalchemy as sa
-import intake.models
+import intake.store.models
 
 
 revision = '0001'
@@ -34,8 +34,8 @@ def upgrade() -> None:
     sa.Column('csr_der', sa.LargeBinary(), nullable=True),
     sa.Column('extra', sa.JSON(), nullable=False),
     sa.Column('thread_root', sa.String(length=998), nullable=True),
-    sa.Column('created_at', intake.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', intake.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('reference')
     )
@@ -44,7 +44,7 @@ def upgrade() -> None:
 
     op.create_table('job_run',
     sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('last_run', intake.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_run', intake.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
     op.create_table('key_value',
@@ -58,7 +58,7 @@ def upgrade() -> None:
     sa.Column('test_env_completed', sa.Boolean(), nullable=False),
     sa.Column('agreement_received', sa.Boolean(), nullable=False),
     sa.Column('representatives', sa.JSON(), nullable=False),
-    sa.Column('updated_at', intake.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('reg_no')
     )
     op.create_table('reference_counter',
@@ -72,11 +72,11 @@ def upgrade() -> None:
     sa.Column('application_id', sa.Integer(), nullable=False),
     sa.Column('serial_hex', sa.String(length=80), nullable=False),
     sa.Column('subject', sa.Text(), nullable=False),
-    sa.Column('not_before', intake.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('not_after', intake.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('not_before', intake.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('not_after', intake.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('pem', sa.Text(), nullable=False),
     sa.Column('chain_pem', sa.Text(), nullable=False),
-    sa.Column('revoked_at', intake.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', intake.store.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('revocation_reason', sa.String(length=40), nullable=True),
     sa.Column('revocation_note', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
@@ -92,7 +92,7 @@ def upgrade() -> None:
     sa.Column('application_id', sa.Integer(), nullable=False),
     sa.Column('message_id', sa.String(length=998), nullable=False),
     sa.Column('direction', sa.String(length=3), nullable=False),
-    sa.Column('at', intake.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('summary', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -113,12 +113,12 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=40), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_try_at', intake.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('next_try_at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('claimed_by', sa.String(length=100), nullable=True),
-    sa.Column('claimed_until', intake.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', intake.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('sent_at', intake.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_until', intake.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', intake.store.models.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('key')
@@ -136,12 +136,12 @@ def upgrade() -> None:
     sa.Column('raw', sa.LargeBinary(), nullable=False),
     sa.Column('sender', sa.String(length=320), nullable=True),
     sa.Column('subject', sa.Text(), nullable=True),
-    sa.Column('received_at', intake.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('claimed_by', sa.String(length=100), nullable=True),
-    sa.Column('claimed_until', intake.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_until', intake.store.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('target_folder', sa.String(length=200), nullable=True),
     sa.Column('moved', sa.Boolean(), nullable=False),
     sa.Column('outcome', sa.Text(), nullable=True),
@@ -156,7 +156,7 @@ def upgrade() -> None:
     op.create_table('transition',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('application_id', sa.Integer(), nullable=False),
-    sa.Column('at', intake.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('from_state', sa.String(length=40), nullable=True),
     sa.Column('to_state', sa.String(length=40), nullable=False),
     sa.Column('actor', sa.String(length=100), nullable=False),
@@ -173,9 +173,9 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=320), nullable=False),
     sa.Column('person', sa.String(length=200), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', intake.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', intake.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', intake.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', intake.store.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('other_person', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
@@ -191,7 +191,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=False),
     sa.Column('person', sa.String(length=200), nullable=False),
-    sa.Column('verified_at', intake.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('verified_at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('application_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.PrimaryKeyConstraint('id'),

@@ -9,7 +9,7 @@ Revises: 0001
 """
 from alembic import op
 import sqlalchemy as sa
-import intake.models
+import intake.store.models
 
 
 revision = '0002'
@@ -22,7 +22,7 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.add_column(sa.Column('bound_mailbox', sa.String(length=320), nullable=True))
         batch_op.add_column(sa.Column('bound_domain', sa.String(length=255), nullable=True))
-        batch_op.add_column(sa.Column('released_at', intake.models.UtcDateTime(timezone=True),
+        batch_op.add_column(sa.Column('released_at', intake.store.models.UtcDateTime(timezone=True),
                                       nullable=True))
         batch_op.create_index(batch_op.f('ix_outbox_bound_mailbox'), ['bound_mailbox'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_bound_domain'), ['bound_domain'], unique=False)

@@ -9,7 +9,7 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-import intake.models
+import intake.store.models
 
 revision = '0003'
 down_revision = '0002'
@@ -29,8 +29,8 @@ def upgrade() -> None:
     sa.Column('proposed', sa.JSON(), nullable=False),
     sa.Column('csr_der', sa.LargeBinary(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('created_at', intake.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('decided_at', intake.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', intake.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', intake.store.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('decided_by', sa.String(length=320), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.ForeignKeyConstraint(['received_id'], ['received_message.id'], ),
