@@ -45,7 +45,8 @@ from intake.errors import MailboxError, TransientError
 from intake.faults import crash_point
 from intake.mime.parse import MAX_SENDER_CHARS, ParsedMail, fit, ledger_headers, parse_message
 from intake.pipeline import Lookups, Pipeline
-from intake.sources.imap import MailSource, RawMessage, open_source
+from intake.sources import open_source
+from intake.sources.base import MailSource, RawMessage
 from intake.store.engine import Store
 from intake.store.leases import takeable, worker_id
 from intake.store.models import ReceivedMessage

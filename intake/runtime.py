@@ -19,7 +19,8 @@ from intake.config import Config, MailboxConfig
 from intake.errors import ConfigurationError, MailboxError, TransientError
 from intake.outbox import OutboxSender
 from intake.runner import PARSE_TASK, Intake
-from intake.sources.imap import MailSource, open_source
+from intake.sources import open_source
+from intake.sources.base import MailSource
 from intake.store.engine import Store, open_store
 from intake.store.leases import worker_id
 from intake.web.health import Polls, RecordedSource
@@ -246,8 +247,7 @@ class Runtime:
         while not stop.is_set():
             try:
                 with open_source(mailbox) as source:
-                    if hasattr(source, "set_stop_event"):
-                        source.set_stop_event(stop)
+                    source.set_stop_event(stop)
                     delay = 1.0
                     self.polls.succeeded(mailbox.name)
                     polled = cast(MailSource, RecordedSource(source, self.polls))

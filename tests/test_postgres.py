@@ -15,7 +15,7 @@ from sqlalchemy import inspect, select, text
 
 from intake.demo.samples import application_mail, filled_form, make_csr
 from intake.runner import Intake
-from intake.sources.imap import open_source
+from intake.sources import open_source
 from intake.store.engine import open_store
 from intake.store.models import Application, Outbox, ReceivedMessage, ReferenceCounter
 from tests.daemon_env import EA, GOOD, TO, Deployment, make_deployment, message_id_of
