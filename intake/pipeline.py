@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from intake.config import Config, MailboxConfig, WorkflowConfig
 from intake.errors import PermanentError
-from intake.mime.parse import Attachment, ParsedMail
+from intake.mime.types import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class Pipeline:
         data = sub.form_data
         if data is None or sub.case.form_error:
             return sub
-        from intake.forms.render import read_form_fields
+        from intake.forms.read import read_form_fields
 
         max_pages = self.config.limits.max_pdf_pages
         verdict = sub.case.verdict

@@ -43,7 +43,10 @@ from intake.app.replies import duplicate_reference, now_utc, organisation_record
 from intake.config import Config, MailboxConfig
 from intake.errors import MailboxError, TransientError
 from intake.faults import crash_point
-from intake.mime.parse import MAX_SENDER_CHARS, ParsedMail, fit, ledger_headers, parse_message
+from intake.mime.headers import ledger_headers
+from intake.mime.parse import parse_message
+from intake.mime.text import fit
+from intake.mime.types import MAX_SENDER_CHARS, ParsedMail
 from intake.pipeline import Lookups, Pipeline
 from intake.sources import open_source
 from intake.sources.base import MailSource, RawMessage

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from intake.demo.samples import make_csr
-from intake.mime.parse import guess_charset, parse_message
+from intake.mime.parse import parse_message
+from intake.mime.text import guess_charset
 from intake.store.models import ReceivedMessage
 from tests.daemon_env import TO, Deployment, reference_of
 

@@ -31,7 +31,9 @@ from pypdf.generic import (
 from intake import formats
 from intake.config import FieldSpec, WorkflowConfig, default_workflows
 from intake.errors import PermanentError
-from intake.forms.render import fill_form, read_form_fields, render_form
+from intake.forms.fill import fill_form
+from intake.forms.read import read_form_fields
+from intake.forms.render import render_form
 from tests.shared import CORPUS
 
 SIMPLE_FORM = CORPUS / "pyhanko/pdf/minimal-with-simple-form.pdf"

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from intake.mime.parse import Attachment, ParsedMail, classify, find_pem_csr, parse_message
+from intake.mime.attachments import classify, find_pem_csr
+from intake.mime.parse import parse_message
+from intake.mime.types import Attachment, ParsedMail
 from tests.shared import CORPUS
 
 MESSAGES = Path(__file__).parent / "messages"

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from intake.demo.samples import application_mail
-from intake.mime.parse import MAX_MESSAGE_ID_CHARS, MAX_SENDER_CHARS
+from intake.mime.types import MAX_MESSAGE_ID_CHARS, MAX_SENDER_CHARS
 from intake.store.engine import open_store
 from intake.store.models import ReceivedMessage
 from tests.daemon_env import TO, Deployment, make_deployment, message_id_of

@@ -18,15 +18,11 @@ import pytest
 from cryptography import x509
 
 from intake.demo.samples import application_mail, make_csr
-from intake.mime.parse import (
-    MAX_MESSAGE_ID_CHARS,
-    MAX_SENDER_CHARS,
-    classify,
-    find_pem_csr,
-    fit,
-    html_to_text,
-    parse_message,
-)
+from intake.mime.attachments import classify, find_pem_csr
+from intake.mime.bodies import html_to_text
+from intake.mime.parse import parse_message
+from intake.mime.text import fit
+from intake.mime.types import MAX_MESSAGE_ID_CHARS, MAX_SENDER_CHARS
 from signing.isolation import IsolatedVerifier, TaskFailed
 from tests.fixtures.pki import PkiFixture
 
@@ -162,7 +158,7 @@ def test_a_contact_name_of_any_length_fits_the_person_columns() -> None:
 
 
 def test_a_mail_of_many_tiny_parts_is_read_up_to_the_part_bound() -> None:
-    from intake.mime.parse import MAX_PARTS
+    from intake.mime.types import MAX_PARTS
 
     part = b"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment\r\n\r\nx\r\n"
     raw = HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + part * 5000 + b"--b--\r\n"

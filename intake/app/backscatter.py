@@ -16,7 +16,7 @@ such an answer useless to whoever forged it:
 from __future__ import annotations
 
 from intake.app.bound import anchored
-from intake.mime.parse import ParsedMail
+from intake.mime.types import ParsedMail
 from intake.store.models import Application
 
 JUNK = "junk: no form, no CSR, no signature, no reference"

@@ -27,7 +27,7 @@ from intake.app.replies import (
 )
 from intake.app.steering import Steering, apply_proposal, proposal
 from intake.config import Config, MailboxConfig, WorkflowConfig
-from intake.mime.parse import ParsedMail
+from intake.mime.types import ParsedMail
 from intake.pipeline import Pipeline, Submission
 from intake.store.models import Application, Outbox, ReceivedMessage, Transition
 from rules import Finding

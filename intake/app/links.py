@@ -25,7 +25,8 @@ from intake.app.backscatter import answers_anchored
 from intake.app.replies import Replies, now_utc, transition
 from intake.config import Config
 from intake.errors import DeliveryError
-from intake.mime.parse import ParsedMail, fit
+from intake.mime.text import fit
+from intake.mime.types import ParsedMail
 from intake.store.models import (
     Application,
     Outbox,

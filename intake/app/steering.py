@@ -40,7 +40,7 @@ from intake.app.replies import (
     transition,
 )
 from intake.config import Config
-from intake.mime.parse import ParsedMail
+from intake.mime.types import ParsedMail
 from intake.store.models import (
     Application,
     HeldChange,

@@ -43,7 +43,8 @@ def make_csr(common_name: str, organisation: str | None = None, *, bits: int = 2
 
 
 def filled_form(workflow: WorkflowConfig, values: Mapping[str, str]) -> bytes:
-    from intake.forms.render import fill_form, render_form
+    from intake.forms.fill import fill_form
+    from intake.forms.render import render_form
 
     return fill_form(render_form(workflow), {"form_id": workflow.id, **values})
 

@@ -1,4 +1,4 @@
-"""Make the font files that ``intake.forms.render`` embeds in the forms it renders.
+"""Make the font files that ``intake.forms.embed`` embeds in the forms it renders.
 
 This is a maintainer tool, not run by pasts: it needs fontTools, which pasts
 itself does not need. Run it again only to change the character set::
