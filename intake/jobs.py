@@ -25,8 +25,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 
+from intake.app.services import Services
+
 if TYPE_CHECKING:
-    from intake.runtime import Runtime
     from intake.store.engine import Store
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,10 @@ log = logging.getLogger(__name__)
 class ExpireVerificationLinks:
     name: str = "expire-verification-links"
 
-    def trigger(self, runtime: Runtime) -> Any:
+    def trigger(self, runtime: Services) -> Any:
         return IntervalTrigger(minutes=1)
 
-    def run(self, runtime: Runtime) -> None:
+    def run(self, runtime: Services) -> None:
         from intake.app.links import Verification
         from intake.app.replies import Replies
 
@@ -53,10 +54,10 @@ class ExpireVerificationLinks:
 class RefreshCrl:
     name: str = "refresh-crl"
 
-    def trigger(self, runtime: Runtime) -> Any:
+    def trigger(self, runtime: Services) -> Any:
         return IntervalTrigger(hours=1)
 
-    def run(self, runtime: Runtime) -> None:
+    def run(self, runtime: Services) -> None:
         if not runtime.config.ca.enabled or runtime.config.ca.crl is None:
             return
         from intake.app.certificates import refresh_crl_if_due
@@ -70,10 +71,10 @@ class RefreshTrustLists:
 
     name: str = "refresh-trust-lists"
 
-    def trigger(self, runtime: Runtime) -> Any:
+    def trigger(self, runtime: Services) -> Any:
         return IntervalTrigger(minutes=30)
 
-    def run(self, runtime: Runtime) -> None:
+    def run(self, runtime: Services) -> None:
         from intake.trust import refresh_if_due
 
         refresh_if_due(runtime.config)
@@ -83,10 +84,10 @@ class RefreshTrustLists:
 class StaffDigest:
     name: str = "staff-digest"
 
-    def trigger(self, runtime: Runtime) -> Any:
+    def trigger(self, runtime: Services) -> Any:
         return CronTrigger.from_crontab(runtime.config.digest.schedule, timezone="UTC")
 
-    def run(self, runtime: Runtime) -> None:
+    def run(self, runtime: Services) -> None:
         if not runtime.config.digest.recipients:
             return
         from intake.app.digest import queue_digest
@@ -146,7 +147,7 @@ def job_lock(store: Store, name: str) -> Iterator[bool]:
                 conn.commit()
 
 
-def run_job(runtime: Runtime, job: Any) -> bool:
+def run_job(runtime: Services, job: Any) -> bool:
     """Run ``job`` unless another worker is running it (then log it as skipped)."""
     with job_lock(runtime.store, job.name) as held:
         if not held:
@@ -156,7 +157,7 @@ def run_job(runtime: Runtime, job: Any) -> bool:
         return True
 
 
-def _scheduled(job: Any, runtime: Runtime) -> None:
+def _scheduled(job: Any, runtime: Services) -> None:
     from intake.web.metrics import counted
 
     try:
@@ -165,7 +166,7 @@ def _scheduled(job: Any, runtime: Runtime) -> None:
         log.exception("job %s failed", job.name)
 
 
-def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
+def start_scheduler(runtime: Services) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in SCHEDULED:
         scheduler.add_job(_scheduled, job.trigger(runtime), args=(job, runtime), id=job.name,

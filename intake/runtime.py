@@ -102,7 +102,7 @@ class Runtime:
             state = private_dir(config.daemon.state_dir)
             # The verification-link key is made now, so an unusable state
             # directory stops the start, not the first link.
-            from intake.app.links import link_key
+            from intake.app.tokens import link_key
 
             link_key(config)
         except OSError as exc:

@@ -146,7 +146,7 @@ def test_the_parse_runs_in_the_bounded_child_and_each_failure_is_a_task_failure(
 
 
 def test_a_contact_name_of_any_length_fits_the_person_columns() -> None:
-    from intake.app.links import PERSON_KEY_CHARS, person_key
+    from intake.app.tokens import PERSON_KEY_CHARS, person_key
     from intake.store.models import Application
 
     long_name = "Jānis " * 100

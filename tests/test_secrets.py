@@ -202,8 +202,8 @@ def test_outbox_holds_no_live_link_while_smtp_is_down_and_the_sent_link_works(
 
     from sqlalchemy import select
 
-    from intake.app.links import LINK_KEY_FILE
     from intake.app.replies import now_utc
+    from intake.app.tokens import LINK_KEY_FILE
     from intake.store.models import Outbox
     from intake.web.server import start_web
     from tests.test_e2e import fetch, verification_link

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from intake.app.links import hash_token
 from intake.app.replies import now_utc
+from intake.app.tokens import hash_token
 from intake.config import parse_config
 from intake.runtime import Runtime
 from intake.store.models import Application, VerificationToken

@@ -12,17 +12,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from intake.app.replies import now_utc
+from intake.app.services import Services
+from intake.app.states import StaffActionError
 from intake.errors import ConfigurationError, PermanentError
 from intake.store.models import Application, IssuedCertificateRow, KeyValue, Organisation
 
 if TYPE_CHECKING:
-    from intake.runtime import Runtime
     from signing.ca import CertificateAuthority
 
 log = logging.getLogger(__name__)
 
 
-def load_ca(rt: Runtime) -> CertificateAuthority:
+def load_ca(rt: Services) -> CertificateAuthority:
     from signing.ca import CaError, CertificateAuthority
 
     ca = rt.config.ca
@@ -35,7 +36,7 @@ def load_ca(rt: Runtime) -> CertificateAuthority:
         raise ConfigurationError(str(exc), key="ca.key") from exc
 
 
-def issue_for(rt: Runtime, s: Session, app: Application) -> IssuedCertificateRow:
+def issue_for(rt: Services, s: Session, app: Application) -> IssuedCertificateRow:
     """Issue a certificate for the application's CSR.
 
     The common name comes from the approved form; the organisation (O and
@@ -54,8 +55,6 @@ def issue_for(rt: Runtime, s: Session, app: Application) -> IssuedCertificateRow
     if reg_no or values.get("org_name"):
         organisation = s.get(Organisation, reg_no) if reg_no else None
         if organisation is None:
-            from intake.app.staff import StaffActionError
-
             raise StaffActionError(
                 f"{app.reference}: organisation {reg_no or '(no registration number)'} is not in "
                 "the registry; import it (pasts registry import) before approving"
@@ -110,7 +109,7 @@ def _counter(s: Session, key: str, *, lock: bool = False) -> KeyValue:
     return s.scalars(query).one()
 
 
-def regenerate_crl(rt: Runtime, s: Session, *, now: datetime | None = None) -> int:
+def regenerate_crl(rt: Services, s: Session, *, now: datetime | None = None) -> int:
     """Sign a new CRL listing every revoked certificate; write it to ``ca.crl``."""
     from signing.ca import write_crl
 
@@ -135,7 +134,7 @@ def regenerate_crl(rt: Runtime, s: Session, *, now: datetime | None = None) -> i
     return number
 
 
-def refresh_crl_if_due(rt: Runtime) -> bool:
+def refresh_crl_if_due(rt: Services) -> bool:
     """Re-sign the CRL when a quarter of its validity is left (or it is missing).
 
     The CRL number's row is locked before the due check, so of two daemons

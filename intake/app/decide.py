@@ -7,13 +7,13 @@ outcome and queues exactly one reply, all in the caller's transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from intake.app.backscatter import answers_anchored, echo_subject, junk_reason
 from intake.app.links import Verification
+from intake.app.outcome import RESUBMITTABLE, Outcome
 from intake.app.replies import (
     BRACKETED_RE,
     STATUS_RE,
@@ -32,20 +32,8 @@ from intake.pipeline import Pipeline, Submission
 from intake.store.models import Application, Outbox, ReceivedMessage, Transition
 from rules import Finding
 
-#: States in which a corrected form is judged again on the same reference.
-RESUBMITTABLE = ("received", "incomplete", "awaiting-verification", "verification-expired",
-                 "in-review")
 #: Used for a reference when no workflow fits at all.
 FALLBACK_PREFIX = "GEN"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one message (stored on its ledger row)."""
-
-    status: str  # "processed" (answered or recorded) or "ignored" (no answer owed)
-    summary: str
-    application_id: int | None = None
 
 
 class Decider:
@@ -242,17 +230,3 @@ class Decider:
             in_reply_to=mail.message_id, references=mail.references, context=context,
             rate_limit=True, trusted=answers_anchored(mail, app),
         )
-
-
-def csr_record(report: Any) -> dict[str, Any] | None:
-    if report is None:
-        return None
-    return {
-        "codes": list(report.codes),
-        "notes": list(report.notes),
-        "common_name": report.common_name,
-        "organisation": report.organisation,
-        "key_type": report.key_type,
-        "public_key_sha256": report.public_key_sha256,
-        "requested_sans": list(report.requested_sans),
-    }

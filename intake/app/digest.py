@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from intake.app.bound import WAITING
 from intake.app.replies import Replies, now_utc
+from intake.app.services import Services
 from intake.display import safe
 from intake.store.models import Application, IssuedCertificateRow, Outbox, ReceivedMessage
-
-if TYPE_CHECKING:
-    from intake.runtime import Runtime
 
 EXPIRY_WINDOW = timedelta(days=30)
 
@@ -26,7 +23,7 @@ class Digest:
     html: str
 
 
-def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def collect(rt: Services) -> tuple[tuple[str, tuple[str, ...]], ...]:
     now = now_utc()
     with rt.store.session() as s:
         def apps(*states: str, workflow: str | None = None) -> tuple[str, ...]:
@@ -94,7 +91,7 @@ def collect(rt: Runtime) -> tuple[tuple[str, tuple[str, ...]], ...]:
         return tuple((title, tuple(safe(row) for row in rows)) for title, rows in sections)
 
 
-def build_digest(rt: Runtime) -> Digest:
+def build_digest(rt: Services) -> Digest:
     from mailer.compose import ReplySpec, compose
 
     sections = collect(rt)
@@ -111,7 +108,7 @@ def build_digest(rt: Runtime) -> Digest:
     return Digest(sections, text, html)
 
 
-def queue_digest(rt: Runtime, digest: Digest | None = None) -> None:
+def queue_digest(rt: Services, digest: Digest | None = None) -> None:
     digest = digest or build_digest(rt)
     stamp = now_utc().strftime("%Y-%m-%dT%H:%M")
     with rt.store.session() as s:

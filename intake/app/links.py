@@ -9,12 +9,9 @@ used and by the scheduled sweep (:meth:`Verification.expire_due`).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import logging
 import secrets
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.app.backscatter import answers_anchored
-from intake.app.replies import Replies, now_utc, transition
+from intake.app.outcome import Outcome
+from intake.app.replies import Replies, link_mail, now_utc, transition
+from intake.app.steering import Steering, link_allowed, note_refused, sender_authenticated
+from intake.app.tokens import LINK_PLACEHOLDER, hash_token, link_key, link_token, person_key
 from intake.config import Config
 from intake.errors import DeliveryError
-from intake.mime.text import fit
 from intake.mime.types import ParsedMail
 from intake.store.models import (
     Application,
@@ -39,53 +38,6 @@ from mailer.compose import fill_in
 log = logging.getLogger(__name__)
 
 NEW_LINK_WORDS = ("NEW LINK", "JAUNA SAITE", "NUOVO LINK")
-
-
-#: Stands for the link's token in the outbox until the sender fills it in
-#: (:meth:`Verification.outgoing`): the database never holds a live link.
-LINK_PLACEHOLDER = "link-filled-in-when-sent"
-#: The key, in ``daemon.state_dir``, from which each link's token is derived.
-LINK_KEY_FILE = "verification-link.key"
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
-
-
-def link_key(config: Config) -> bytes:
-    """The secret the link tokens derive from, kept 0600 in ``daemon.state_dir``."""
-    from intake.private import secret_key
-
-    return secret_key(config.daemon.state_dir / LINK_KEY_FILE)
-
-
-def link_token(key: bytes, row: VerificationToken) -> str:
-    """The token of link ``row``: 256 bits, HMAC-SHA256 of the row under ``key``.
-
-    The same row always gives the same token, so a mail sent again after a
-    crash carries the same link; without the key, neither the database nor
-    its backups can give a live link.
-    """
-    message = f"pasts verification link\0{row.id}\0{row.application_id}\0{row.email}"
-    digest = hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-#: The width of the ``person`` columns; a longer key is stored in its fitted form.
-PERSON_KEY_CHARS = 200
-
-
-def person_key(app: Application) -> str:
-    """Whose address it is: the contact person named on the form."""
-    values = app.form_values or {}
-    name = (values.get("contact_name") or "").strip()
-    if name:
-        key = unicodedata.normalize("NFC", " ".join(name.split())).casefold()
-    else:
-        signer = app.signer or {}
-        key = str(signer.get("personal_code") or app.applicant_email)
-    # A form value of any length still fits the column and compares.
-    return fit(key, PERSON_KEY_CHARS)
 
 
 @dataclass(frozen=True)
@@ -216,9 +168,6 @@ class Verification:
         """``NEW LINK``: only from the contact's own address or an authenticated sender,
         and at most ``verification.max_links_per_day`` link mails a day; otherwise the
         open link stays as it is, the request is counted for staff, the status is the answer."""
-        from intake.app.decide import Outcome
-        from intake.app.replies import link_mail
-        from intake.app.steering import link_allowed, note_refused, sender_authenticated
 
         email = ((app.form_values or {}).get("contact_email") or "").strip().lower()
         refusal = None
@@ -269,7 +218,6 @@ class Verification:
             return state
         row = state.token
         if row.purpose == "confirm":
-            from intake.app.steering import Steering
 
             Steering(self.config, self.replies).confirm(s, row, self)
             log.info("%s: held change confirmed by %s", state.reference, row.email)
@@ -308,7 +256,6 @@ class Verification:
         if row.status != "pending":
             return
         if row.purpose == "confirm":
-            from intake.app.steering import Steering
 
             Steering(self.config, self.replies).expire(s, row)
             return

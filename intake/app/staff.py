@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sqlalchemy.orm import Session
 
 from intake.app.replies import Replies, load_application, next_reference, transition
-from intake.errors import PastsError
+from intake.app.services import Services
+from intake.app.states import StaffActionError
 from intake.store.models import Application
 from rules import Finding
-
-if TYPE_CHECKING:
-    from intake.runtime import Runtime
 
 APPROVABLE = ("in-review",)
 RESTRICTABLE = ("approved", "active")
 
 
-class StaffActionError(PastsError):
-    """The action does not fit the application's state."""
-
-
-def _reply(rt: Runtime, s: Session, app: Application, action: str, template: str, *,
+def _reply(rt: Services, s: Session, app: Application, action: str, template: str, *,
            to: str | None = None, findings: tuple[Finding, ...] = (),
            context: dict[str, object] | None = None,
            attachments: tuple[tuple[str, str, bytes], ...] = ()) -> None:
@@ -35,7 +27,7 @@ def _reply(rt: Runtime, s: Session, app: Application, action: str, template: str
     )
 
 
-def approve(rt: Runtime, reference: str, *, user: str, code: str | None = None,
+def approve(rt: Services, reference: str, *, user: str, code: str | None = None,
             note: str | None = None) -> str:
     from intake.app.certificates import issue_for
 
@@ -79,7 +71,7 @@ def approve(rt: Runtime, reference: str, *, user: str, code: str | None = None,
         return f"{app.reference}: {new_state}" + (f" ({'; '.join(lines)})" if lines else "")
 
 
-def reject(rt: Runtime, reference: str, *, user: str, code: str | None = None,
+def reject(rt: Services, reference: str, *, user: str, code: str | None = None,
            note: str | None = None) -> str:
     with rt.store.session() as s:
         app = load_application(s, reference)
@@ -95,7 +87,7 @@ def reject(rt: Runtime, reference: str, *, user: str, code: str | None = None,
         return f"{app.reference}: rejected ({code})"
 
 
-def restrict(rt: Runtime, reference: str, *, user: str, code: str | None = None,
+def restrict(rt: Services, reference: str, *, user: str, code: str | None = None,
              note: str | None = None) -> str:
     from intake.app.certificates import regenerate_crl, revoke_for
 

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intake.app.outcome import RESUBMITTABLE, Outcome, csr_record
 from intake.app.replies import (
     Replies,
     link_mail,
@@ -39,8 +40,10 @@ from intake.app.replies import (
     organisation_record,
     transition,
 )
+from intake.app.tokens import LINK_PLACEHOLDER, hash_token, link_key, link_token, person_key
 from intake.config import Config
 from intake.mime.types import ParsedMail
+from intake.pipeline import signer_to_record
 from intake.store.models import (
     Application,
     HeldChange,
@@ -197,8 +200,6 @@ def csr_fingerprint(app: Application) -> str | None:
 
 def proposal(app: Application, sub: Any) -> tuple[dict[str, Any], bytes | None]:
     """What judging ``sub`` sets on ``app`` (JSON-able), and the CSR's DER."""
-    from intake.app.decide import csr_record
-    from intake.pipeline import signer_to_record
 
     case = sub.case
     judgement = sub.judgement
@@ -319,7 +320,6 @@ def contact_address(s: Session, app: Application) -> str:
 
 def contact_verified(s: Session, app: Application) -> bool:
     """Whether the application has a verified contact (who must confirm a new CSR key)."""
-    from intake.app.links import person_key
 
     if s.scalars(select(VerificationToken.id).where(
             VerificationToken.application_id == app.id, VerificationToken.status == "verified",
@@ -355,7 +355,6 @@ class Steering:
     def gate(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application,
              sub: Any) -> Any:
         """None if the resubmission ``sub`` may change ``app`` now; else the Outcome of holding it."""
-        from intake.app.decide import Outcome
 
         values, der = proposal(app, sub)
         said = changes(app, values, der)
@@ -382,8 +381,6 @@ class Steering:
 
     def hold(self, s: Session, row: ReceivedMessage, mail: ParsedMail, app: Application,
              values: dict[str, Any], der: bytes | None, *, reason: str, said: list[str]) -> Any:
-        from intake.app.decide import Outcome
-        from intake.app.links import LINK_PLACEHOLDER, hash_token, link_key, link_token
 
         supersede_held(s, app)
         new_fp = ((values.get("verdicts") or {}).get("csr") or {}).get("public_key_sha256")
@@ -443,7 +440,6 @@ class Steering:
         token.used_at = now_utc()
         if change is None or change.status != "held":
             return
-        from intake.app.decide import RESUBMITTABLE
 
         if app.state not in RESUBMITTABLE:
             # Staff decided meanwhile: a late confirmation changes nothing.
@@ -477,7 +473,6 @@ class Steering:
             return
         contact = ((app.form_values or {}).get("contact_email") or "").strip().lower()
         if contact and self.config.verification.required:
-            from intake.app.links import person_key
 
             person = person_key(app)
             done = s.scalars(select(VerifiedAddress).where(

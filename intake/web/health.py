@@ -20,15 +20,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from sqlalchemy import func, select, text
 
+from intake.app.services import Services
 from intake.store.models import KeyValue, Outbox
-
-if TYPE_CHECKING:
-    from intake.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +70,13 @@ class Polls:
             return self._error.get(mailbox)
 
 
+class Watched(Services, Protocol):
+    """What the health checks and metrics read: config, store, and this process's mailbox polls."""
+
+    @property
+    def polls(self) -> Polls: ...
+
+
 class RecordedSource:
     """A mailbox source whose every answer counts as a successful poll.
 
@@ -98,14 +103,14 @@ class RecordedSource:
 # -- the checks -------------------------------------------------------------------
 
 
-def check_database(rt: Runtime, now: datetime) -> dict[str, Any]:
+def check_database(rt: Watched, now: datetime) -> dict[str, Any]:
     started = time.monotonic()
     with rt.store.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     return {"ok": True, "seconds": round(time.monotonic() - started, 4)}
 
 
-def check_mailboxes(rt: Runtime, now: datetime) -> dict[str, Any]:
+def check_mailboxes(rt: Watched, now: datetime) -> dict[str, Any]:
     mailboxes = rt.config.mailboxes
     if not mailboxes:
         return {"ok": True, "configured": False}
@@ -132,7 +137,7 @@ def check_mailboxes(rt: Runtime, now: datetime) -> dict[str, Any]:
     return {"ok": all(item["ok"] for item in body.values()), "mailboxes": body}
 
 
-def check_outbox(rt: Runtime, now: datetime) -> dict[str, Any]:
+def check_outbox(rt: Watched, now: datetime) -> dict[str, Any]:
     cutoff = now - OUTBOX_GRACE
     with rt.store.session() as s:
         overdue, oldest = s.execute(
@@ -149,7 +154,7 @@ def check_outbox(rt: Runtime, now: datetime) -> dict[str, Any]:
     return body
 
 
-def check_trusted_lists(rt: Runtime, now: datetime) -> dict[str, Any]:
+def check_trusted_lists(rt: Watched, now: datetime) -> dict[str, Any]:
     from intake.trust import readiness
 
     ok, body = readiness(rt.config, now=now)
@@ -181,7 +186,7 @@ def read_crl(path: Path) -> CrlState:
     return CrlState(number, crl.last_update_utc, next_update, crl.public_bytes(Encoding.DER))
 
 
-def check_crl(rt: Runtime, now: datetime) -> dict[str, Any]:
+def check_crl(rt: Watched, now: datetime) -> dict[str, Any]:
     """Current: readable, within its validity, and not older than the last one signed."""
     ca = rt.config.ca
     if not ca.enabled or ca.crl is None:
@@ -204,7 +209,7 @@ def check_crl(rt: Runtime, now: datetime) -> dict[str, Any]:
     return body
 
 
-CHECKS: dict[str, Callable[[Runtime, datetime], dict[str, Any]]] = {
+CHECKS: dict[str, Callable[[Watched, datetime], dict[str, Any]]] = {
     "database": check_database,
     "mailboxes": check_mailboxes,
     "outbox": check_outbox,
@@ -213,7 +218,7 @@ CHECKS: dict[str, Callable[[Runtime, datetime], dict[str, Any]]] = {
 }
 
 
-def readiness(rt: Runtime, *, now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
+def readiness(rt: Watched, *, now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
     """Whether the daemon is ready, and a body naming each check (SPEC section 9)."""
     now = now or datetime.now(UTC)
     checks: dict[str, Any] = {}
@@ -228,7 +233,7 @@ def readiness(rt: Runtime, *, now: datetime | None = None) -> tuple[bool, dict[s
                                                            if not c["ok"]]}
 
 
-def ensure_current_crl(rt: Runtime) -> bool:
+def ensure_current_crl(rt: Watched) -> bool:
     """At start (``ca.crl`` set): sign and write a CRL unless the file is current.
 
     Returns whether a new CRL was written.

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -32,10 +32,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from intake.store.models import Application, KeyValue, Outbox, ReceivedMessage
-from intake.web.health import OUTBOX_GRACE, UNSENT
-
-if TYPE_CHECKING:
-    from intake.runtime import Runtime
+from intake.web.health import OUTBOX_GRACE, UNSENT, Watched
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +107,7 @@ def _timestamp(value: datetime | None) -> float | None:
 class StoreCollector(Collector):
     """Gauges computed from the store (and the trusted-list cache) when scraped."""
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Watched):
         self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
@@ -205,7 +202,7 @@ class StoreCollector(Collector):
         yield fresh
 
 
-def registry_for(runtime: Runtime) -> CollectorRegistry:
+def registry_for(runtime: Watched) -> CollectorRegistry:
     """What ``/metrics`` of this runtime reports."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(runtime))

@@ -18,16 +18,15 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from intake.web import health, metrics
-
-if TYPE_CHECKING:
-    from intake.runtime import Runtime
+from intake.web.health import Watched
+from intake.web.pages import error_page
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ CRL_CONTENT_TYPE = "application/pkix-crl"
 READY_SECONDS = 10.0
 
 
-def crl_path(runtime: Runtime) -> str | None:
+def crl_path(runtime: Watched) -> str | None:
     """The path part of ``ca.crl_url`` when the CRL is configured, else None."""
     ca = runtime.config.ca
     if not ca.crl_url or ca.crl is None:
@@ -53,7 +52,7 @@ def json_response(body: dict[str, Any], status: int) -> web.Response:
 
 
 class OperationsPages:
-    def __init__(self, runtime: Runtime, pool: ThreadPoolExecutor):
+    def __init__(self, runtime: Watched, pool: ThreadPoolExecutor):
         self.runtime = runtime
         self.pool = pool
         self.registry = metrics.registry_for(runtime)
@@ -91,8 +90,6 @@ class OperationsPages:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def crl(self, _request: web.Request) -> web.Response:
-        from intake.web.server import error_page
-
         path = self.runtime.config.ca.crl
         assert path is not None
         try:

@@ -31,24 +31,20 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from intake.app.links import LinkState, Verification
 from intake.app.replies import Replies
 from intake.display import safe
-
-if TYPE_CHECKING:
-    from intake.runtime import Runtime
+from intake.web.health import Watched
+from intake.web.operations import OperationsPages
+from intake.web.pages import error_page, page
 
 log = logging.getLogger(__name__)
-
-PAGES = Environment(loader=PackageLoader("intake.web", "pages"), autoescape=select_autoescape(["html"]))
 
 #: Headers on every response. The token is in the URL: no referrer leaves the
 #: page, and no page is cached or framed.
@@ -81,42 +77,6 @@ ANSWER_SECONDS = 20.0
 GUESSES_PER_MINUTE = 10
 #: Client addresses the guess counter remembers (the oldest is forgotten).
 TRACKED_CLIENTS = 10_000
-
-STATUS_FOR = {
-    "pending": HTTPStatus.OK,
-    "needs-confirmation": HTTPStatus.OK,
-    "verified": HTTPStatus.OK,
-    "used": HTTPStatus.GONE,
-    "superseded": HTTPStatus.GONE,
-    "expired": HTTPStatus.GONE,
-    "unknown": HTTPStatus.NOT_FOUND,
-}
-
-#: What an error page says, by status.
-ERRORS = {
-    HTTPStatus.BAD_REQUEST: "The request was not understood.",
-    HTTPStatus.NOT_FOUND: "There is no page at this address.",
-    HTTPStatus.METHOD_NOT_ALLOWED: "This page cannot be used that way.",
-    HTTPStatus.REQUEST_TIMEOUT: "The request took too long to arrive.",
-    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The request is too large.",
-    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "The request headers are too large.",
-    HTTPStatus.TOO_MANY_REQUESTS: "Too many unknown links were tried from your address. "
-                                  "Please wait a minute and try again.",
-    HTTPStatus.SERVICE_UNAVAILABLE: "The service is busy. Please try again in a moment.",
-}
-
-
-def page(state: str, status: int | None = None, **ctx: Any) -> web.Response:
-    """A rendered page with its status."""
-    body = PAGES.get_template("verify.html").render(state=state, **ctx)
-    code = status if status is not None else STATUS_FOR.get(state, HTTPStatus.OK)
-    return web.Response(text=body, status=int(code), content_type="text/html", charset="utf-8")
-
-
-def error_page(status: int) -> web.Response:
-    http = HTTPStatus(status)
-    message = ERRORS.get(http, http.description or http.phrase)
-    return page("error", status, title=f"{http.value} {http.phrase}", message=message)
 
 
 def add_security_headers(response: web.StreamResponse) -> None:
@@ -163,7 +123,7 @@ class GuessThrottle:
 class VerificationPages:
     """The ``/verify/TOKEN`` routes; the link logic is the service layer's."""
 
-    def __init__(self, runtime: Runtime, pool: ThreadPoolExecutor, throttle: GuessThrottle):
+    def __init__(self, runtime: Watched, pool: ThreadPoolExecutor, throttle: GuessThrottle):
         self.runtime = runtime
         self.pool = pool
         self.throttle = throttle
@@ -303,13 +263,11 @@ class _Runner(web.AppRunner):
                        loop=asyncio.get_running_loop(), **base._kwargs)
 
 
-def build_app(runtime: Runtime, pool: ThreadPoolExecutor) -> web.Application:
+def build_app(runtime: Watched, pool: ThreadPoolExecutor) -> web.Application:
     """The application with every route the listener serves."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[bounded])
     app.on_response_prepare.append(_on_prepare)
     VerificationPages(runtime, pool, GuessThrottle()).add_routes(app)
-    from intake.web.operations import OperationsPages
-
     OperationsPages(runtime, pool).add_routes(app)
     return app
 
@@ -317,7 +275,7 @@ def build_app(runtime: Runtime, pool: ThreadPoolExecutor) -> web.Application:
 class WebServer:
     """The listener's thread and event loop; :meth:`shutdown` stops both."""
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Watched):
         self.runtime = runtime
         self.loop = asyncio.new_event_loop()
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="web-db")
@@ -377,6 +335,6 @@ class WebServer:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def start_web(runtime: Runtime) -> WebServer:
+def start_web(runtime: Watched) -> WebServer:
     """Start the listener on ``verification.listen``; return once it accepts."""
     return WebServer(runtime).start()
