@@ -7,13 +7,15 @@ outcome and queues exactly one reply, all in the caller's transaction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from intake.app.backscatter import answers_anchored, echo_subject, junk_reason
 from intake.app.links import Verification
-from intake.app.outcome import RESUBMITTABLE, Outcome
+from intake.app.outcome import Outcome
 from intake.app.replies import (
     BRACKETED_RE,
     STATUS_RE,
@@ -25,6 +27,7 @@ from intake.app.replies import (
     next_reference,
     transition,
 )
+from intake.app.states import RESUBMITTABLE
 from intake.app.steering import Steering, apply_proposal, proposal
 from intake.config import Config, MailboxConfig, WorkflowConfig
 from intake.mime.types import ParsedMail
@@ -36,6 +39,50 @@ from rules import Finding
 FALLBACK_PREFIX = "GEN"
 
 
+class Route(StrEnum):
+    """The way an inbound mail goes; see :data:`ROUTES`."""
+
+    NOT_ANSWERED = "not-answered"
+    STATUS_QUERY = "status-query"
+    RESUBMISSION = "resubmission"
+    NEW_LINK = "new-link"
+    STATUS = "status"
+    STATUS_UNKNOWN = "status-unknown"
+    NEW_APPLICATION = "new-application"
+
+
+#: The route table of an inbound mail: the first row whose condition holds is taken
+#: (:meth:`Decider.route`), and :meth:`Decider.decide` does what its row says.
+#: "Its application" is the one named as ``[REF]`` in the subject, else the one whose
+#: thread the mail answers; "its address" is one of that application's addresses.
+ROUTES: tuple[tuple[Route, str, str], ...] = (
+    (Route.NOT_ANSWERED, "an RFC 3834 robot, list mail, bounce, report or PEC receipt",
+     "recorded on the thread it answers (a PEC receipt on the reply it is for); no reply"),
+    (Route.STATUS_QUERY, "STATUS REF in the subject",
+     "the status, if the sender is one of the application's addresses, else status-unknown"),
+    (Route.RESUBMISSION, "its application, from its address, with a form, a CSR or an oversized "
+     "part, in a RESUBMITTABLE state",
+     "judged again on the same reference (changes from an unauthenticated sender are held)"),
+    (Route.NEW_LINK, "its application, from its address, NEW LINK in the subject, awaiting "
+     "verification or expired", "a new e-mail link, within verification.max_links_per_day"),
+    (Route.STATUS, "its application, from its address, otherwise", "the status"),
+    (Route.STATUS_UNKNOWN, "someone else's application without a form, or an unknown [REF] "
+     "without a form", "the answer an unknown reference gets: nothing is learnt"),
+    (Route.NEW_APPLICATION, "anything else",
+     "judged (Decider.judge): a question to a form-less workflow is a consultation, a copy "
+     "of a judged form a duplicate, a mail without any form junk (the FORM-MISSING notice, "
+     "no application), the rest a new application"),
+)
+
+
+@dataclass(frozen=True)
+class Routed:
+    route: Route
+    app: Application | None = None
+    #: The reference a status query names.
+    reference: str | None = None
+
+
 class Decider:
     def __init__(self, config: Config):
         self.config = config
@@ -45,27 +92,19 @@ class Decider:
 
     # -- routing ------------------------------------------------------------
 
-    def decide(self, s: Session, pipeline: Pipeline, mailbox: MailboxConfig,
-               row: ReceivedMessage, mail: ParsedMail) -> Outcome:
+    def route(self, s: Session, mail: ParsedMail) -> Routed:
+        """Which row of :data:`ROUTES` ``mail`` takes, and the application it is about."""
         thread_ids = [m for m in (mail.in_reply_to, *mail.references) if m]
-        reason = mail.no_reply_reason
-        if reason is not None:
-            summary = f"not answered: {reason}"
-            if mail.pec_receipt is not None:
+        if mail.no_reply_reason is not None:
+            if mail.pec_receipt is not None and mail.pec_receipt[1]:
                 # SPEC section 2: a PEC receipt for one of our replies is kept
                 # on that reply as proof of delivery (pasts show lists it).
-                kind, about = mail.pec_receipt
-                if about:
-                    thread_ids.insert(0, about)
-                summary = f"PEC receipt {kind} for {about or '(no X-Riferimento-Message-ID)'}"
-            app = application_for_thread(s, thread_ids)
-            if app is not None:
-                link_mail(s, app, mail.message_id, "in", summary)
-            return Outcome("ignored", f"not answered: {reason}", app.id if app else None)
+                thread_ids.insert(0, mail.pec_receipt[1])
+            return Routed(Route.NOT_ANSWERED, application_for_thread(s, thread_ids))
 
         status = STATUS_RE.search(mail.subject)
         if status:
-            return self.status_query(s, row, mail, status.group(1).upper())
+            return Routed(Route.STATUS_QUERY, None, status.group(1).upper())
 
         app = None
         bracketed = BRACKETED_RE.search(mail.subject)
@@ -77,18 +116,48 @@ class Decider:
             if mail.reply_address in (app.addresses or []):
                 submits = mail.carries_form or mail.csr is not None or mail.oversized
                 if submits and app.state in RESUBMITTABLE:
-                    return self.judge(s, pipeline, mailbox, row, mail, app=app)
+                    return Routed(Route.RESUBMISSION, app)
                 if self.verification.wants_new_link(mail, app):
-                    return self.verification.resend(s, row, mail, app)
-                return self.answer_status(s, row, mail, app)
+                    return Routed(Route.NEW_LINK, app)
+                return Routed(Route.STATUS, app)
             if not mail.carries_form:
                 # A stranger replying in someone's thread learns nothing.
-                return self.status_unknown(s, row, mail)
+                return Routed(Route.STATUS_UNKNOWN)
         elif bracketed and not mail.carries_form:
             # Nor does one naming a reference that does not exist: the same answer
             # either way, so a reference cannot be probed.
-            return self.status_unknown(s, row, mail)
-        return self.judge(s, pipeline, mailbox, row, mail, app=None)
+            return Routed(Route.STATUS_UNKNOWN)
+        return Routed(Route.NEW_APPLICATION)
+
+    def decide(self, s: Session, pipeline: Pipeline, mailbox: MailboxConfig,
+               row: ReceivedMessage, mail: ParsedMail) -> Outcome:
+        routed = self.route(s, mail)
+        app = routed.app
+        match routed.route:
+            case Route.NOT_ANSWERED:
+                reason = mail.no_reply_reason
+                summary = f"not answered: {reason}"
+                if mail.pec_receipt is not None:
+                    kind, about = mail.pec_receipt
+                    summary = f"PEC receipt {kind} for {about or '(no X-Riferimento-Message-ID)'}"
+                if app is not None:
+                    link_mail(s, app, mail.message_id, "in", summary)
+                return Outcome("ignored", f"not answered: {reason}", app.id if app else None)
+            case Route.STATUS_QUERY:
+                assert routed.reference is not None
+                return self.status_query(s, row, mail, routed.reference)
+            case Route.RESUBMISSION:
+                return self.judge(s, pipeline, mailbox, row, mail, app=app)
+            case Route.NEW_LINK:
+                assert app is not None
+                return self.verification.resend(s, row, mail, app)
+            case Route.STATUS:
+                assert app is not None
+                return self.answer_status(s, row, mail, app)
+            case Route.STATUS_UNKNOWN:
+                return self.status_unknown(s, row, mail)
+            case Route.NEW_APPLICATION:
+                return self.judge(s, pipeline, mailbox, row, mail, app=None)
 
     # -- status -------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""What became of one message, and the states an application may be judged again in.
+"""What became of one message, and the CSR report as stored on its application.
 
 The names the router (:mod:`intake.app.decide`), steering and e-mail links share; kept apart so
 that none of them imports another to learn them.
@@ -8,10 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-#: States in which a corrected form is judged again on the same reference.
-RESUBMITTABLE = ("received", "incomplete", "awaiting-verification", "verification-expired",
-                 "in-review")
 
 
 @dataclass(frozen=True)

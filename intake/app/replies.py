@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from intake.addresses import UnusableAddress, usable_address
+from intake.app.states import check_transition
 from intake.config import Config
 from intake.errors import NotFound
 from intake.store.models import (
@@ -42,19 +43,6 @@ REFERENCE_RE = re.compile(r"\b([A-Z][A-Z0-9]{0,9}-\d{4}-\d{6})\b")
 BRACKETED_RE = re.compile(r"\[([A-Z][A-Z0-9]{0,9}-\d{4}-\d{6})\]")
 STATUS_RE = re.compile(r"\bSTATUS\s+\[?([A-Z][A-Z0-9]{0,9}-\d{4}-\d{6})\]?", re.IGNORECASE)
 
-#: States (SPEC section 4).
-STATES = (
-    "received",
-    "awaiting-verification",
-    "in-review",
-    "approved",
-    "active",
-    "incomplete",
-    "rejected",
-    "restricted",
-    "verification-expired",
-)
-FINAL_STATES = ("rejected",)
 SYSTEM = "system"
 
 
@@ -110,8 +98,7 @@ def transition(
     session: Session, app: Application, to_state: str, *, actor: str = SYSTEM, reason: str = ""
 ) -> None:
     """Change state and record it (time, actor, reason)."""
-    if to_state not in STATES:
-        raise ValueError(f"unknown state {to_state!r}")
+    check_transition(app.state if app.id is not None else None, to_state)
     session.add(
         Transition(
             application=app,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from intake.app.certificates import issue_for, regenerate_crl, revoke_for
 from intake.app.replies import Replies, load_application, next_reference, transition
 from intake.app.services import Services
-from intake.app.states import StaffActionError
+from intake.app.states import APPROVABLE, RESTRICTABLE, StaffActionError
+from intake.app.steering import approval_notes
 from intake.store.models import Application
 from rules import Finding
-
-APPROVABLE = ("in-review",)
-RESTRICTABLE = ("approved", "active")
 
 
 def _reply(rt: Services, s: Session, app: Application, action: str, template: str, *,
@@ -29,8 +28,6 @@ def _reply(rt: Services, s: Session, app: Application, action: str, template: st
 
 def approve(rt: Services, reference: str, *, user: str, code: str | None = None,
             note: str | None = None) -> str:
-    from intake.app.certificates import issue_for
-
     with rt.store.session() as s:
         app = load_application(s, reference)
         if app.state not in APPROVABLE:
@@ -38,8 +35,6 @@ def approve(rt: Services, reference: str, *, user: str, code: str | None = None,
                                    "can be approved")
         workflow = rt.config.workflow(app.workflow)
         outcome = workflow.outcome if workflow else "review"
-        from intake.app.steering import approval_notes
-
         # The staff member sees which key is certified, where it came from,
         # and any change still held for the contact.
         lines = approval_notes(s, app)
@@ -89,8 +84,6 @@ def reject(rt: Services, reference: str, *, user: str, code: str | None = None,
 
 def restrict(rt: Services, reference: str, *, user: str, code: str | None = None,
              note: str | None = None) -> str:
-    from intake.app.certificates import regenerate_crl, revoke_for
-
     with rt.store.session() as s:
         app = load_application(s, reference)
         if app.state not in RESTRICTABLE:

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from intake.app.outcome import RESUBMITTABLE, Outcome, csr_record
+from intake.app.outcome import Outcome, csr_record
 from intake.app.replies import (
     Replies,
     link_mail,
@@ -40,6 +40,7 @@ from intake.app.replies import (
     organisation_record,
     transition,
 )
+from intake.app.states import RESUBMITTABLE
 from intake.app.tokens import LINK_PLACEHOLDER, hash_token, link_key, link_token, person_key
 from intake.config import Config
 from intake.mime.types import ParsedMail
