@@ -11,10 +11,15 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.app import staff
 from intake.app.bound import WAITING
+from intake.app.digest import build_digest, queue_digest
+from intake.app.registry import import_registry
 from intake.app.replies import load_application
+from intake.app.steering import held_counts, show_steering
 from intake.display import safe
 from intake.errors import ConfigurationError
+from intake.forms.render import render_form
 from intake.runtime import Runtime
 from intake.store.models import Application, IssuedCertificateRow, Organisation, Outbox
 
@@ -36,7 +41,6 @@ def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextI
         if workflow:
             q = q.where(Application.workflow == workflow)
         rows = s.scalars(q).all()
-        from intake.app.steering import held_counts
 
         held = held_counts(s)
         for app in rows:
@@ -159,7 +163,6 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             csr = verdicts["csr"]
             p(f"  csr: {', '.join(csr['codes']) or 'ok'}; CN={csr.get('common_name')} "
               f"key={csr.get('key_type')}")
-        from intake.app.steering import show_steering
 
         show_steering(s, app, p)
         if verdicts.get("form_error"):
@@ -223,16 +226,12 @@ def show_organisation(s: Session, app: Application, p: Callable[..., None]) -> N
 
 
 def cmd_registry_import(rt: Runtime, path: Path, *, out: TextIO) -> int:
-    from intake.app.registry import import_registry
-
     added, updated = import_registry(rt.store, path)
     print(f"registry: {added} added, {updated} updated from {path}", file=out)
     return 0
 
 
 def cmd_forms_render(rt: Runtime, workflow_id: str, output: Path, *, out: TextIO) -> int:
-    from intake.forms.render import render_form
-
     workflow = rt.config.workflow(workflow_id)
     if workflow is None or not workflow.needs_form:
         known = ", ".join(w.id for w in rt.config.workflows if w.needs_form)
@@ -245,8 +244,6 @@ def cmd_forms_render(rt: Runtime, workflow_id: str, output: Path, *, out: TextIO
 
 def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str | None,
               note: str | None, out: TextIO) -> int:
-    from intake.app import staff
-
     message = getattr(staff, action)(rt, reference, user=user, code=code, note=note)
     print(safe(message), file=out)
     if action in ("approve", "reject", "restrict"):
@@ -256,8 +253,6 @@ def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str 
 
 
 def cmd_digest(rt: Runtime, *, send: bool, html: Path | None, out: TextIO) -> int:
-    from intake.app.digest import build_digest, queue_digest
-
     digest = build_digest(rt)
     print(digest.text, file=out)
     if html is not None:

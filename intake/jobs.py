@@ -25,7 +25,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 
+from intake.app.certificates import refresh_crl_if_due
+from intake.app.digest import queue_digest
+from intake.app.links import Verification
+from intake.app.replies import Replies
 from intake.app.services import Services
+from intake.trust import refresh_if_due
+from intake.web.metrics import counted
 
 if TYPE_CHECKING:
     from intake.store.engine import Store
@@ -41,9 +47,6 @@ class ExpireVerificationLinks:
         return IntervalTrigger(minutes=1)
 
     def run(self, runtime: Services) -> None:
-        from intake.app.links import Verification
-        from intake.app.replies import Replies
-
         with runtime.store.session() as s:
             n = Verification(runtime.config, Replies(runtime.config)).expire_due(s)
         if n:
@@ -60,7 +63,6 @@ class RefreshCrl:
     def run(self, runtime: Services) -> None:
         if not runtime.config.ca.enabled or runtime.config.ca.crl is None:
             return
-        from intake.app.certificates import refresh_crl_if_due
 
         refresh_crl_if_due(runtime)
 
@@ -75,8 +77,6 @@ class RefreshTrustLists:
         return IntervalTrigger(minutes=30)
 
     def run(self, runtime: Services) -> None:
-        from intake.trust import refresh_if_due
-
         refresh_if_due(runtime.config)
 
 
@@ -90,7 +90,6 @@ class StaffDigest:
     def run(self, runtime: Services) -> None:
         if not runtime.config.digest.recipients:
             return
-        from intake.app.digest import queue_digest
 
         queue_digest(runtime)
 
@@ -158,8 +157,6 @@ def run_job(runtime: Services, job: Any) -> bool:
 
 
 def _scheduled(job: Any, runtime: Services) -> None:
-    from intake.web.metrics import counted
-
     try:
         counted(job.name, functools.partial(run_job, runtime, job))
     except Exception:  # noqa: BLE001 - a failing job is logged; the scheduler goes on

@@ -17,7 +17,9 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 
 from intake import logs
-from intake.app.replies import now_utc, record_undeliverable
+from intake.app.bound import release_due
+from intake.app.links import Verification
+from intake.app.replies import Replies, now_utc, record_undeliverable
 from intake.config import Config
 from intake.errors import DeliveryError
 from intake.faults import crash_point
@@ -99,8 +101,6 @@ class OutboxSender:
 
     def release(self) -> int:
         """Let waiting answers go as far as the per-recipient bound allows (intake.app.bound)."""
-        from intake.app.bound import release_due
-
         with self.store.session() as s:
             return release_due(self.config, s)
 
@@ -158,9 +158,6 @@ class OutboxSender:
 
     def payload(self, row_id: int) -> bytes:
         """What is sent for the row: its bytes, a verification mail with its link filled in."""
-        from intake.app.links import Verification
-        from intake.app.replies import Replies
-
         with self.store.session() as s:
             row = s.get(Outbox, row_id)
             assert row is not None

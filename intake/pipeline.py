@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from intake.config import Config, MailboxConfig, WorkflowConfig
 from intake.errors import PermanentError
+from intake.forms.read import read_form_fields
 from intake.mime.types import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 
@@ -215,7 +216,6 @@ class Pipeline:
         data = sub.form_data
         if data is None or sub.case.form_error:
             return sub
-        from intake.forms.read import read_form_fields
 
         max_pages = self.config.limits.max_pdf_pages
         verdict = sub.case.verdict

@@ -5,7 +5,7 @@ For each message (the Mailman runner / Paperless ledger idea):
 1. **Persist first.** The raw bytes and the (mailbox, UIDVALIDITY, UID)
    position are committed to the ledger before anything else happens; the
    row's Message-ID, sender and subject come from a linear scan of the
-   header block (:func:`intake.mime.ledger_headers`), not from a parse.
+   header block (:func:`intake.mime.headers.ledger_headers`), not from a parse.
 2. **Claim.** The row is claimed with a lease and its attempt count raised in
    one committed UPDATE, so a crash mid-work counts as an attempt and a
    second worker leaves it alone. Past ``daemon.max_attempts`` the message is

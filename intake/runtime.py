@@ -15,16 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from intake import jobs
+from intake.app.tokens import link_key
 from intake.config import Config, MailboxConfig
 from intake.errors import ConfigurationError, MailboxError, TransientError
+from intake.jobs import start_scheduler
 from intake.outbox import OutboxSender
+from intake.private import private_dir, warn_if_exposed
 from intake.runner import PARSE_TASK, Intake
 from intake.sources import open_source
 from intake.sources.base import MailSource
 from intake.store.engine import Store, open_store
 from intake.store.leases import worker_id
-from intake.web.health import Polls, RecordedSource
+from intake.web.health import Polls, RecordedSource, ensure_current_crl
 from intake.web.metrics import TimedVerifier, counted
+from intake.web.server import start_web
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +99,12 @@ class Runtime:
         reply. The state directory is created 0700; every private path that
         already exists open to group or others is named in a warning.
         """
-        from intake.private import private_dir, warn_if_exposed
-
         config = self.config
         _ = config.smtp.password
         try:
             state = private_dir(config.daemon.state_dir)
             # The verification-link key is made now, so an unusable state
             # directory stops the start, not the first link.
-            from intake.app.tokens import link_key
 
             link_key(config)
         except OSError as exc:
@@ -160,8 +162,6 @@ class Runtime:
 
     def run_jobs(self) -> None:
         """The idempotent sweeps the scheduler runs; ``run --once`` runs them all."""
-        from intake import jobs
-
         for job in jobs.JOBS:
             try:
                 counted(job.name, functools.partial(jobs.run_job, self, job))
@@ -212,9 +212,6 @@ class Runtime:
         ]
         threads.append(threading.Thread(target=self._outbox_loop, args=(stop, wake_outbox),
                                         name="outbox", daemon=True))
-        from intake.jobs import start_scheduler
-        from intake.web.health import ensure_current_crl
-        from intake.web.server import start_web
 
         # The CRL that issued certificates point to is current from the start
         # (SPEC section 9), not only after the first scheduled refresh.

@@ -1,8 +1,11 @@
 """Decisions: what a judged message does to its application, and the reply.
 
-The decider routes a message (status query, reply in a thread, resubmission,
-new application), runs the pipeline where a form must be judged, stores the
-outcome and queues exactly one reply, all in the caller's transaction.
+The decider routes a message by the declared table :data:`ROUTES` (status
+query, NEW LINK, reply in a thread, resubmission, new application, ...), runs
+the pipeline where a form must be judged, stores the outcome and queues exactly
+one reply, all in the caller's transaction. A new kind of inbound mail is a new
+:class:`Route`, a row in :data:`ROUTES`, a test in :meth:`Decider.route` and a
+case in :meth:`Decider.decide`.
 """
 
 from __future__ import annotations

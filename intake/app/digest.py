@@ -10,6 +10,7 @@ from sqlalchemy import select
 from intake.app.bound import WAITING
 from intake.app.replies import Replies, now_utc
 from intake.app.services import Services
+from intake.app.steering import digest_rows
 from intake.display import safe
 from intake.store.models import Application, IssuedCertificateRow, Outbox, ReceivedMessage
 
@@ -64,7 +65,6 @@ def collect(rt: Services) -> tuple[tuple[str, tuple[str, ...]], ...]:
             f"{o.message_id}  to {', '.join(o.recipients)}  {(o.last_error or '')[:80]}"
             for o in s.scalars(select(Outbox).where(Outbox.status == "failed").order_by(Outbox.id))
         )
-        from intake.app.steering import digest_rows
 
         held, refused = digest_rows(s)
         waiting = tuple(

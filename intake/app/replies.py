@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from intake.addresses import UnusableAddress, usable_address
+from intake.app import bound
 from intake.app.states import check_transition
 from intake.config import Config
 from intake.errors import NotFound
@@ -279,8 +280,6 @@ class Replies:
             kind=kind,
         )
         if rate_limit:
-            from intake.app import bound
-
             bound.place(self.config, session, row, trusted=trusted)
         session.add(row)
         if app is not None:

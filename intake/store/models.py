@@ -1,7 +1,7 @@
 """The durable store: SQLAlchemy 2 models.
 
 The schema is created and changed only by Alembic migrations
-(``intake/store/migrations``), applied at start by :func:`intake.store.open_store`.
+(``intake/store/migrations``), applied at start by :func:`intake.store.engine.open_store`.
 The same models run on SQLite (WAL) and PostgreSQL.
 """
 

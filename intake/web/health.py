@@ -25,6 +25,8 @@ from typing import Any, Protocol
 from cryptography import x509
 from sqlalchemy import func, select, text
 
+from intake import trust
+from intake.app.certificates import refresh_crl_if_due, regenerate_crl
 from intake.app.services import Services
 from intake.store.models import KeyValue, Outbox
 
@@ -155,9 +157,7 @@ def check_outbox(rt: Watched, now: datetime) -> dict[str, Any]:
 
 
 def check_trusted_lists(rt: Watched, now: datetime) -> dict[str, Any]:
-    from intake.trust import readiness
-
-    ok, body = readiness(rt.config, now=now)
+    ok, body = trust.readiness(rt.config, now=now)
     return {"ok": ok, **body}
 
 
@@ -241,7 +241,6 @@ def ensure_current_crl(rt: Watched) -> bool:
     ca = rt.config.ca
     if not ca.enabled or ca.crl is None:
         return False
-    from intake.app.certificates import refresh_crl_if_due, regenerate_crl
 
     check = check_crl(rt, datetime.now(UTC))
     if check["ok"]:
