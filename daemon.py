@@ -175,13 +175,13 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     for noisy in ("pyhanko", "pyhanko_certvalidator"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.ERROR)
 
-    from intake import commands
+    from intake import cli
     from intake.config import load_config
     from intake.errors import ConfigurationError, NotFound, PastsError
 
     try:
         if args.command == "demo":
-            from intake.demo import run_demo
+            from intake.demo.run import run_demo
 
             # The demo prints its own story; the log only shows problems.
             if not args.verbose:
@@ -201,20 +201,20 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 
         with Runtime.open(config) as rt:
             if args.command == "run":
-                return commands.cmd_run(rt, once=args.once, out=out)
+                return cli.cmd_run(rt, once=args.once, out=out)
             if args.command == "list":
-                return commands.cmd_list(rt, state=args.state, workflow=args.workflow, out=out)
+                return cli.cmd_list(rt, state=args.state, workflow=args.workflow, out=out)
             if args.command == "show":
-                return commands.cmd_show(rt, args.reference, out=out, report=args.report)
+                return cli.cmd_show(rt, args.reference, out=out, report=args.report)
             if args.command in ("approve", "reject", "restrict"):
-                return commands.cmd_staff(rt, args.command, args.reference, user=args.user,
+                return cli.cmd_staff(rt, args.command, args.reference, user=args.user,
                                           code=getattr(args, "code", None), note=args.note, out=out)
             if args.command == "registry":
-                return commands.cmd_registry_import(rt, args.file, out=out)
+                return cli.cmd_registry_import(rt, args.file, out=out)
             if args.command == "digest":
-                return commands.cmd_digest(rt, send=args.send, html=args.html, out=out)
+                return cli.cmd_digest(rt, send=args.send, html=args.html, out=out)
             if args.command == "forms":
-                return commands.cmd_forms_render(rt, args.workflow, args.output, out=out)
+                return cli.cmd_forms_render(rt, args.workflow, args.output, out=out)
         parser.error(f"unknown command {args.command}")
     except ConfigurationError as exc:
         print(f"pasts: configuration error: {exc}", file=sys.stderr)

@@ -65,7 +65,7 @@ CASES = {"csr-body": csr_body, "csr-attachment": csr_attachment, "html-tags": ht
 
 
 def _child(raw: bytes, out: object) -> None:
-    from intake.mime import parse_message
+    from intake.mime.parse import parse_message
     start = time.perf_counter()
     parse_message(raw)
     elapsed = time.perf_counter() - start

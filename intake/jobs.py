@@ -25,9 +25,16 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 
+from intake.app.certificates import refresh_crl_if_due
+from intake.app.digest import queue_digest
+from intake.app.links import Verification
+from intake.app.replies import Replies
+from intake.app.services import Services
+from intake.trust import refresh_if_due
+from intake.web.metrics import counted
+
 if TYPE_CHECKING:
-    from intake.runtime import Runtime
-    from intake.store import Store
+    from intake.store.engine import Store
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +43,10 @@ log = logging.getLogger(__name__)
 class ExpireVerificationLinks:
     name: str = "expire-verification-links"
 
-    def trigger(self, runtime: Runtime) -> Any:
+    def trigger(self, runtime: Services) -> Any:
         return IntervalTrigger(minutes=1)
 
-    def run(self, runtime: Runtime) -> None:
-        from intake.service import Replies
-        from intake.verification import Verification
-
+    def run(self, runtime: Services) -> None:
         with runtime.store.session() as s:
             n = Verification(runtime.config, Replies(runtime.config)).expire_due(s)
         if n:
@@ -53,13 +57,12 @@ class ExpireVerificationLinks:
 class RefreshCrl:
     name: str = "refresh-crl"
 
-    def trigger(self, runtime: Runtime) -> Any:
+    def trigger(self, runtime: Services) -> Any:
         return IntervalTrigger(hours=1)
 
-    def run(self, runtime: Runtime) -> None:
+    def run(self, runtime: Services) -> None:
         if not runtime.config.ca.enabled or runtime.config.ca.crl is None:
             return
-        from intake.certificates import refresh_crl_if_due
 
         refresh_crl_if_due(runtime)
 
@@ -70,12 +73,10 @@ class RefreshTrustLists:
 
     name: str = "refresh-trust-lists"
 
-    def trigger(self, runtime: Runtime) -> Any:
+    def trigger(self, runtime: Services) -> Any:
         return IntervalTrigger(minutes=30)
 
-    def run(self, runtime: Runtime) -> None:
-        from intake.trust import refresh_if_due
-
+    def run(self, runtime: Services) -> None:
         refresh_if_due(runtime.config)
 
 
@@ -83,13 +84,12 @@ class RefreshTrustLists:
 class StaffDigest:
     name: str = "staff-digest"
 
-    def trigger(self, runtime: Runtime) -> Any:
+    def trigger(self, runtime: Services) -> Any:
         return CronTrigger.from_crontab(runtime.config.digest.schedule, timezone="UTC")
 
-    def run(self, runtime: Runtime) -> None:
+    def run(self, runtime: Services) -> None:
         if not runtime.config.digest.recipients:
             return
-        from intake.digest import queue_digest
 
         queue_digest(runtime)
 
@@ -146,7 +146,7 @@ def job_lock(store: Store, name: str) -> Iterator[bool]:
                 conn.commit()
 
 
-def run_job(runtime: Runtime, job: Any) -> bool:
+def run_job(runtime: Services, job: Any) -> bool:
     """Run ``job`` unless another worker is running it (then log it as skipped)."""
     with job_lock(runtime.store, job.name) as held:
         if not held:
@@ -156,16 +156,14 @@ def run_job(runtime: Runtime, job: Any) -> bool:
         return True
 
 
-def _scheduled(job: Any, runtime: Runtime) -> None:
-    from intake.metrics import counted
-
+def _scheduled(job: Any, runtime: Services) -> None:
     try:
         counted(job.name, functools.partial(run_job, runtime, job))
     except Exception:  # noqa: BLE001 - a failing job is logged; the scheduler goes on
         log.exception("job %s failed", job.name)
 
 
-def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
+def start_scheduler(runtime: Services) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in SCHEDULED:
         scheduler.add_job(_scheduled, job.trigger(runtime), args=(job, runtime), id=job.name,

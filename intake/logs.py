@@ -80,7 +80,7 @@ def reference_of(session: Session, application_id: int | None) -> str | None:
     """The reference of an application row, for :func:`bind` (None for none)."""
     if application_id is None:
         return None
-    from intake.models import Application
+    from intake.store.models import Application
 
     app = session.get(Application, application_id)
     return app.reference if app is not None else None

@@ -1,7 +1,7 @@
 """Sending what the outbox holds.
 
 Replies are queued in the same transaction as their cause
-(:class:`intake.service.Replies`); this module sends them. A row is leased
+(:class:`intake.app.replies.Replies`); this module sends them. A row is leased
 before it is sent and marked sent right after the server accepts it. A crash
 between the two means the reply is sent again with the *same* Message-ID
 (at-least-once towards the SMTP server; receiving clients fold the copies),
@@ -17,13 +17,15 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 
 from intake import logs
+from intake.app.bound import release_due
+from intake.app.links import Verification
+from intake.app.replies import Replies, now_utc, record_undeliverable
 from intake.config import Config
 from intake.errors import DeliveryError
 from intake.faults import crash_point
-from intake.leases import holder_is_dead
-from intake.models import Outbox
-from intake.service import now_utc, record_undeliverable
-from intake.store import Store
+from intake.store.engine import Store
+from intake.store.leases import holder_is_dead
+from intake.store.models import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +100,7 @@ class OutboxSender:
             return s.get(Outbox, row_id)
 
     def release(self) -> int:
-        """Let waiting answers go as far as the per-recipient bound allows (intake.bound)."""
-        from intake.bound import release_due
-
+        """Let waiting answers go as far as the per-recipient bound allows (intake.app.bound)."""
         with self.store.session() as s:
             return release_due(self.config, s)
 
@@ -158,9 +158,6 @@ class OutboxSender:
 
     def payload(self, row_id: int) -> bytes:
         """What is sent for the row: its bytes, a verification mail with its link filled in."""
-        from intake.service import Replies
-        from intake.verification import Verification
-
         with self.store.session() as s:
             row = s.get(Outbox, row_id)
             assert row is not None

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from intake.config import Config, MailboxConfig
 from intake.errors import PermanentError
-from intake.mime import Attachment, ParsedMail
+from intake.forms.read import read_form_fields
+from intake.mime.types import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 from rules.form import FORM_ID_FIELD
 from rules.workflow import Role, WorkflowConfig, field_value
@@ -220,7 +221,6 @@ class Pipeline:
         data = sub.form_data
         if data is None or sub.case.form_error:
             return sub
-        from intake.forms import read_form_fields
 
         max_pages = self.config.limits.max_pdf_pages
         verdict = sub.case.verdict
@@ -342,7 +342,7 @@ def verdict_to_record(verdict: Any) -> dict[str, Any]:
 
 
 def _record_of(fact: Any) -> dict[str, Any] | None:
-    """A qualification fact of :mod:`signing.qualification` as JSON-able data."""
+    """A qualification fact of :mod:`signing.trust.qualification` as JSON-able data."""
     return fact.to_record() if fact is not None else None
 
 

@@ -15,15 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from intake import jobs
+from intake.app.tokens import link_key
 from intake.config import Config, MailboxConfig
 from intake.errors import ConfigurationError, MailboxError, TransientError
-from intake.health import Polls, RecordedSource
-from intake.leases import worker_id
-from intake.mailbox import MailSource, open_source
-from intake.metrics import TimedVerifier, counted
+from intake.jobs import start_scheduler
 from intake.outbox import OutboxSender
-from intake.processor import PARSE_TASK, Intake
-from intake.store import Store, open_store
+from intake.runner import PARSE_TASK, Intake
+from intake.sources import open_source
+from intake.sources.base import MailSource
+from intake.store.engine import Store, open_store
+from intake.store.leases import worker_id
+from intake.web.health import Polls, RecordedSource, ensure_current_crl
+from intake.web.metrics import TimedVerifier, counted
+from intake.web.server import start_web
 
 if TYPE_CHECKING:
     from signing.isolation import IsolatedVerifier
@@ -59,7 +64,7 @@ def make_verifier(config: Config) -> IsolatedVerifier:
         ),
         memory_bytes=memory_mb * 1024 * 1024 if memory_mb else None,
         # The MIME parse of untrusted mail runs in the same bounded children.
-        tasks={PARSE_TASK: "intake.mime:parse_message"},
+        tasks={PARSE_TASK: "intake.mime.parse:parse_message"},
     )
 
 
@@ -89,7 +94,7 @@ class Runtime:
     @classmethod
     def open(cls, config: Config) -> Runtime:
         # Leases name their holder as host:pid, so a restarted daemon can take
-        # over what its killed predecessor held (intake.leases).
+        # over what its killed predecessor held (intake.store.leases).
         return cls(config=config, store=open_store(config.database.connect_url),
                    worker=worker_id())
 
@@ -110,7 +115,6 @@ class Runtime:
             state = private_dir(config.daemon.state_dir)
             # The verification-link key is made now, so an unusable state
             # directory stops the start, not the first link.
-            from intake.verification import link_key
 
             link_key(config)
         except OSError as exc:
@@ -168,8 +172,6 @@ class Runtime:
 
     def run_jobs(self) -> None:
         """The idempotent sweeps the scheduler runs; ``run --once`` runs them all."""
-        from intake import jobs
-
         for job in jobs.JOBS:
             try:
                 counted(job.name, functools.partial(jobs.run_job, self, job))
@@ -220,9 +222,6 @@ class Runtime:
         ]
         threads.append(threading.Thread(target=self._outbox_loop, args=(stop, wake_outbox),
                                         name="outbox", daemon=True))
-        from intake.health import ensure_current_crl
-        from intake.jobs import start_scheduler
-        from intake.web import start_web
 
         # The CRL that issued certificates point to is current from the start
         # (SPEC section 9), not only after the first scheduled refresh.
@@ -255,8 +254,7 @@ class Runtime:
         while not stop.is_set():
             try:
                 with open_source(mailbox) as source:
-                    if hasattr(source, "set_stop_event"):
-                        source.set_stop_event(stop)
+                    source.set_stop_event(stop)
                     delay = 1.0
                     self.polls.succeeded(mailbox.name)
                     polled = cast(MailSource, RecordedSource(source, self.polls))

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from intake.config import Config, default_workflows, load_config
+from intake.demo.samples import application_mail, filled_form, make_csr
 from intake.runtime import Runtime
-from intake.samples import application_mail, filled_form, make_csr
 from signing.testing.ca import make_test_ca
 
 ROOT = Path(__file__).resolve().parent.parent

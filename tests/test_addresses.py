@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from intake.mime import parse_message
-from intake.models import ReceivedMessage
-from intake.samples import application_mail, make_csr
+from intake.demo.samples import application_mail, make_csr
+from intake.mime.parse import parse_message
+from intake.store.models import ReceivedMessage
 from mailer.addresses import UnusableAddress, is_usable, usable_address
 from mailer.compose import check_address
 from rules.formats import is_email

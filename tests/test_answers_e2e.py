@@ -20,7 +20,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from intake.samples import application_mail, filled_form, make_csr
+from intake.demo.samples import application_mail, filled_form, make_csr
 from signing.testing.xades import async_sign_xades, pack_asice
 from tests.daemon_env import EA, GOOD, TO, Deployment, message_id_of, reference_of, text_of
 

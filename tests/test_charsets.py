@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from intake.mime import guess_charset, parse_message
-from intake.models import ReceivedMessage
-from intake.samples import make_csr
+from intake.demo.samples import make_csr
+from intake.mime.parse import parse_message
+from intake.mime.text import guess_charset
+from intake.store.models import ReceivedMessage
 from tests.daemon_env import TO, Deployment, reference_of
 
 HELDOUT = Path(__file__).parent / "messages" / "heldout"

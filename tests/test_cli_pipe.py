@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from intake.models import Application
+from intake.store.models import Application
 from tests.daemon_env import ROOT, Deployment
 
 ROWS = 3000

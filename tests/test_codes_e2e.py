@@ -30,7 +30,7 @@ from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from intake.config import default_workflows
-from intake.samples import application_mail, change_field_after_signing, filled_form, make_csr
+from intake.demo.samples import application_mail, change_field_after_signing, filled_form, make_csr
 from signing.testing.pdfs import sign_pdf
 from signing.testing.pki import QUALIFIED_PERSONAL_CODE
 from tests.daemon_env import (

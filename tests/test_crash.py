@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from intake.samples import application_mail
+from intake.demo.samples import application_mail
 from tests.daemon_env import TO, Deployment, good_mail, message_id_of
 
 pytestmark = pytest.mark.sections(verification={"required": False})

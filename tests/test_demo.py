@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from daemon import main
 from intake.config import load_config
-from intake.models import Application, ReceivedMessage
-from intake.store import open_store
+from intake.store.engine import open_store
+from intake.store.models import Application, ReceivedMessage
 from tests.daemon_env import ROOT, free_port
 
 #: Codes the demo's bad samples must show, at least once each.

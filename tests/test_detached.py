@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from intake.samples import (
+from intake.demo.samples import (
     application_mail,
     detached_signature,
     filled_form,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from intake.samples import application_mail, filled_form, make_csr
-from intake.web import start_web
+from intake.demo.samples import application_mail, filled_form, make_csr
+from intake.web.server import start_web
 from tests.daemon_env import (
     EA,
     GOOD,

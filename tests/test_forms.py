@@ -30,7 +30,9 @@ from pypdf.generic import (
 
 from intake.config import default_workflows
 from intake.errors import PermanentError
-from intake.forms import fill_form, read_form_fields, render_form
+from intake.forms.fill import fill_form
+from intake.forms.read import read_form_fields
+from intake.forms.render import render_form
 from rules import formats
 from rules.workflow import FieldSpec, WorkflowConfig
 from tests.shared import CORPUS

@@ -26,7 +26,7 @@ from asn1crypto import cms
 from lxml import etree
 from pyhanko.sign import signers
 
-from intake.samples import filled_form
+from intake.demo.samples import filled_form
 from signing.asic.container import DS_NS
 from signing.settings import VerifierSettings
 from signing.status import FormVerdict
@@ -310,7 +310,7 @@ def test_negative_modulus_signer_under_an_anchor_is_accepted(pki: PkiFixture) ->
 
 def co_signed(content: bytes, pki: PkiFixture, *, broken_second: bool = False) -> bytes:
     """One detached CMS over ``content`` by two signers (qualified, qualified-2)."""
-    from intake.samples import detached_signature
+    from intake.demo.samples import detached_signature
 
     first = cms.ContentInfo.load(detached_signature(content, pki.signer("qualified"),
                                                     pki.timestamper))

@@ -17,7 +17,7 @@ import pytest
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
-from intake.samples import application_mail, filled_form, make_csr
+from intake.demo.samples import application_mail, filled_form, make_csr
 from tests.daemon_env import EA, GOOD, TO, Deployment, message_id_of
 
 BOMB_BYTES = 1 << 30  # what the compressed streams below expand to

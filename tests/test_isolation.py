@@ -55,7 +55,7 @@ def test_verdict_is_the_in_process_verdict(pki: PkiFixture, isolated: IsolatedVe
 
 def test_detached_and_unreadable_inputs_cross_the_process_boundary(
         pki: PkiFixture, isolated: IsolatedVerifier) -> None:
-    from intake.samples import detached_signature
+    from intake.demo.samples import detached_signature
 
     content = "Pieteikums: Jānis Bērziņš".encode()
     signature = detached_signature(content, pki.signer("qualified"), pki.timestamper)

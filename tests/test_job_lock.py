@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from intake.jobs import job_lock, lock_id
-from intake.store import open_store
+from intake.store.engine import open_store
 
 
 def test_a_job_held_elsewhere_is_not_entered_and_is_free_again_after(tmp_path: Path) -> None:

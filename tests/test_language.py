@@ -14,7 +14,7 @@ import markupsafe
 import pytest
 
 from intake.config import default_workflows
-from intake.samples import application_mail, filled_form
+from intake.demo.samples import application_mail, filled_form
 from mailer.compose import ENGLISH_BELOW, Finding, ReplySpec, compose, render, wire_bytes
 from tests.daemon_env import ROOT, TO, Deployment, text_of
 

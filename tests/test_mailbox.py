@@ -15,17 +15,13 @@ from typing import Any
 
 import pytest
 
-from intake import mailbox as mailbox_module
 from intake.config import MailboxConfig
 from intake.errors import MailboxError
-from intake.mailbox import (
-    ImapSource,
-    MaildirSource,
-    RawMessage,
-    is_loopback,
-    open_source,
-    plan_transport,
-)
+from intake.sources import imap as mailbox_module
+from intake.sources import open_source
+from intake.sources.base import RawMessage
+from intake.sources.imap import ImapSource, is_loopback, plan_transport
+from intake.sources.maildir import MaildirSource
 from tests.fixtures.dovecot import DovecotServer, ImapAccount, free_ports, start_dovecot
 
 ConfigFactory = Callable[..., MailboxConfig]

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from intake.mime import Attachment, ParsedMail, classify, find_pem_csr, parse_message
+from intake.mime.attachments import classify, find_pem_csr
+from intake.mime.parse import parse_message
+from intake.mime.types import Attachment, ParsedMail
 from tests.shared import CORPUS
 
 MESSAGES = Path(__file__).parent / "messages"
@@ -262,7 +264,7 @@ def test_degenerate_inputs(raw: bytes) -> None:
 
 
 def test_message_over_the_limit_keeps_its_header_only() -> None:
-    from intake.samples import application_mail
+    from intake.demo.samples import application_mail
 
     raw = application_mail(sender="Jānis <janis@ergli.example>", to="pasts@agency.test",
                            subject="Pieteikums", form=b"%PDF-1.7\n" + b"0" * 5000)

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from intake.mime import MAX_MESSAGE_ID_CHARS, MAX_SENDER_CHARS
-from intake.models import ReceivedMessage
-from intake.samples import application_mail
-from intake.store import open_store
+from intake.demo.samples import application_mail
+from intake.mime.types import MAX_MESSAGE_ID_CHARS, MAX_SENDER_CHARS
+from intake.store.engine import open_store
+from intake.store.models import ReceivedMessage
 from tests.daemon_env import TO, Deployment, make_deployment, message_id_of
 
 LONG_ID = "<" + "m" * 1200 + "@example.lv>"
@@ -233,7 +233,7 @@ def _answers(url: str) -> bool:
 @pytest.mark.sections(verification={"required": False})
 def test_a_failure_before_the_ledger_row_leaves_that_mail_and_answers_the_next(
         deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
-    import intake.processor as processor
+    import intake.runner as processor
 
     dep = deployment
     first = application_mail(sender="anna@example.lv", to=TO, subject="Kā pieteikties? (1)")

@@ -23,12 +23,12 @@ import pytest
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
+from intake.app.replies import now_utc
 from intake.config import parse_config
-from intake.health import ensure_current_crl
-from intake.models import Application, IssuedCertificateRow, KeyValue, Outbox, ReceivedMessage
 from intake.runtime import Runtime
-from intake.service import now_utc
-from intake.web import WebServer, start_web
+from intake.store.models import Application, IssuedCertificateRow, KeyValue, Outbox, ReceivedMessage
+from intake.web.health import ensure_current_crl
+from intake.web.server import WebServer, start_web
 from signing.ca import make_test_ca
 from tests.daemon_env import Deployment, free_port, good_mail, message_id_of, reference_of
 from tests.test_web import assert_guarded, get
@@ -366,7 +366,7 @@ def test_running_daemon_is_ready_counts_its_work_and_logs_json_lines(
     assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["time"]) for e in lines)
     mid = message_id_of(raw)
-    decided = [e for e in lines if mid in e["message"] and e["logger"] == "intake.processor"]
+    decided = [e for e in lines if mid in e["message"] and e["logger"] == "intake.runner"]
     assert decided, lines
     with deployment.runtime() as rt, rt.store.session() as s:
         ledger_id = s.query(ReceivedMessage.id).filter_by(message_id=mid).scalar()
@@ -476,7 +476,7 @@ def test_readyz_names_the_database_when_it_is_gone(
 
 def test_readyz_answers_in_json_when_a_check_hangs(
         make_listener: Callable[..., Listener], monkeypatch: pytest.MonkeyPatch) -> None:
-    from intake import health, operations
+    from intake.web.server import health, operations
 
     listener = make_listener()
     # A database that accepts the connection and never answers, in effect.

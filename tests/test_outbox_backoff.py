@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from intake.models import Outbox
+from intake.app.replies import now_utc
+from intake.demo.samples import application_mail
 from intake.outbox import backoff
-from intake.samples import application_mail
-from intake.service import now_utc
+from intake.store.models import Outbox
 from tests.daemon_env import TO, Deployment, message_id_of
 
 APPLICANT = "peteris@example.lv"

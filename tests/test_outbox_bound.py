@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from intake.bound import recipient
-from intake.models import Application, Outbox, ReceivedMessage
-from intake.samples import application_mail, filled_form, make_csr
+from intake.app.bound import recipient
+from intake.demo.samples import application_mail, filled_form, make_csr
+from intake.store.models import Application, Outbox, ReceivedMessage
 from tests.daemon_env import EA, GOOD, TO, Deployment, message_id_of, text_of
 
 CSR = make_csr(GOOD["csr_common_name"], GOOD["org_name"])
@@ -195,7 +195,7 @@ def test_junk_from_an_address_no_reply_can_reach_is_recorded_not_quarantined(
 def test_one_flush_of_the_daemons_outbox_loop_drains_a_backlog(deployment: Deployment) -> None:
     # The daemon's outbox loop calls Runtime.flush_outbox once a tick: one
     # call sends a backlog larger than a batch (it used to stop at 100).
-    from intake.service import Replies
+    from intake.app.replies import Replies
 
     rt = deployment.runtime()
     try:

@@ -21,7 +21,7 @@ from asn1crypto import cms, tsp
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from intake.samples import detached_signature, enveloping_signature, make_csr
+from intake.demo.samples import detached_signature, enveloping_signature, make_csr
 from signing.cms.envelope import read_cms
 from signing.cms.p7m import MAX_DEPTH, content_kind, sniff
 from signing.cms.tsd import TIMESTAMPED_DATA_OID, TimeStampedDataInfo, read_tsd

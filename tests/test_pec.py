@@ -8,21 +8,21 @@ from email.policy import default
 
 import pytest
 
-from intake.mime import parse_message
-from intake.pec import (
+from intake.demo.samples import (
+    application_mail,
+    daticert_xml,
+    pec_envelope,
+    pec_receipt,
+    smime_signed_mail,
+)
+from intake.mime.parse import parse_message
+from intake.mime.pec import (
     MAX_DEPTH,
     PecEnvelope,
     PecReceipt,
     check_transport,
     parse_daticert,
     read_pec,
-)
-from intake.samples import (
-    application_mail,
-    daticert_xml,
-    pec_envelope,
-    pec_receipt,
-    smime_signed_mail,
 )
 from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture

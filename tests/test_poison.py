@@ -17,16 +17,12 @@ import time
 import pytest
 from cryptography import x509
 
-from intake.mime import (
-    MAX_MESSAGE_ID_CHARS,
-    MAX_SENDER_CHARS,
-    classify,
-    find_pem_csr,
-    fit,
-    html_to_text,
-    parse_message,
-)
-from intake.samples import application_mail, make_csr
+from intake.demo.samples import application_mail, make_csr
+from intake.mime.attachments import classify, find_pem_csr
+from intake.mime.bodies import html_to_text
+from intake.mime.parse import parse_message
+from intake.mime.text import fit
+from intake.mime.types import MAX_MESSAGE_ID_CHARS, MAX_SENDER_CHARS
 from signing.isolation import IsolatedVerifier, TaskFailed
 from tests.fixtures.pki import PkiFixture
 
@@ -125,7 +121,7 @@ def test_over_long_message_ids_and_senders_fit_their_columns() -> None:
 
 # -- the parse in a bounded child ---------------------------------------------
 
-TASKS = {"parse_message": "intake.mime:parse_message", "sleep": "time:sleep",
+TASKS = {"parse_message": "intake.mime.parse:parse_message", "sleep": "time:sleep",
          "exit": "os:_exit", "allocate": "builtins:bytearray"}
 
 
@@ -150,8 +146,8 @@ def test_the_parse_runs_in_the_bounded_child_and_each_failure_is_a_task_failure(
 
 
 def test_a_contact_name_of_any_length_fits_the_person_columns() -> None:
-    from intake.models import Application
-    from intake.verification import PERSON_KEY_CHARS, person_key
+    from intake.app.tokens import PERSON_KEY_CHARS, person_key
+    from intake.store.models import Application
     from tests.daemon_env import EA
 
     long_name = "Jānis " * 100
@@ -163,7 +159,7 @@ def test_a_contact_name_of_any_length_fits_the_person_columns() -> None:
 
 
 def test_a_mail_of_many_tiny_parts_is_read_up_to_the_part_bound() -> None:
-    from intake.mime import MAX_PARTS
+    from intake.mime.types import MAX_PARTS
 
     part = b"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment\r\n\r\nx\r\n"
     raw = HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + part * 5000 + b"--b--\r\n"

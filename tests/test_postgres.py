@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, select, text
 
-from intake.mailbox import open_source
-from intake.models import Application, Outbox, ReceivedMessage, ReferenceCounter
-from intake.processor import Intake
-from intake.samples import application_mail, filled_form, make_csr
-from intake.store import open_store
+from intake.demo.samples import application_mail, filled_form, make_csr
+from intake.runner import Intake
+from intake.sources import open_source
+from intake.store.engine import open_store
+from intake.store.models import Application, Outbox, ReceivedMessage, ReferenceCounter
 from tests.daemon_env import EA, GOOD, TO, Deployment, make_deployment, message_id_of
 
 TABLES = {"received_message", "application", "transition", "mail_link", "outbox",
@@ -294,8 +294,8 @@ def test_two_workers_at_scale_with_duplicates_behind_their_originals_answer_each
 def test_crl_refresh_in_two_daemons_at_once_takes_one_number(
         tmp_path: Path, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any, pki: Any,
         postgres_db: str) -> None:
-    from intake.certificates import refresh_crl_if_due
-    from intake.models import KeyValue
+    from intake.app.certificates import refresh_crl_if_due
+    from intake.store.models import KeyValue
 
     dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
                           database={"url": postgres_db})
@@ -383,7 +383,7 @@ def test_two_workers_placing_answers_at_once_keep_the_bound_exact(
         postgres_db: str) -> None:
     import time
 
-    from intake.bound import place
+    from intake.app.bound import place
 
     dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
                           database={"url": postgres_db}, smtp={"rate_limit_per_hour": 1})

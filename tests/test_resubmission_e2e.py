@@ -10,8 +10,8 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from typing import Any
 
-from intake.samples import application_mail, filled_form, make_csr
-from intake.web import start_web
+from intake.demo.samples import application_mail, filled_form, make_csr
+from intake.web.server import start_web
 from tests.daemon_env import EA, GOOD, TO, Deployment, good_mail, reference_of
 from tests.test_e2e import fetch, verification_link
 

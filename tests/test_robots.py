@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from intake.mime import parse_message
-from intake.models import ReceivedMessage
-from intake.samples import application_mail, make_csr
+from intake.demo.samples import application_mail, make_csr
+from intake.mime.parse import parse_message
+from intake.store.models import ReceivedMessage
 from tests.daemon_env import TO, Deployment, good_mail
 
 HELDOUT = Path(__file__).parent / "messages" / "heldout"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from daemon import main
-from intake.samples import application_mail
+from intake.demo.samples import application_mail
 from signing.testing.ca import make_test_ca
 from tests.daemon_env import ROOT, Deployment, good_mail, to_toml
 
@@ -202,10 +202,10 @@ def test_outbox_holds_no_live_link_while_smtp_is_down_and_the_sent_link_works(
 
     from sqlalchemy import select
 
-    from intake.models import Outbox
-    from intake.service import now_utc
-    from intake.verification import LINK_KEY_FILE
-    from intake.web import start_web
+    from intake.app.replies import now_utc
+    from intake.app.tokens import LINK_KEY_FILE
+    from intake.store.models import Outbox
+    from intake.web.server import start_web
     from tests.test_e2e import fetch, verification_link
 
     deployment.smtp.stop()

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from intake.config import default_workflows
-from intake.samples import application_mail, filled_form, make_csr, make_csr_and_key
+from intake.demo.samples import application_mail, filled_form, make_csr, make_csr_and_key
 from rules.workflow import WorkflowConfig
 from tests.daemon_env import EA, GOOD, TO, Deployment, message_id_of, reference_of, text_of
 

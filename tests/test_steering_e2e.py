@@ -15,19 +15,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
+from intake.app.replies import now_utc
 from intake.config import load_config
+from intake.demo.samples import application_mail, filled_form, make_csr
 from intake.errors import ConfigurationError
 from intake.jobs import ExpireVerificationLinks
-from intake.models import (
+from intake.store.models import (
     Application,
     HeldChange,
     IssuedCertificateRow,
     KeyValue,
     VerificationToken,
 )
-from intake.samples import application_mail, filled_form, make_csr
-from intake.service import now_utc
-from intake.web import start_web
+from intake.web.server import start_web
 from tests.daemon_env import (
     EA,
     GOOD,

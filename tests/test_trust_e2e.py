@@ -21,7 +21,7 @@ import pytest
 import trustme
 
 from intake.config import default_workflows
-from intake.samples import application_mail, filled_form, make_csr
+from intake.demo.samples import application_mail, filled_form, make_csr
 from signing.testing.pdfs import sign_pdf
 from tests.daemon_env import EA, GOOD, TO, Deployment, make_deployment, message_id_of
 from tests.fixtures.dovecot import DovecotServer, ImapAccount

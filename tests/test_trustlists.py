@@ -246,7 +246,7 @@ def refreshed(lists: TrustLists, tmp_path: Path) -> TrustSettings:
 
 def test_detached_cms_and_asic_e_are_judged_by_the_lists(refreshed: TrustSettings,
                                                          trust_pki: TrustPki) -> None:
-    from intake.samples import detached_signature
+    from intake.demo.samples import detached_signature
     from signing.testing.xades import make_asice
 
     verifier = InProcessVerifier(VerifierSettings(trust_roots=(), trust=refreshed, allow_fetching=False))

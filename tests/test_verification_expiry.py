@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from intake.app.replies import now_utc
 from intake.jobs import JOBS, ExpireVerificationLinks
-from intake.models import Application, VerificationToken
-from intake.service import now_utc
+from intake.store.models import Application, VerificationToken
 from tests.daemon_env import Deployment, good_mail, message_id_of, reference_of, text_of
 
 

@@ -220,7 +220,7 @@ def test_document_timestamp_from_untrusted_tsa_is_ts_untrusted(pki: PkiFixture) 
 
 def test_field_changed_then_document_timestamped_is_still_modified(pki: PkiFixture) -> None:
     """A document time-stamp does not launder a change made before it."""
-    from intake.samples import change_field_after_signing
+    from intake.demo.samples import change_field_after_signing
     from signing.testing.pdfs import add_document_timestamp
 
     signed = pki.sign(pki.form_pdf({"org_reg_no": "40003000001"}), timestamp=False)

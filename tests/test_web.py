@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from intake.app.replies import now_utc
+from intake.app.tokens import hash_token
 from intake.config import parse_config
-from intake.models import Application, VerificationToken
 from intake.runtime import Runtime
-from intake.service import now_utc
-from intake.verification import hash_token
-from intake.web import BODY_SECONDS, GUESSES_PER_MINUTE, IDLE_SECONDS, WebServer, start_web
+from intake.store.models import Application, VerificationToken
+from intake.web.server import BODY_SECONDS, GUESSES_PER_MINUTE, IDLE_SECONDS, WebServer, start_web
 
 TOKEN = "T" * 20 + "ok-token-for-tests_0123"
 UNKNOWN = "U" * 43

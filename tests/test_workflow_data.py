@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import select
 
 from intake.config import parse_config
+from intake.demo.samples import application_mail, filled_form
 from intake.errors import TRANSIENT, ConfigurationError, DeliveryError, PermanentError
-from intake.models import ReceivedMessage
-from intake.processor import Intake
-from intake.samples import application_mail, filled_form
+from intake.runner import Intake
+from intake.store.models import ReceivedMessage
 from mailer.settings import SmtpSettings
 from rules import Case, OrganisationRecord, judge
 from rules.workflow import Approval, Role, WorkflowConfig, field_value
@@ -184,7 +184,7 @@ ROLE_VALUES = {
                                  "approval": {"certificate": False, "state": "active"}}])
 def test_renamed_fields_and_a_declared_approval_drive_a_real_application(
         deployment: Deployment, pki: Any) -> None:
-    from intake.samples import make_csr
+    from intake.demo.samples import make_csr
 
     wf = deployment.config.workflow("eaddress-production")
     assert wf is not None and wf.field_for(Role.CONTACT_EMAIL) == "reply_address"

@@ -1,0 +1,270 @@
+"""The command handlers behind ``pasts`` (parsing lives in ``daemon.py``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from intake.app import staff
+from intake.app.bound import WAITING
+from intake.app.digest import build_digest, queue_digest
+from intake.app.registry import import_registry
+from intake.app.replies import load_application
+from intake.app.steering import held_counts, show_steering
+from intake.display import safe
+from intake.errors import ConfigurationError
+from intake.forms.render import render_form
+from intake.runtime import Runtime
+from intake.store.models import Application, IssuedCertificateRow, Organisation, Outbox
+from rules.workflow import Role, WorkflowConfig, field_value
+
+log = logging.getLogger(__name__)
+
+
+def cmd_run(rt: Runtime, *, once: bool, out: TextIO) -> int:
+    rt.check_start()
+    if once:
+        return rt.run_once(progress=lambda line: print(line, file=out))
+    return rt.run_forever()
+
+
+def cmd_list(rt: Runtime, *, state: str | None, workflow: str | None, out: TextIO) -> int:
+    with rt.store.session() as s:
+        q = select(Application).order_by(Application.id)
+        if state:
+            q = q.where(Application.state == state)
+        if workflow:
+            q = q.where(Application.workflow == workflow)
+        rows = s.scalars(q).all()
+
+        held = held_counts(s)
+        for app in rows:
+            org = field_value(rt.config.workflow(app.workflow), app.form_values, Role.ORG_NAME)
+            codes = ",".join(app.codes or [])
+            if held.get(app.id):
+                codes = ",".join(filter(None, [codes, f"HELD:{held[app.id]}"]))
+            # The organisation and the address come from the mail: one line each,
+            # whatever CR, LF or ESC they hold.
+            print(safe(f"{app.reference:<18} {app.state:<22} {app.workflow:<20} "
+                       f"{app.created_at:%Y-%m-%d %H:%M}  {app.applicant_email:<30} {org}"
+                       + (f"  [{codes}]" if codes else "")), file=out)
+        if not rows:
+            print("no applications", file=out)
+    return 0
+
+
+def merge_reports(reports: list[str]) -> bytes:
+    """One ETSI TS 119 102-2 ValidationReport holding every signature's report."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    first = etree.fromstring(reports[0].encode("utf-8"), parser=parser)
+    ns = first.nsmap.get("vr") or "http://uri.etsi.org/19102/v1.2.1#"
+    objects = first.find(f"{{{ns}}}SignatureValidationObjects")
+    for other in reports[1:]:
+        root = etree.fromstring(other.encode("utf-8"), parser=parser)
+        for report in root.findall(f"{{{ns}}}SignatureValidationReport"):
+            position = len(first.findall(f"{{{ns}}}SignatureValidationReport"))
+            first.insert(position, report)
+        more = root.find(f"{{{ns}}}SignatureValidationObjects")
+        if more is not None and objects is not None:
+            for item in list(more):
+                objects.append(item)
+    return bytes(etree.tostring(first, xml_declaration=True, encoding="UTF-8"))
+
+
+def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = None) -> int:
+    with rt.store.session() as s:
+        app = load_application(s, reference)
+        if report is not None:
+            stored = ((app.verdicts or {}).get("signature") or {}).get("reports") or []
+            if not stored:
+                print(f"pasts: {reference} has no stored validation report", file=sys.stderr)
+                return 1
+            report.write_bytes(merge_reports(list(stored)))
+        # Nearly every value shown comes from a mail or a signed form: each line
+        # is printed with its control characters escaped.
+        p = lambda line: print(safe(line), file=out)  # noqa: E731
+        p(f"{app.reference}  ({app.workflow})")
+        p(f"  state:      {app.state}")
+        p(f"  applicant:  {app.applicant_email}")
+        p(f"  addresses:  {', '.join(app.addresses or [])}")
+        undeliverable = (app.extra or {}).get("undeliverable")
+        if undeliverable:
+            p(f"  undeliverable: no reply can be written to {undeliverable.get('address')} "
+              f"({undeliverable.get('reason')})")
+        held = s.scalars(select(Outbox).where(Outbox.application_id == app.id,
+                                              Outbox.status == WAITING)).all()
+        if held:
+            p(f"  waiting:    {len(held)} answer(s) held by the per-recipient bound "
+              f"(smtp.rate_limit_per_hour), sent when it allows: "
+              + ", ".join(o.message_id for o in held))
+        p(f"  created:    {app.created_at:%Y-%m-%d %H:%M:%S %Z}")
+        if app.codes:
+            p(f"  open codes: {', '.join(app.codes)}")
+        p("fields:")
+        for k, v in (app.form_values or {}).items():
+            p(f"  {k}: {v}")
+        show_organisation(s, app, p, rt.config.workflow(app.workflow))
+        p("signer:")
+        if app.signer:
+            for k, v in app.signer.items():
+                if v not in (None, ""):
+                    p(f"  {k}: {v}")
+        else:
+            p("  (none)")
+        p("verdicts:")
+        verdicts = app.verdicts or {}
+        sig = verdicts.get("signature")
+        if sig:
+            for i, one in enumerate(sig.get("signatures", []), 1):
+                codes = ", ".join(one["codes"]) or "ok"
+                where = one.get("field") or {"cms": ".p7s", "smime": "S/MIME", "xades": "ASiC-E"}.get(one.get("kind"))
+                p(f"  signature {i} ({where}): {codes}; time-stamp {one.get('timestamp')}")
+                for note in one.get("notes", []):
+                    p(f"    - {note}")
+                q = one.get("qualification")
+                if q:
+                    what = (f"qualified ({q.get('qc_type')}, "
+                            f"{'QSCD' if q.get('qscd') else 'no QSCD'})"
+                            if q.get("qualified") else "not qualified")
+                    by = f" by {q['service']}" if q.get("service") else ""
+                    p(f"    qualification: {what}{by} [{q.get('source')}]")
+                    for reason in q.get("reasons", []):
+                        p(f"      - {reason}")
+                tq = one.get("timestamp_qualification")
+                if tq:
+                    what = "qualified" if tq.get("qualified") else "not qualified"
+                    by = f" ({tq['service']})" if tq.get("service") else ""
+                    p(f"    time-stamp: {what}{by} [{tq.get('source')}]")
+            sides = (("mail_signature", "mail S/MIME signature"),
+                     ("attachment_signature", ".p7s signature"))
+            for key, label in sides:
+                side = sig.get(key)
+                if not side:
+                    continue
+                signer = side.get("signer") or {}
+                who = f"{signer.get('name')} {signer.get('personal_code') or ''}".strip()
+                over = f" over {side['over']}" if side.get("over") else ""
+                p(f"  {label}{over}: {', '.join(side['codes']) or 'ok'}"
+                  f" ({who or 'signer unknown'})")
+                for note in side.get("notes", []):
+                    p(f"    - {note}")
+            container = sig.get("container")
+            if container:
+                p(f"  container {container['name']}: form {container.get('form')}; "
+                  f"files {', '.join(container.get('files', []))}")
+        if verdicts.get("csr"):
+            csr = verdicts["csr"]
+            p(f"  csr: {', '.join(csr['codes']) or 'ok'}; CN={csr.get('common_name')} "
+              f"key={csr.get('key_type')}")
+
+        show_steering(s, app, p)
+        if verdicts.get("form_error"):
+            p(f"  form: {verdicts['form_error']}")
+        if app.passed:
+            p(f"  passed: {', '.join(app.passed)}")
+        outcome = {k: v for k, v in (app.extra or {}).items()
+                   if k not in ("undeliverable", "csr_history", "refused")}
+        if outcome:
+            p("outcome:")
+            for k, v in outcome.items():
+                p(f"  {k}: {v}")
+        certs = s.scalars(select(IssuedCertificateRow).where(
+            IssuedCertificateRow.application_id == app.id)).all()
+        if certs:
+            p("certificates:")
+            for c in certs:
+                status = f"revoked {c.revoked_at:%Y-%m-%d} ({c.revocation_reason})" if c.revoked_at else "valid"
+                p(f"  serial {c.serial_hex}  {c.subject}  until {c.not_after:%Y-%m-%d}  {status}")
+        p("history:")
+        for t in app.transitions:
+            p(f"  {t.at:%Y-%m-%d %H:%M:%S}  {t.from_state or '-':>22} -> {t.to_state:<22} "
+              f"by {t.actor}: {t.reason}")
+        p("mails:")
+        outbox = {o.message_id: o for o in s.scalars(
+            select(Outbox).where(Outbox.application_id == app.id))}
+        # PEC receipts name the reply they are about (proof of delivery).
+        receipts: dict[str, list[str]] = {}
+        for link in app.links:
+            if link.direction == "in" and link.summary.startswith("PEC receipt "):
+                kind, _, about = link.summary[len("PEC receipt "):].partition(" for ")
+                receipts.setdefault(about, []).append(f"{kind} {link.at:%Y-%m-%d %H:%M:%S}")
+        for link in app.links:
+            extra = ""
+            if link.message_id in outbox:
+                o = outbox[link.message_id]
+                extra = f" [{o.status}]"
+                if link.message_id in receipts:
+                    extra += f" [PEC: {', '.join(receipts[link.message_id])}]"
+            p(f"  {link.at:%Y-%m-%d %H:%M:%S} {link.direction:>3} {link.message_id}  {link.summary}{extra}")
+    return 0
+
+
+def show_organisation(s: Session, app: Application, p: Callable[..., None],
+                      workflow: WorkflowConfig | None) -> None:
+    """The form's organisation name beside the registry's (the certificate's O)."""
+    values = app.form_values
+    reg_no = field_value(workflow, values, Role.ORG_REG_NO)
+    if not reg_no and not field_value(workflow, values, Role.ORG_NAME):
+        return
+    from signing.names import same_organisation
+
+    record = s.get(Organisation, reg_no) if reg_no else None
+    given = field_value(workflow, values, Role.ORG_NAME)
+    p("organisation:")
+    p(f"  form:       {given or '(empty)'}")
+    if record is None:
+        p(f"  registry:   {reg_no or '(no number)'} is not in the registry")
+        return
+    verdict = "same" if same_organisation(given, record.name) else "DIFFERENT"
+    p(f"  registry:   {record.name} ({record.reg_no}): {verdict}")
+
+
+def cmd_registry_import(rt: Runtime, path: Path, *, out: TextIO) -> int:
+    added, updated = import_registry(rt.store, path)
+    print(f"registry: {added} added, {updated} updated from {path}", file=out)
+    return 0
+
+
+def cmd_forms_render(rt: Runtime, workflow_id: str, output: Path, *, out: TextIO) -> int:
+    workflow = rt.config.workflow(workflow_id)
+    if workflow is None or not workflow.needs_form:
+        known = ", ".join(w.id for w in rt.config.workflows if w.needs_form)
+        raise ConfigurationError(f"no form workflow {workflow_id!r}; known: {known}",
+                                 key="workflow")
+    output.write_bytes(render_form(workflow, language=rt.config.daemon.language))
+    print(f"wrote {output} ({workflow.title or workflow.id})", file=out)
+    return 0
+
+
+def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str | None,
+              note: str | None, out: TextIO) -> int:
+    message = getattr(staff, action)(rt, reference, user=user, code=code, note=note)
+    print(safe(message), file=out)
+    if action in ("approve", "reject", "restrict"):
+        sent, failed = rt.flush_outbox()
+        print(f"outbox: {sent} sent, {failed} failed", file=out)
+    return 0
+
+
+def cmd_digest(rt: Runtime, *, send: bool, html: Path | None, out: TextIO) -> int:
+    digest = build_digest(rt)
+    print(digest.text, file=out)
+    if html is not None:
+        html.write_text(digest.html, encoding="utf-8")
+        print(f"wrote {html}", file=out)
+    if send:
+        if not rt.config.digest.recipients:
+            raise ConfigurationError("no recipients to send the digest to", key="digest.recipients")
+        queue_digest(rt, digest)
+        sent, failed = rt.flush_outbox()
+        print(f"digest queued for {', '.join(rt.config.digest.recipients)}; "
+              f"outbox: {sent} sent, {failed} failed", file=out)
+    return 0

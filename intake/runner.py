@@ -1,0 +1,408 @@
+"""The intake loop: every message in a mailbox handled exactly once.
+
+For each message (the Mailman runner / Paperless ledger idea):
+
+1. **Persist first.** The raw bytes and the (mailbox, UIDVALIDITY, UID)
+   position are committed to the ledger before anything else happens; the
+   row's Message-ID, sender and subject come from a linear scan of the
+   header block (:func:`intake.mime.headers.ledger_headers`), not from a parse.
+2. **Claim.** The row is claimed with a lease and its attempt count raised in
+   one committed UPDATE, so a crash mid-work counts as an attempt and a
+   second worker leaves it alone. Past ``daemon.max_attempts`` the message is
+   quarantined with its last error.
+3. **Parse.** Only now is the mail parsed, in a bounded verification process
+   (``limits.parse_timeout_seconds``, ``limits.verify_memory_mb``) when the
+   verifier has them: a mail that stalls or kills the parser fails this
+   attempt like any other error, and is quarantined after ``max_attempts``.
+4. **Decide.** The message is judged and its outcome, the application's state
+   change and its reply (in the outbox) commit in one transaction.
+5. **Act on the server.** Only then is the message moved out of the inbox.
+   A crash before the move only means the next run finds a finished row and
+   moves it; nothing is judged or answered twice.
+
+The same bytes arriving again under another UID (duplicate delivery, a
+UIDVALIDITY reset) are recognised by Message-ID + SHA-256 and not answered
+again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import traceback
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from intake import logs
+from intake.app.decide import Decider
+from intake.app.replies import duplicate_reference, now_utc, organisation_record
+from intake.config import Config, MailboxConfig
+from intake.errors import (
+    TRANSIENT,
+    ConfigurationError,
+    MailboxError,
+    PermanentError,
+)
+from intake.faults import crash_point
+from intake.mime.headers import ledger_headers
+from intake.mime.parse import parse_message
+from intake.mime.text import fit
+from intake.mime.types import MAX_SENDER_CHARS, ParsedMail
+from intake.pipeline import Lookups, Pipeline
+from intake.sources import open_source
+from intake.sources.base import MailSource, RawMessage
+from intake.store.engine import Store
+from intake.store.leases import takeable, worker_id
+from intake.store.models import ReceivedMessage
+
+if TYPE_CHECKING:
+    from signing.verifier import Verifier
+
+log = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(minutes=10)
+#: The verifier task that parses a mail in a bounded child (intake.runtime).
+PARSE_TASK = "parse_message"
+FINAL = ("processed", "ignored", "quarantined")
+
+
+class Intake:
+    """Reads mailboxes and hands each message to the decider, exactly once."""
+
+    def __init__(
+        self, config: Config, store: Store, verifier: Verifier, *, worker: str | None = None
+    ):
+        self.config = config
+        self.store = store
+        self.worker = worker or worker_id()
+        self.verifier = verifier
+        self.stop = threading.Event()
+        self.decider = Decider(config)
+
+    # -- one mailbox --------------------------------------------------------
+
+    def poll(self, mailbox: MailboxConfig) -> int:
+        """Process every message now in ``mailbox``; return how many were handled."""
+        handled = 0
+        with open_source(mailbox) as source:
+            handled += self.drain(source)
+        return handled
+
+    def drain(self, source: MailSource) -> int:
+        handled = 0
+        for message in source.fetch(max_bytes=self.config.limits.max_message_bytes):
+            if self.stop.is_set():
+                log.info("stop requested; leaving the rest of %s for later", source.config.name)
+                break
+            self.handle_one(source, message)
+            handled += 1
+        return handled
+
+    def handle_one(self, source: MailSource, message: RawMessage) -> str:
+        """:meth:`handle`, where a failure of this message does not stop the mailbox.
+
+        Inside :meth:`process` a failure is counted on the ledger row and ends
+        in quarantine; one before the row exists or after the outcome (a value
+        the database refuses, a bug) leaves the message in the inbox for the
+        next poll and goes on to the next. Losing the connection to the server
+        or the database is the mailbox's failure, not the message's: it is raised.
+        """
+        try:
+            return self.handle(source, message)
+        except TRANSIENT + (OperationalError, ConfigurationError):
+            # The server, the database or the operator's configuration failed:
+            # not this message's doing, and the next message would meet it too.
+            raise
+        except Exception:  # noqa: BLE001 - one bad message must not stop the mail behind it
+            log.exception("mailbox %s UID %s: failed outside the ledger's retry; left in the "
+                          "inbox for the next poll", source.config.name, message.uid)
+            return "retry"
+
+    # -- one message --------------------------------------------------------
+
+    def handle(self, source: MailSource, message: RawMessage) -> str:
+        """Take one message through the ledger; return its final status."""
+        # Every log line of this message names its mailbox, ledger row and reference.
+        with logs.about(mailbox=source.config.name):
+            return self._handle(source, message)
+
+    def _handle(self, source: MailSource, message: RawMessage) -> str:
+        mailbox = source.config
+        # Stored before it is parsed: nothing in the bytes can stop the row
+        # (and so the attempt count) from existing.
+        row_id = self.record(mailbox, message)
+        logs.bind(ledger=row_id)
+        crash_point("after-persist")
+        status = self.process(mailbox, row_id, message)
+        crash_point("before-move")
+        self.finish_move(source, row_id)
+        crash_point("after-move")
+        return status
+
+    def record(self, mailbox: MailboxConfig, message: RawMessage) -> int:
+        """Persist the raw message (idempotent, before any parse); return the ledger row id."""
+        sha = hashlib.sha256(message.raw).hexdigest()
+        head = ledger_headers(message.raw)
+        position = (
+            ReceivedMessage.mailbox == mailbox.name,
+            ReceivedMessage.uidvalidity == message.uidvalidity,
+            ReceivedMessage.uid == message.uid,
+        )
+        uid = message.uid
+        with self.store.session() as s:
+            existing = s.scalars(select(ReceivedMessage).where(*position)).first()
+            if existing is not None:
+                if existing.sha256 == sha:
+                    return existing.id
+                # Same position, other bytes: the server reused UIDs without
+                # changing UIDVALIDITY (a broken server). Keep both.
+                log.warning("mailbox %s UID %s changed content; recording as new",
+                            mailbox.name, message.uid)
+                uid = f"{message.uid}#{sha[:12]}"
+        row = ReceivedMessage(
+            mailbox=mailbox.name,
+            uidvalidity=message.uidvalidity,
+            uid=uid,
+            message_id=head.message_id,
+            sha256=sha,
+            raw=message.raw,
+            sender=head.sender,
+            subject=head.subject,
+        )
+        try:
+            with self.store.session() as s:
+                s.add(row)
+                s.flush()
+                return row.id
+        except IntegrityError:
+            # Another worker recorded it first; use theirs.
+            with self.store.session() as s:
+                return s.scalars(select(ReceivedMessage.id).where(*position)).one()
+
+    def claim(self, row_id: int) -> ReceivedMessage | None:
+        """Lease the row for this worker and count the attempt (committed)."""
+        now = now_utc()
+        with self.store.session() as s:
+            holder = s.scalar(select(ReceivedMessage.claimed_by).where(ReceivedMessage.id == row_id))
+            result = s.execute(
+                update(ReceivedMessage)
+                .where(
+                    ReceivedMessage.id == row_id,
+                    ReceivedMessage.status == "received",
+                    takeable(ReceivedMessage, now, holder, worker=self.worker),
+                )
+                .values(
+                    claimed_by=self.worker,
+                    claimed_until=now + CLAIM_LEASE,
+                    attempts=ReceivedMessage.attempts + 1,
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return s.get(ReceivedMessage, row_id)
+
+    def parse(self, message: RawMessage) -> ParsedMail:
+        """The parse of a stored message: in a bounded child when the verifier runs
+        tasks (:class:`signing.isolation.IsolatedVerifier`), else here."""
+        limits = self.config.limits
+        options: dict[str, Any] = {
+            "max_attachment_bytes": limits.max_attachment_bytes,
+            "max_message_bytes": limits.max_message_bytes, "size": message.oversized}
+        run_task = getattr(self.verifier, "run_task", None)
+        if run_task is not None and PARSE_TASK in getattr(self.verifier, "tasks", {}):
+            mail: ParsedMail = run_task(PARSE_TASK, message.raw,
+                                        timeout=limits.parse_timeout_seconds, **options)
+            return mail
+        return parse_message(message.raw, **options)
+
+    def describe(self, row_id: int, mail: ParsedMail) -> None:
+        """Put the parsed sender and subject on the ledger row (for staff)."""
+        with self.store.session() as s:
+            s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id).values(
+                sender=fit(mail.from_addr, MAX_SENDER_CHARS) or None,
+                subject=mail.subject[:1000]))
+
+    def process(self, mailbox: MailboxConfig, row_id: int, message: RawMessage) -> str:
+        """Count an attempt at the message recorded as ``row_id``, parse it, decide it."""
+        with self.store.session() as s:
+            row = s.get(ReceivedMessage, row_id)
+            assert row is not None
+            if row.status in FINAL:
+                return row.status
+            # Duplicate delivery: identical bytes already answered elsewhere.
+            if row.message_id:
+                twin = s.scalars(
+                    select(ReceivedMessage).where(
+                        ReceivedMessage.message_id == row.message_id,
+                        ReceivedMessage.sha256 == row.sha256,
+                        ReceivedMessage.id != row.id,
+                        ReceivedMessage.status.in_(("processed", "ignored")),
+                    )
+                ).first()
+                if twin is not None:
+                    row.status = "ignored"
+                    row.outcome = f"duplicate delivery of ledger #{twin.id}"
+                    row.application_id = twin.application_id
+                    row.target_folder = mailbox.processed_folder
+                    log.info("message %s in %s: duplicate delivery, not answered again",
+                             row.message_id, mailbox.name)
+                    return row.status
+        claimed = self.claim(row_id)
+        if claimed is None:
+            log.info("ledger #%s is being handled by another worker", row_id)
+            return "claimed-elsewhere"
+        if claimed.attempts > self.config.daemon.max_attempts:
+            return self.quarantine(mailbox, row_id, claimed.last_error or "too many attempts")
+        crash_point("after-claim")
+        try:
+            mail = self.parse(message)
+            self.describe(row_id, mail)
+            with self.store.session() as s:
+                row = s.get(ReceivedMessage, row_id)
+                assert row is not None
+                # The duplicate check is part of the claim: the identity is
+                # unique, so a copy another worker is deciding waits here and
+                # then fails, and is filed as a duplicate (below).
+                row.identity = row.sha256
+                s.flush()
+                outcome = self.decide(s, mailbox, row, mail)
+                logs.bind(reference=logs.reference_of(s, outcome.application_id))
+                row.status = outcome.status
+                row.outcome = outcome.summary
+                row.application_id = outcome.application_id
+                row.target_folder = mailbox.processed_folder
+                row.claimed_by = None
+                row.claimed_until = None
+                row.last_error = None
+                crash_point("before-commit")
+            log.info("message %s from %s in %s: %s", mail.message_id, mail.from_addr,
+                     mailbox.name, outcome.summary)
+            return outcome.status
+        except IntegrityError as exc:
+            if self.file_duplicate(mailbox, row_id):
+                return "ignored"
+            log.exception("ledger #%s: processing failed", row_id)
+            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
+            return "retry"
+        except TRANSIENT as exc:
+            # I/O failed: retried on the next tick, up to daemon.max_attempts.
+            log.warning("ledger #%s: %s; retried later", row_id, exc)
+            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
+            return "retry"
+        except PermanentError as exc:
+            # Bad input that no retry mends (the pipeline answers the kinds it
+            # knows with their code): kept for staff at once, with its code.
+            log.error("ledger #%s: %s (%s); quarantined without retrying", row_id, exc, exc.code)
+            self.fail(row_id, exc, quarantine_after=0)
+            return "quarantined"
+        except ConfigurationError as exc:
+            # The operator's mistake, not the message's: the attempt is not
+            # counted against it, the row is released for the next start, and
+            # the error goes up to stop the command naming the key.
+            with self.store.session() as s:
+                s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id).values(
+                    attempts=ReceivedMessage.attempts - 1, claimed_by=None, claimed_until=None,
+                    last_error=str(exc)[:4000]))
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the loop
+            log.exception("ledger #%s: processing failed", row_id)
+            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
+            return "retry"
+
+    def file_duplicate(self, mailbox: MailboxConfig, row_id: int) -> bool:
+        """File ``row_id`` as a copy of the ledger row holding its identity, if one does."""
+        with self.store.session() as s:
+            row = s.get(ReceivedMessage, row_id)
+            assert row is not None
+            twin = s.scalars(select(ReceivedMessage).where(
+                ReceivedMessage.identity == row.sha256, ReceivedMessage.id != row_id)).first()
+            if twin is None:
+                return False
+            row.status = "ignored"
+            row.outcome = f"duplicate delivery of ledger #{twin.id}"
+            row.application_id = twin.application_id
+            row.target_folder = mailbox.processed_folder
+            row.claimed_by = None
+            row.claimed_until = None
+            log.info("message %s in %s (ledger #%s): copy of ledger #%s decided by another "
+                     "worker, not answered again", row.message_id, mailbox.name, row_id, twin.id)
+        return True
+
+    def decide(self, session: Any, mailbox: MailboxConfig, row: ReceivedMessage,
+               mail: ParsedMail) -> Any:
+        pipeline = Pipeline(
+            self.config,
+            self.verifier,
+            Lookups(
+                organisation=lambda reg_no: organisation_record(session, reg_no),
+                duplicate=lambda sha, exclude: duplicate_reference(session, sha, exclude),
+            ),
+        )
+        return self.decider.decide(session, pipeline, mailbox, row, mail)
+
+    def fail(self, row_id: int, exc: BaseException, *, quarantine_after: int) -> None:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        with self.store.session() as s:
+            row = s.get(ReceivedMessage, row_id)
+            assert row is not None
+            row.last_error = text[:4000]
+            row.claimed_by = None
+            row.claimed_until = None
+            if row.attempts >= quarantine_after:
+                row.status = "quarantined"
+                row.outcome = f"quarantined after {row.attempts} attempts: {text[:500]}"
+                mb = self.config.mailbox(row.mailbox)
+                row.target_folder = mb.quarantine_folder if mb else "Quarantine"
+                log.error("ledger #%s (%s) quarantined after %d attempts: %s",
+                          row_id, row.message_id, row.attempts, text)
+
+    def quarantine(self, mailbox: MailboxConfig, row_id: int, reason: str) -> str:
+        with self.store.session() as s:
+            row = s.get(ReceivedMessage, row_id)
+            assert row is not None
+            row.status = "quarantined"
+            row.outcome = f"quarantined: {reason[:500]}"
+            row.target_folder = mailbox.quarantine_folder
+            row.claimed_by = None
+            row.claimed_until = None
+        log.error("ledger #%s quarantined: %s", row_id, reason)
+        return "quarantined"
+
+    def finish_move(self, source: MailSource, row_id: int) -> None:
+        """Move a message whose outcome is committed out of the inbox.
+
+        The move is leased like the processing: with several workers, two
+        concurrent UID MOVEs of one message from two sessions would both copy
+        it, so only the worker holding the lease moves it.
+        """
+        now = now_utc()
+        with self.store.session() as s:
+            row = s.get(ReceivedMessage, row_id)
+            assert row is not None
+            if row.status not in FINAL or row.moved or not row.target_folder:
+                return
+            won = s.execute(
+                update(ReceivedMessage)
+                .where(ReceivedMessage.id == row_id, ReceivedMessage.moved.is_(False),
+                       takeable(ReceivedMessage, now, row.claimed_by, worker=self.worker))
+                .values(claimed_by=self.worker, claimed_until=now + CLAIM_LEASE)
+            )
+            uid, folder = row.uid.split("#", 1)[0], row.target_folder
+        if won.rowcount != 1:  # type: ignore[attr-defined]
+            return
+        try:
+            source.move(uid, folder)
+        except MailboxError as exc:
+            # The outcome is safe in the store; the move is retried next run.
+            log.warning("ledger #%s: move to %s failed: %s", row_id, folder, exc)
+            with self.store.session() as s:
+                s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id)
+                          .values(claimed_by=None, claimed_until=None))
+            return
+        with self.store.session() as s:
+            s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id)
+                      .values(moved=True, claimed_by=None, claimed_until=None))
