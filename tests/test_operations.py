@@ -29,7 +29,7 @@ from intake.runtime import Runtime
 from intake.store.models import Application, IssuedCertificateRow, KeyValue, Outbox, ReceivedMessage
 from intake.web.health import ensure_current_crl
 from intake.web.server import WebServer, start_web
-from signing.ca import make_test_ca
+from signing.testing.ca import make_test_ca
 from tests.daemon_env import Deployment, free_port, good_mail, message_id_of, reference_of
 from tests.test_web import assert_guarded, get
 
@@ -476,7 +476,7 @@ def test_readyz_names_the_database_when_it_is_gone(
 
 def test_readyz_answers_in_json_when_a_check_hangs(
         make_listener: Callable[..., Listener], monkeypatch: pytest.MonkeyPatch) -> None:
-    from intake.web.server import health, operations
+    from intake.web import health, operations
 
     listener = make_listener()
     # A database that accepts the connection and never answers, in effect.
