@@ -43,12 +43,12 @@ log = logging.getLogger(__name__)
 class ExpireVerificationLinks:
     name: str = "expire-verification-links"
 
-    def trigger(self, runtime: Services) -> Any:
+    def trigger(self, services: Services) -> Any:
         return IntervalTrigger(minutes=1)
 
-    def run(self, runtime: Services) -> None:
-        with runtime.store.session() as s:
-            n = Verification(runtime.config, Replies(runtime.config)).expire_due(s)
+    def run(self, services: Services) -> None:
+        with services.store.session() as s:
+            n = Verification(services.config, Replies(services.config)).expire_due(s)
         if n:
             log.info("expired %d verification link(s)", n)
 
@@ -57,14 +57,14 @@ class ExpireVerificationLinks:
 class RefreshCrl:
     name: str = "refresh-crl"
 
-    def trigger(self, runtime: Services) -> Any:
+    def trigger(self, services: Services) -> Any:
         return IntervalTrigger(hours=1)
 
-    def run(self, runtime: Services) -> None:
-        if not runtime.config.ca.enabled or runtime.config.ca.crl is None:
+    def run(self, services: Services) -> None:
+        if not services.config.ca.enabled or services.config.ca.crl is None:
             return
 
-        refresh_crl_if_due(runtime)
+        refresh_crl_if_due(services)
 
 
 @dataclass(frozen=True)
@@ -73,25 +73,25 @@ class RefreshTrustLists:
 
     name: str = "refresh-trust-lists"
 
-    def trigger(self, runtime: Services) -> Any:
+    def trigger(self, services: Services) -> Any:
         return IntervalTrigger(minutes=30)
 
-    def run(self, runtime: Services) -> None:
-        refresh_if_due(runtime.config)
+    def run(self, services: Services) -> None:
+        refresh_if_due(services.config)
 
 
 @dataclass(frozen=True)
 class StaffDigest:
     name: str = "staff-digest"
 
-    def trigger(self, runtime: Services) -> Any:
-        return CronTrigger.from_crontab(runtime.config.digest.schedule, timezone="UTC")
+    def trigger(self, services: Services) -> Any:
+        return CronTrigger.from_crontab(services.config.digest.schedule, timezone="UTC")
 
-    def run(self, runtime: Services) -> None:
-        if not runtime.config.digest.recipients:
+    def run(self, services: Services) -> None:
+        if not services.config.digest.recipients:
             return
 
-        queue_digest(runtime)
+        queue_digest(services)
 
 
 #: What `run --once` runs; the digest goes out on its cron schedule only.
@@ -146,27 +146,27 @@ def job_lock(store: Store, name: str) -> Iterator[bool]:
                 conn.commit()
 
 
-def run_job(runtime: Services, job: Any) -> bool:
+def run_job(services: Services, job: Any) -> bool:
     """Run ``job`` unless another worker is running it (then log it as skipped)."""
-    with job_lock(runtime.store, job.name) as held:
+    with job_lock(services.store, job.name) as held:
         if not held:
             log.info("job %s: another worker is running it; skipped", job.name)
             return False
-        job.run(runtime)
+        job.run(services)
         return True
 
 
-def _scheduled(job: Any, runtime: Services) -> None:
+def _scheduled(job: Any, services: Services) -> None:
     try:
-        counted(job.name, functools.partial(run_job, runtime, job))
+        counted(job.name, functools.partial(run_job, services, job))
     except Exception:  # noqa: BLE001 - a failing job is logged; the scheduler goes on
         log.exception("job %s failed", job.name)
 
 
-def start_scheduler(runtime: Services) -> BackgroundScheduler:
+def start_scheduler(services: Services) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in SCHEDULED:
-        scheduler.add_job(_scheduled, job.trigger(runtime), args=(job, runtime), id=job.name,
+        scheduler.add_job(_scheduled, job.trigger(services), args=(job, services), id=job.name,
                           name=job.name, max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
