@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from intake.config.section import Section, read_secret, resolve_path
+from signing.trust.trustlists import TrustSettings
 
 __all__ = ["REVOCATION_MODES", "CaConfig", "CsrConfig", "SigningConfig", "TrustConfig"]
 
@@ -60,24 +61,12 @@ class SigningConfig:
 
 
 @dataclass(frozen=True)
-class TrustConfig:
-    """``[trust]``: the EU trusted lists as the source of qualified status (SPEC section 8)."""
+class TrustConfig(TrustSettings):
+    """``[trust]``: the EU trusted lists as the source of qualified status (SPEC section 8).
 
-    #: URL or file of the EU List of Trusted Lists.
-    lotl: str
-    #: Where verified lists are cached (created with mode 0700).
-    cache_dir: Path
-    #: PEM files of the certificates allowed to sign the LOTL (empty: the
-    #: Official Journal's, shipped in pyHanko's package).
-    lotl_signers: tuple[Path, ...] = ()
-    #: Lists last fetched and verified longer ago than this are stale.
-    max_age_hours: float = 48.0
-    #: Only these national lists (country codes); empty: every list.
-    territories: tuple[str, ...] = ()
-    #: Bound on each fetch of a list.
-    timeout_seconds: float = 20.0
-    #: Lists larger than this are refused.
-    max_list_bytes: int = 32 * 1024 * 1024
+    The values are signing's own :class:`~signing.trust.trustlists.TrustSettings`
+    (one definition, with a docstring per field); this class only reads them.
+    """
 
     @classmethod
     def from_toml(cls, s: Section) -> TrustConfig:
@@ -103,10 +92,8 @@ class TrustConfig:
         s.finish()
         return cfg
 
-    def settings(self) -> Any:
+    def settings(self) -> TrustSettings:
         """The plain values :mod:`signing.trust.trustlists` works with."""
-        from signing.trust.trustlists import TrustSettings
-
         return TrustSettings(
             lotl=self.lotl, cache_dir=self.cache_dir, lotl_signers=self.lotl_signers,
             max_age_hours=self.max_age_hours, territories=self.territories,
