@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
 
-from intake.app.replies import now_utc  # noqa: E402
-from intake.config import parse_config  # noqa: E402
-from intake.runtime import Runtime  # noqa: E402
-from intake.store.models import Application, Outbox, ReceivedMessage  # noqa: E402
-from intake.web.server import start_web  # noqa: E402
+from intake.app.replies import now_utc
+from intake.config import parse_config
+from intake.runtime import Runtime
+from intake.store.models import Application, Outbox, ReceivedMessage
+from intake.web.server import start_web
 
 STATUSES = ("processed", "processed", "processed", "ignored", "quarantined", "received")
 REPLIES = ("sent", "sent", "sent", "failed", "pending", "waiting")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyhanko.sign.validation.qualified import eutl_parse  # noqa: E402
+from pyhanko.sign.validation.qualified import eutl_parse
 
-from signing.trust.trustlists import verify_list  # noqa: E402
+from signing.trust.trustlists import verify_list
 
 FILES = {"BE": "tsl-be-v6.xml", "EE": "tsl-ee.xml"}
 

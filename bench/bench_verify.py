@@ -22,14 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: E402
-from pyhanko.sign.validation import validate_pdf_signature  # noqa: E402
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import validate_pdf_signature
 
-from signing.isolation import IsolatedVerifier  # noqa: E402
-from signing.settings import VerifierSettings  # noqa: E402
-from signing.testing.pdfs import make_form_pdf, sign_pdf  # noqa: E402
-from signing.testing.pki import DemoPki  # noqa: E402
-from signing.verifier import InProcessVerifier  # noqa: E402
+from signing.isolation import IsolatedVerifier
+from signing.settings import VerifierSettings
+from signing.testing.pdfs import make_form_pdf, sign_pdf
+from signing.testing.pki import DemoPki
+from signing.verifier import InProcessVerifier
 
 
 def main() -> int:

@@ -53,5 +53,5 @@ class SafeFormatter(logging.Formatter):
     mail: a CR or LF in one must not forge a second log line.
     """
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:  # logging's name
         return safe(super().formatMessage(record))

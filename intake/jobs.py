@@ -159,7 +159,7 @@ def run_job(services: Services, job: Any) -> bool:
 def _scheduled(job: Any, services: Services) -> None:
     try:
         counted(job.name, functools.partial(run_job, services, job))
-    except Exception:  # noqa: BLE001 - a failing job is logged; the scheduler goes on
+    except Exception:  # a failing job is logged; the scheduler goes on
         log.exception("job %s failed", job.name)
 
 

@@ -117,7 +117,7 @@ class Intake:
             # The server, the database or the operator's configuration failed:
             # not this message's doing, and the next message would meet it too.
             raise
-        except Exception:  # noqa: BLE001 - one bad message must not stop the mail behind it
+        except Exception:  # one bad message must not stop the mail behind it
             log.exception("mailbox %s UID %s: failed outside the ledger's retry; left in the "
                           "inbox for the next poll", source.config.name, message.uid)
             return "retry"
@@ -308,7 +308,7 @@ class Intake:
                     attempts=ReceivedMessage.attempts - 1, claimed_by=None, claimed_until=None,
                     last_error=str(exc)[:4000]))
             raise
-        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the loop
+        except Exception as exc:  # one bad message must not stop the loop
             log.exception("ledger #%s: processing failed", row_id)
             self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
             return "retry"

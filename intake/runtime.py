@@ -175,7 +175,7 @@ class Runtime:
         for job in jobs.JOBS:
             try:
                 counted(job.name, functools.partial(jobs.run_job, self, job))
-            except Exception:  # noqa: BLE001 - one failing job must not stop the others
+            except Exception:  # one failing job must not stop the others
                 log.exception("job %s failed", job.name)
 
     # -- run --once -------------------------------------------------------------
@@ -227,7 +227,7 @@ class Runtime:
         # (SPEC section 9), not only after the first scheduled refresh.
         try:
             ensure_current_crl(self)
-        except Exception:  # noqa: BLE001 - /readyz reports it; the mail still flows
+        except Exception:  # /readyz reports it; the mail still flows
             log.exception("cannot write a current CRL to %s (ca.crl)", self.config.ca.crl)
         scheduler = start_scheduler(self)
         web = start_web(self)
@@ -267,7 +267,7 @@ class Runtime:
                 log.error("mailbox %s: %s; reconnecting in %.0f s", mailbox.name, exc, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, 300.0)
-            except Exception as exc:  # noqa: BLE001 - keep the daemon alive
+            except Exception as exc:  # keep the daemon alive
                 self.polls.failed(mailbox.name, f"{type(exc).__name__}: {exc}")
                 log.exception("mailbox %s: unexpected error; reconnecting in %.0f s",
                               mailbox.name, delay)
@@ -278,12 +278,12 @@ class Runtime:
         while not stop.is_set():
             try:
                 self.flush_outbox()
-            except Exception:  # noqa: BLE001 - the outbox keeps its rows; retry later
+            except Exception:  # the outbox keeps its rows; retry later
                 log.exception("outbox flush failed")
             wake.wait(10.0)
             wake.clear()
         # One last flush so replies of the message in hand go out before exit.
         try:
             self.flush_outbox()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("final outbox flush failed")

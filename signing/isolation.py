@@ -120,7 +120,7 @@ def _serve(conn: Connection, settings: VerifierSettings, memory_bytes: int | Non
                 reply = ("unreadable", "the document needs too much memory to verify")
             else:
                 reply = ("crashed", repr(exc))
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent, never lost.
+        except BaseException as exc:  # reported to the parent, never lost.
             reply = ("crashed", repr(exc))
         try:
             conn.send(reply)

@@ -166,7 +166,7 @@ def identity(certificate: asn1_x509.Certificate | None, notes: list[str]) -> Sig
         return None
     try:
         return signer_identity(certificate)
-    except Exception as exc:  # noqa: BLE001 - an odd certificate loses only the identity.
+    except Exception as exc:  # an odd certificate loses only the identity.
         notes.append(f"the signer's certificate cannot be described: {exc!r}")
         return None
 
@@ -194,7 +194,7 @@ def adobe_revinfo(
         value = find_unique_cms_attribute(
             signer_info["signed_attrs"], "adobe_revocation_info_archival"
         )
-    except Exception:  # noqa: BLE001 - an absent or broken attribute just adds nothing.
+    except Exception:  # an absent or broken attribute just adds nothing.
         return crls, ocsps
     for item in value["crl"] or ():
         crls.append(item)
@@ -207,7 +207,7 @@ def other_certificates(signed_data: cms.SignedData) -> list[asn1_x509.Certificat
     """The SignedData's certificates other than the signer's."""
     try:
         return list(extract_certificate_info(signed_data).other_certs)
-    except Exception:  # noqa: BLE001 - without them the chain is judged on the anchors.
+    except Exception:  # without them the chain is judged on the anchors.
         return []
 
 
@@ -215,7 +215,7 @@ def signer_certificate(signed_data: cms.SignedData) -> asn1_x509.Certificate | N
     """The signer's certificate among the SignedData's certificates, if it is there."""
     try:
         found: asn1_x509.Certificate | None = extract_certificate_info(signed_data).signer_cert
-    except Exception:  # noqa: BLE001 - validation reports a missing certificate itself.
+    except Exception:  # validation reports a missing certificate itself.
         return None
     return found
 
@@ -320,7 +320,7 @@ async def only_revocation_unknown(
             cert, context, StandardCMSSignatureStatus.default_usage_constraints(),
             context.path_builder.async_build_paths_lazy(cert),
         )
-    except Exception:  # noqa: BLE001 - then the chain has problems of its own.
+    except Exception:  # then the chain has problems of its own.
         return False
     return result.success_result is not None
 
@@ -378,7 +378,7 @@ def _qualification(
     try:
         return judge_signer(cert, status.validation_path, moment,
                             trust.root_digests, trust.snapshot())
-    except Exception as exc:  # noqa: BLE001 - an odd certificate is simply not qualified.
+    except Exception as exc:  # an odd certificate is simply not qualified.
         notes.append(f"the qualified status cannot be judged: {exc!r}")
         return None
 

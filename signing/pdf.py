@@ -69,7 +69,7 @@ def open_pdf(data: bytes) -> PdfFileReader:
         _ = reader.xrefs.total_revisions
     except UnreadableInput:
         raise
-    except Exception as exc:  # noqa: BLE001 - any parser failure means unreadable.
+    except Exception as exc:  # any parser failure means unreadable.
         raise UnreadableInput(f"the PDF cannot be parsed: {exc}") from exc
     return reader
 
@@ -84,7 +84,7 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
         sig_fields = list(enumerate_sig_fields(reader, filled_status=True))
     except RecursionError as exc:
         raise UnreadableInput("form field tree is nested too deeply") from exc
-    except Exception as exc:  # noqa: BLE001 - the form tree itself is unreadable.
+    except Exception as exc:  # the form tree itself is unreadable.
         raise UnreadableInput(f"the form structure cannot be read: {exc}") from exc
 
     embedded: list[tuple[str, EmbeddedPdfSignature | None, str | None]] = []
@@ -113,7 +113,7 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
                 embedded.extend(_each_signer(data, fq_name, sig_dict, signers, doc_notes))
                 continue
             embedded.append((fq_name, EmbeddedPdfSignature(reader, sig_field, fq_name), None))
-        except Exception as exc:  # noqa: BLE001 - a broken signature is SIG-INVALID.
+        except Exception as exc:  # a broken signature is SIG-INVALID.
             embedded.append((fq_name, None, f"signature cannot be parsed: {exc!r}"))
 
     approvals = [item for item in embedded if item[2] not in ("doc-ts", "signer")]
@@ -156,12 +156,12 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
             ]
         except NoDSSFoundError:
             pass
-        except Exception as exc:  # noqa: BLE001 - a broken DSS only loses embedded revinfo.
+        except Exception as exc:  # a broken DSS only loses embedded revinfo.
             doc_notes.append(f"the document security store cannot be read: {exc!r}")
 
         try:
             final_values = field_values(reader.root)
-        except Exception:  # noqa: BLE001 - unreadable fields are compared as empty.
+        except Exception:  # unreadable fields are compared as empty.
             final_values = {}
 
         # Document time-stamps first: one over a signature without its own
@@ -204,7 +204,7 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
                     status = replace(status, field_name=fq_name)
             except RecursionError:
                 status = broken(fq_name, "signature structure is nested too deeply")
-            except Exception as exc:  # noqa: BLE001 - every validator error is SIG-INVALID.
+            except Exception as exc:  # every validator error is SIG-INVALID.
                 status = broken(fq_name, f"signature validation failed: {exc!r}")
             statuses.append(status)
     finally:
@@ -251,7 +251,7 @@ def _each_signer(
                 if name == fq_name
             )
             entries.append((label, EmbeddedPdfSignature(copy_reader, field, fq_name), "signer"))
-        except Exception as exc:  # noqa: BLE001 - that signer is SIG-INVALID.
+        except Exception as exc:  # that signer is SIG-INVALID.
             entries.append((label, None, f"signature cannot be parsed: {exc!r}"))
     return entries
 
@@ -270,7 +270,7 @@ async def _doc_timestamp(
                 moment=None, fetching=fetching, other_certs=dss_certs
             ),
         )
-    except Exception as exc:  # noqa: BLE001 - reported as a note only.
+    except Exception as exc:  # reported as a note only.
         return f"document time-stamp {fq_name} cannot be validated: {exc!r}", None
     verdict = "valid" if status.intact and status.valid else "BROKEN"
     trusted = "trusted" if status.trusted else "untrusted"
@@ -304,7 +304,7 @@ async def _one_pdf_signature(
     try:
         ts_time = timestamp_time(emb.signer_info)
         own_token = ts_time is not None
-    except Exception as exc:  # noqa: BLE001 - a broken token shows up as TS-INVALID below.
+    except Exception as exc:  # a broken token shows up as TS-INVALID below.
         ts_time = None
         notes.append(f"time-stamp token cannot be read: {exc!r}")
     # Without a signature time-stamp of its own, a document time-stamp over
@@ -426,7 +426,7 @@ async def _validation_report(
         ))
         result = await ades_lta_validation(emb, spec)
         return generate_report(emb, result)
-    except Exception as exc:  # noqa: BLE001 - the report is evidence, never the verdict.
+    except Exception as exc:  # the report is evidence, never the verdict.
         notes.append(f"no validation report: {exc!r}"[:300])
         return None
 
@@ -436,7 +436,7 @@ def _signer_count(sig_dict: generic.DictionaryObject) -> int:
     try:
         content_info = cms.ContentInfo.load(bytes(sig_dict["/Contents"]))
         return len(content_info["content"]["signer_infos"])
-    except Exception:  # noqa: BLE001 - an unreadable CMS is pyHanko's to report.
+    except Exception:  # an unreadable CMS is pyHanko's to report.
         return 0
 
 

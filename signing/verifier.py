@@ -177,7 +177,7 @@ class InProcessVerifier:
             result: _T | None = None
             try:
                 result = asyncio.run(call())
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller.
+            except BaseException as exc:  # handed to the waiting caller.
                 error = exc
             with contextlib.suppress(RuntimeError):  # the caller's loop is already closed
                 loop.call_soon_threadsafe(settle, error, result)

@@ -88,7 +88,7 @@ def test_child_that_does_not_answer_in_time_is_killed(pki: PkiFixture) -> None:
     try:
         with pytest.raises(UnreadableInput, match="did not finish within 0.001 s"):
             verifier.verify_pdf_sync(pki.sign(pki.form_pdf()))
-        assert verifier._idle == []  # noqa: SLF001 - the killed child is not reused
+        assert verifier._idle == []  # the killed child is not reused
     finally:
         verifier.close()
 
@@ -124,7 +124,7 @@ def test_child_ignores_a_group_stop_signal_and_is_not_blamed_on_the_form(
     """Ctrl-C or systemd signal the whole group: the parent decides when to stop."""
     form = pki.sign(pki.form_pdf())
     assert isolated.verify_pdf_sync(form).ok
-    [child] = isolated._idle  # noqa: SLF001
+    [child] = isolated._idle
     os.kill(child.process.pid, signal.SIGTERM)
     os.kill(child.process.pid, signal.SIGINT)
     assert isolated.verify_pdf_sync(form).ok  # the same child, still serving
@@ -136,7 +136,7 @@ def test_child_stopped_from_outside_mid_call_is_a_crash_to_retry(
     """A child that dies of SIGHUP says nothing about the form: no FORM-UNREADABLE."""
     form = pki.sign(pki.form_pdf())
     assert isolated.verify_pdf_sync(form).ok
-    [child] = isolated._idle  # noqa: SLF001
+    [child] = isolated._idle
     # Paused, with a hang-up pending that strikes as soon as it resumes.
     os.kill(child.process.pid, signal.SIGSTOP)
     os.kill(child.process.pid, signal.SIGHUP)

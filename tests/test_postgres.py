@@ -307,7 +307,7 @@ def test_crl_refresh_in_two_daemons_at_once_takes_one_number(
         try:
             meet.wait(timeout=10)
             refresh_crl_if_due(rt)
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:  # collected for the assertion
             errors.append(exc)
 
     threads = [threading.Thread(target=refresh, args=(rt,)) for rt in runtimes]

@@ -260,7 +260,7 @@ def _decoded(part: _Part) -> bytes:
 def _filename(part: _Part) -> str:
     try:
         name = part.headers.get_filename() or part.headers.get_param("name") or ""
-    except Exception:  # noqa: BLE001 - a broken parameter is no name.
+    except Exception:  # a broken parameter is no name.
         return ""
     return str(name).strip().lower() if isinstance(name, str) else ""
 
@@ -398,7 +398,7 @@ def read_pec(raw: bytes, *, max_bytes: int = MAX_BYTES) -> PecEnvelope | PecRece
     if daticert_xml is not None:
         try:
             daticert = parse_daticert(daticert_xml)
-        except Exception as exc:  # noqa: BLE001 - an unreadable daticert is a note.
+        except Exception as exc:  # an unreadable daticert is a note.
             notes.append(f"daticert.xml cannot be read: {exc}"[:300])
     elif len(raw) <= max_bytes:
         notes.append("the PEC mail carries no daticert.xml")

@@ -237,7 +237,7 @@ class ImapSource:
             return
         try:
             mb.logout()
-        except Exception as exc:  # noqa: BLE001 - logging out must never fail the caller.
+        except Exception as exc:  # logging out must never fail the caller.
             log.debug("mailbox %s: logout failed: %s", self.config.name, exc)
             self._shutdown(mb)
 

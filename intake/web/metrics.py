@@ -184,7 +184,7 @@ class StoreCollector(Collector):
 
         try:
             items = status(trust.settings(), now=now)
-        except Exception as exc:  # noqa: BLE001 - the other metrics still answer
+        except Exception as exc:  # the other metrics still answer
             log.warning("metrics: cannot read the trusted lists: %s", exc)
             return
         age = GaugeMetricFamily(

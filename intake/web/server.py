@@ -312,7 +312,7 @@ class WebServer:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._start())
-        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+        except BaseException as exc:  # reported to the starting thread
             self._error = exc
             self._ready.set()
             self.loop.close()
@@ -328,7 +328,7 @@ class WebServer:
             done = asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop)
             try:
                 done.result(timeout=10)
-            except Exception:  # noqa: BLE001 - stopping anyway
+            except Exception:  # stopping anyway
                 log.exception("web: clean shutdown failed")
             self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)

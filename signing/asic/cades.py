@@ -40,7 +40,7 @@ def cades_signatures(
             continue
         try:
             reference = parse_xml(content).find(f"{{{ASIC_NS}}}SigReference")
-        except Exception as exc:  # noqa: BLE001 - an unreadable manifest signs nothing.
+        except Exception as exc:  # an unreadable manifest signs nothing.
             notes.append(f"{name} cannot be parsed: {exc}")
             continue
         if reference is not None and reference.get("URI"):

@@ -144,7 +144,7 @@ def read_container(data: bytes, *, max_bytes: int) -> AsicContainer:
         raise UnreadableInput(f"container is {len(data)} bytes, over the limit of {max_bytes}")
     try:
         archive = zipfile.ZipFile(BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - any ZIP parser failure means unreadable.
+    except Exception as exc:  # any ZIP parser failure means unreadable.
         raise UnreadableInput(f"not a ZIP container: {exc}") from exc
     with archive:
         infos = archive.infolist()
@@ -184,7 +184,7 @@ def read_container(data: bytes, *, max_bytes: int) -> AsicContainer:
                         chunks.append(chunk)
             except UnreadableInput:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a corrupt entry means unreadable.
+            except Exception as exc:  # a corrupt entry means unreadable.
                 raise UnreadableInput(f"{info.filename!r} cannot be unpacked: {exc}") from exc
             entries.append((info.filename, b"".join(chunks)))
 

@@ -31,7 +31,7 @@ async def verify_container(trust: TrustContext, data: bytes) -> AsicVerdict:
     for name, content in container.signature_files:
         try:
             root = parse_xml(content)
-        except Exception as exc:  # noqa: BLE001 - an unparsable signature file is SIG-INVALID.
+        except Exception as exc:  # an unparsable signature file is SIG-INVALID.
             xades.append((name, None, f"{name} cannot be parsed: {exc}"))
             continue
         found = (
@@ -66,7 +66,7 @@ async def verify_container(trust: TrustContext, data: bytes) -> AsicVerdict:
                 )
             except RecursionError:
                 statuses.append((broken_status(label, "signature nested too deeply"), frozenset()))
-            except Exception as exc:  # noqa: BLE001 - every validator error is SIG-INVALID.
+            except Exception as exc:  # every validator error is SIG-INVALID.
                 statuses.append(
                     (broken_status(label, f"signature validation failed: {exc!r}"), frozenset())
                 )
@@ -76,7 +76,7 @@ async def verify_container(trust: TrustContext, data: bytes) -> AsicVerdict:
     for signature_name, manifest in cades:
         try:
             statuses.extend(await verify_cades(trust, signature_name, manifest, container))
-        except Exception as exc:  # noqa: BLE001 - a broken manifest is SIG-INVALID.
+        except Exception as exc:  # a broken manifest is SIG-INVALID.
             note = f"signature validation failed: {exc!r}"
             statuses.append((broken(signature_name, note, kind="cms"), frozenset()))
 

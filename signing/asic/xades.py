@@ -255,7 +255,7 @@ async def verify_signature(
             # signxml checks the SignatureValue before the references.
             intact = False
             notes.append(f"a signed digest does not match: {exc}")
-        except Exception as exc:  # noqa: BLE001 - any other failure is a broken signature.
+        except Exception as exc:  # any other failure is a broken signature.
             intact = valid = False
             notes.append(f"the signature does not verify: {exc}")
     if not intact or not valid:
@@ -271,7 +271,7 @@ async def verify_signature(
                 found = await verify_signature(
                     trust, element, counter_label, container, fetching, where
                 )
-            except Exception as exc:  # noqa: BLE001 - a broken counter-signature is SIG-INVALID.
+            except Exception as exc:  # a broken counter-signature is SIG-INVALID.
                 note = f"counter-signature validation failed: {exc!r}"
                 found = [(broken_status(counter_label, note), frozenset())]
             counters.extend(found)
@@ -313,7 +313,7 @@ async def verify_signature(
                 raise ValueError("the signature has no ds:SignatureValue")
             c14n = canonicalise(signature_value, stamp.find("ds:CanonicalizationMethod", NS))
             tokens.append((signed_data, c14n))
-        except Exception as exc:  # noqa: BLE001 - a broken token is TS-INVALID below.
+        except Exception as exc:  # a broken token is TS-INVALID below.
             notes.append(f"the signature time-stamp cannot be read: {exc!r}")
             tokens.append((None, None))
 
@@ -360,7 +360,7 @@ async def verify_signature(
         try:
             kwargs = await validate_tst_signed_data(signed_data, ts_ctx, imprint_of(stamped))
             timestamp = TimestampSignatureStatus(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - a token that fails validation is TS-INVALID.
+        except Exception as exc:  # a token that fails validation is TS-INVALID.
             notes.append(f"the signature time-stamp does not validate: {exc!r}")
             timestamp = _BrokenTimestamp()
             continue

@@ -118,7 +118,7 @@ def _embedded(
     for node in signature.iterfind(f"ds:Object/xades:QualifyingProperties//xades:{tag}", NS):
         try:
             found.append(load(b64(node.text)))
-        except Exception as exc:  # noqa: BLE001 - a broken value only loses that value.
+        except Exception as exc:  # a broken value only loses that value.
             notes.append(f"an embedded {tag} cannot be read: {exc!r}")
     return found
 

@@ -55,7 +55,7 @@ async def verify_detached(
             raise ValueError("the SignedData has no SignerInfo")
         if count > MAX_SIGNERS:
             raise ValueError(f"{count} SignerInfos, more than the {MAX_SIGNERS} judged")
-    except Exception as exc:  # noqa: BLE001 - a broken container is SIG-INVALID.
+    except Exception as exc:  # a broken container is SIG-INVALID.
         status = broken(None, f"the CMS signature cannot be parsed: {exc!r}", kind=kind)
         return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
     return await judge_signed_data(trust, content, signed_data, kind)
@@ -116,7 +116,7 @@ async def _one_detached(
         try:
             ts_time = timestamp_time(signer_info)
             own_token = ts_time is not None
-        except Exception as exc:  # noqa: BLE001 - reported as TS-INVALID below.
+        except Exception as exc:  # reported as TS-INVALID below.
             ts_time = None
             notes.append(f"time-stamp token cannot be read: {exc!r}")
         if own_token:
@@ -142,7 +142,7 @@ async def _one_detached(
                     moment=moment, fetching=fetching, revinfo=revinfo
                 ),
             )
-        except Exception as exc:  # noqa: BLE001 - every validator error is SIG-INVALID.
+        except Exception as exc:  # every validator error is SIG-INVALID.
             return broken(None, f"signature validation failed: {exc!r}", kind=kind)
     finally:
         if fetching is not None:

@@ -36,7 +36,7 @@ def _enveloping(der: bytes) -> cms.SignedData | None:
             return None
         len(signed_data["signer_infos"])  # parse it now: a broken one is not recognised
         return signed_data
-    except Exception:  # noqa: BLE001 - anything unreadable is not a .p7m.
+    except Exception:  # anything unreadable is not a .p7m.
         return None
 
 
@@ -53,7 +53,7 @@ def read_cms(data: bytes) -> tuple[Encoding, cms.SignedData] | None:
     if stripped.startswith(b"-----BEGIN"):
         try:
             kind, _headers, der = pem.unarmor(stripped)
-        except Exception:  # noqa: BLE001 - not PEM after all.
+        except Exception:  # not PEM after all.
             return None
         signed = _enveloping(der) if kind in _PEM_TYPES else None
         return ("pem", signed) if signed is not None else None

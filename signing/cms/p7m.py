@@ -85,7 +85,7 @@ def sniff(data: bytes) -> Container | None:
     if is_m7m(data):
         try:
             read_m7m(data)
-        except Exception:  # noqa: BLE001 - a mail-like file that is not a bundle.
+        except Exception:  # a mail-like file that is not a bundle.
             return None
         return "m7m"
     return None
@@ -146,7 +146,7 @@ def _countersignatures(signed_data: cms.SignedData) -> int:
             for attribute in attributes:
                 if attribute["type"].native == "counter_signature":
                     count += len(attribute["values"])
-    except Exception:  # noqa: BLE001 - unreadable attributes are the validator's to judge.
+    except Exception:  # unreadable attributes are the validator's to judge.
         return count
     return count
 
@@ -177,7 +177,7 @@ async def read_signed_file(
         container: Container = "tsd"
         try:
             tsd = read_tsd(data)
-        except Exception as exc:  # noqa: BLE001 - an unreadable .tsd is an unreadable file.
+        except Exception as exc:  # an unreadable .tsd is an unreadable file.
             raise UnreadableInput(f"the .tsd cannot be read: {exc}") from exc
         notes.extend(tsd.notes)
         file_name = tsd.file_name
@@ -194,7 +194,7 @@ async def read_signed_file(
         container = "m7m"
         try:
             signed, tsr = read_m7m(data)
-        except Exception as exc:  # noqa: BLE001 - an unreadable bundle is an unreadable file.
+        except Exception as exc:  # an unreadable bundle is an unreadable file.
             raise UnreadableInput(f"the .m7m cannot be read: {exc}") from exc
         stamps.append(await _detached_timestamp(trust, tsr, signed, notes, source="m7m"))
     else:
@@ -224,7 +224,7 @@ async def _detached_timestamp(
     """The judgement of a ``.tsr`` over ``covered`` (the ``.p7m``'s bytes as they arrived)."""
     try:
         token = read_token(tsr)
-    except Exception as exc:  # noqa: BLE001 - an unreadable .tsr is a broken time-stamp.
+    except Exception as exc:  # an unreadable .tsr is a broken time-stamp.
         token = cms.ContentInfo({"content_type": "data", "content": b""})
         notes.append(f"the .{source} time-stamp cannot be read: {exc}"[:300])
     return await judge_file_timestamp(trust, token, covered, source=source)

@@ -137,7 +137,7 @@ def is_tsd(data: bytes) -> bool:
     try:
         info = TimeStampedDataInfo.load(data)
         return bool(info["content_type"].dotted == TIMESTAMPED_DATA_OID)
-    except Exception:  # noqa: BLE001 - anything unreadable is not a .tsd.
+    except Exception:  # anything unreadable is not a .tsd.
         return False
 
 
@@ -202,7 +202,7 @@ def read_token(data: bytes) -> cms.ContentInfo:
             info["content"]["encap_content_info"]["content_type"].native == "tst_info"
         ):
             return info
-    except Exception:  # noqa: BLE001 - then it may be a TimeStampResp.
+    except Exception:  # then it may be a TimeStampResp.
         pass
     response = tsp.TimeStampResp.load(data)
     status = response["status"]["status"].native
@@ -252,7 +252,7 @@ def read_m7m(data: bytes) -> tuple[bytes, bytes]:
             continue
         try:
             read_token(payload)
-        except Exception:  # noqa: BLE001 - a text part or anything else is ignored.
+        except Exception:  # a text part or anything else is ignored.
             continue
         tokens.append(payload)
     if len(signed) != 1 or len(tokens) != 1:
@@ -312,7 +312,7 @@ async def judge_file_timestamp(
         signed_data = token["content"]
         gen_time = signed_data["encap_content_info"]["content"].parsed["gen_time"].native
         status = await file_timestamp_status(trust, signed_data, covered, fetching, crls=crls)
-    except Exception as exc:  # noqa: BLE001 - an unreadable token is TS-INVALID.
+    except Exception as exc:  # an unreadable token is TS-INVALID.
         notes.append(f"the time-stamp token cannot be validated: {exc!r}"[:300])
         status = None
     finally:

@@ -152,7 +152,7 @@ async def chain_is_anchored(cert: x509.Certificate, context: ValidationContext) 
         await paths.__anext__()
     except (PathBuildingError, StopAsyncIteration):
         return False
-    except Exception:  # noqa: BLE001 - a chain that cannot be built is not anchored.
+    except Exception:  # a chain that cannot be built is not anchored.
         log.debug("path building for %s failed", cert.subject.human_friendly, exc_info=True)
         return False
     finally:
@@ -354,7 +354,7 @@ class _OcspFetcher(OCSPFetcher):
                 problems.append(problem)
                 fetching.failed(f"OCSP {problem}")
                 continue
-            except Exception as exc:  # noqa: BLE001 - an unsuccessful answer, a bad nonce.
+            except Exception as exc:  # an unsuccessful answer, a bad nonce.
                 problems.append(f"{url}: {exc}")
                 fetching.failed(f"OCSP {url}: {exc}")
                 continue
@@ -417,7 +417,7 @@ class _CrlFetcher(CRLFetcher):
                 problems.append(problem)
                 fetching.failed(f"CRL {problem}")
                 continue
-            except Exception as exc:  # noqa: BLE001 - whatever fails, the status is unknown.
+            except Exception as exc:  # whatever fails, the status is unknown.
                 problems.append(f"{url}: {exc!r}")
                 fetching.failed(f"CRL {url}: {exc!r}")
                 continue

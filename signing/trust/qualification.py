@@ -179,7 +179,7 @@ class ListsAndRootsTrustManager(TrustManager):
 def _anchor_cert(path: ValidationPath) -> asn1_x509.Certificate | None:
     try:
         authority = path.trust_anchor.authority
-    except Exception:  # noqa: BLE001 - an incomplete path has no anchor.
+    except Exception:  # an incomplete path has no anchor.
         return None
     return authority.certificate if isinstance(authority, AuthorityWithCert) else None
 
@@ -226,7 +226,7 @@ def judge_signer(cert: asn1_x509.Certificate, path: ValidationPath | None, momen
     try:
         result = QualificationAssessor(snapshot.registries[territory]).check_entity_cert_qualified(
             path, moment)
-    except Exception as exc:  # noqa: BLE001 - an assessment that fails qualifies nothing.
+    except Exception as exc:  # an assessment that fails qualifies nothing.
         return Qualification(source="trusted-list", qualified=False, qc_type=None, qscd=False,
                              reasons=(f"the qualification cannot be assessed: {exc!r}",))
     status = result.status

@@ -255,7 +255,7 @@ def fetch(location: str, *, timeout: float, max_bytes: int, allow_files: bool) -
                 data = b"".join(chunks)
         except TrustListError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every network failure is a fetch failure.
+        except Exception as exc:  # every network failure is a fetch failure.
             raise TrustListError(f"{location} cannot be fetched: {exc}") from exc
     elif allow_files and parts.scheme in ("", "file"):
         path = Path(urllib.request.url2pathname(parts.path) if parts.scheme else location)
@@ -314,7 +314,7 @@ def verify_list(xml: str, signers: list[asn1_x509.Certificate]) -> str:
         # trust_list_to_registry and validate_and_parse_lotl call): it returns
         # the signed content, so that only what the signature covers is read.
         return eutl_parse._validate_and_extract_tl_data_multiple_certs(xml, signers, None)
-    except Exception as exc:  # noqa: BLE001 - any verification failure refuses the list.
+    except Exception as exc:  # any verification failure refuses the list.
         message = getattr(exc, "failure_message", None) or str(exc)
         raise TrustListError(f"signature does not verify: {message}") from exc
 
@@ -412,7 +412,7 @@ def refresh(settings: TrustSettings, *, now: datetime | None = None) -> RefreshR
         from pyhanko.sign.validation.qualified import eutl_parse
 
         parsed = eutl_parse.parse_lotl_unsafe(signed_lotl)
-    except Exception as exc:  # noqa: BLE001 - the LOTL failing is reported, never raised.
+    except Exception as exc:  # the LOTL failing is reported, never raised.
         failed(LOTL_TERRITORY, settings.lotl, str(exc))
         cache.write_state(states)
         return RefreshResult(tuple(states.values()), tuple(errors), time.monotonic() - started)
@@ -440,7 +440,7 @@ def refresh(settings: TrustSettings, *, now: datetime | None = None) -> RefreshR
             sequence, issued, next_update, declared = scheme_facts(signed)
             if declared and declared.upper() != territory:
                 raise TrustListError(f"the list says it is {declared}, the LOTL says {territory}")
-        except Exception as exc:  # noqa: BLE001 - one list failing keeps its last copy.
+        except Exception as exc:  # one list failing keeps its last copy.
             failed(territory, ref.location_uri, str(exc))
             continue
         digest = cache.write_list(territory, signed)
@@ -541,7 +541,7 @@ def load_snapshot(settings: TrustSettings, *, now: datetime | None = None,
                 continue
             try:
                 registry, _problems = eutl_parse.trust_list_to_registry_unsafe(content)
-            except Exception as exc:  # noqa: BLE001 - a broken cache entry loads nothing.
+            except Exception as exc:  # a broken cache entry loads nothing.
                 errors.append(f"the cached trusted list {territory} cannot be parsed: {exc}")
                 continue
         snapshot.registries[territory] = registry
