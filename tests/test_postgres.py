@@ -21,7 +21,7 @@ from intake.store.models import Application, Outbox, ReceivedMessage, ReferenceC
 from tests.daemon_env import EA, GOOD, TO, Deployment, make_deployment, message_id_of
 
 TABLES = {"received_message", "application", "transition", "mail_link", "outbox",
-          "reference_counter", "job_run", "organisation", "alembic_version"}
+          "reference_counter", "organisation", "alembic_version"}
 GOOD_COUNT = 4
 MISSING_COUNT = 8
 WORKER_TIMEOUT = 240

@@ -212,15 +212,6 @@ class ReferenceCounter(Base):
     last: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class JobRun(Base):
-    """When each scheduled job last ran (idempotent sweeps, `run --once`)."""
-
-    __tablename__ = "job_run"
-
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    last_run: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
 class IssuedCertificateRow(Base):
     """A certificate issued by the agency CA (serials exceed 64 bits: kept as hex)."""
 
