@@ -67,11 +67,6 @@ class QcInfo:
     garbled: bool = False
     """The extension was present but could not be parsed completely."""
 
-    @property
-    def qualified_esign(self) -> bool:
-        """True when the certificate is a qualified certificate for e-signatures."""
-        return self.compliance and self.esign
-
 
 NOT_QUALIFIED = QcInfo(compliance=False, esign=False, sscd=False)
 

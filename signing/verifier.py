@@ -34,7 +34,6 @@ from signing.status import (
     VerificationTimeout,
 )
 from signing.trust.context import TrustContext
-from signing.trust.trustlists import TrustSnapshot
 
 _T = TypeVar("_T")
 
@@ -77,10 +76,6 @@ class InProcessVerifier:
     ) -> None:
         self.settings = settings
         self.trust = TrustContext(settings, now=now)
-
-    def trust_snapshot(self) -> TrustSnapshot | None:
-        """The trusted lists as last cached (``None`` without ``[trust]``)."""
-        return self.trust.snapshot()
 
     def close(self) -> None:
         """Nothing to release: the verifier holds no process or connection."""

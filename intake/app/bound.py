@@ -140,8 +140,3 @@ def release_due(config: Config, session: Session) -> int:
     if released:
         log.info("bound: %d waiting answer(s) released", released)
     return released
-
-
-def waiting_rows(session: Session) -> list[Outbox]:
-    return list(session.scalars(select(Outbox).where(Outbox.status == WAITING)
-                                .order_by(Outbox.id)))

@@ -39,8 +39,6 @@ from rules import Finding, OrganisationRecord
 
 log = logging.getLogger(__name__)
 
-#: ``PREFIX-YYYY-NNNNNN``
-REFERENCE_RE = re.compile(r"\b([A-Z][A-Z0-9]{0,9}-\d{4}-\d{6})\b")
 BRACKETED_RE = re.compile(r"\[([A-Z][A-Z0-9]{0,9}-\d{4}-\d{6})\]")
 STATUS_RE = re.compile(r"\bSTATUS\s+\[?([A-Z][A-Z0-9]{0,9}-\d{4}-\d{6})\]?", re.IGNORECASE)
 

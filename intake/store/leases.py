@@ -40,11 +40,6 @@ def holder_is_dead(claimed_by: str | None) -> bool:
     return False
 
 
-def is_free(claimed_by: str | None, claimed_until: datetime | None, now: datetime) -> bool:
-    """The lease rule for a row already read (see :func:`takeable` for the UPDATE)."""
-    return claimed_until is None or claimed_until < now or holder_is_dead(claimed_by)
-
-
 def takeable(model: Any, now: datetime, holder: str | None, *,
              worker: str | None = None) -> ColumnElement[bool]:
     """The WHERE condition under which ``worker`` may take the lease on a ``model`` row.

@@ -184,14 +184,6 @@ def _anchor_cert(path: ValidationPath) -> asn1_x509.Certificate | None:
     return authority.certificate if isinstance(authority, AuthorityWithCert) else None
 
 
-def _path_certs(path: ValidationPath) -> list[asn1_x509.Certificate]:
-    certs: list[asn1_x509.Certificate] = []
-    for authority in path.iter_authorities():
-        if isinstance(authority, AuthorityWithCert):
-            certs.append(authority.certificate)
-    return certs
-
-
 def _matching_territories(snapshot: TrustSnapshot, path: ValidationPath) -> list[str]:
     """Territories whose list names an authority of ``path`` (at any time)."""
     found = []

@@ -38,13 +38,6 @@ from urllib.parse import urlsplit
 from asn1crypto import x509 as asn1_x509
 from lxml import etree
 
-# Where the default LOTL signers come from: the certificates of the LOTL
-# scheme operator published in the Official Journal of the EU (OJ C 276,
-# 16.8.2019 and the re-anchoring of OJ C/2026/1944), as shipped inside
-# pyHanko's package (``pyhanko/sign/validation/qualified/lotl-certs/``).
-DEFAULT_SIGNERS_SOURCE = "pyhanko/sign/validation/qualified/lotl-certs/ (OJ C/2026/1944)"
-# The official location of the LOTL.
-EU_LOTL_URL = "https://ec.europa.eu/tools/lotl/eu-lotl.xml"
 # The territory code under which the LOTL itself is recorded.
 LOTL_TERRITORY = "EU"
 # The TS 119 612 namespace.
@@ -190,7 +183,12 @@ def _certs_from_pem(data: bytes) -> list[asn1_x509.Certificate]:
 
 
 def lotl_signers(settings: TrustSettings) -> list[asn1_x509.Certificate]:
-    """The certificates allowed to sign the LOTL: configured, or the OJ-published set."""
+    """The certificates allowed to sign the LOTL: configured, or the OJ-published set.
+
+    The default is the LOTL scheme operator's certificates published in the Official
+    Journal of the EU (OJ C 276, 16.8.2019 and the re-anchoring of OJ C/2026/1944), as
+    shipped inside pyHanko's package (``pyhanko/sign/validation/qualified/lotl-certs/``).
+    """
     if settings.lotl_signers:
         certs: list[asn1_x509.Certificate] = []
         for path in settings.lotl_signers:
