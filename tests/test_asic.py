@@ -313,7 +313,8 @@ def _zip(entries: list[tuple[str, bytes]]) -> bytes:
     out = BytesIO()
     with warnings.catch_warnings():
         # zipfile warns about duplicate names, which one case wants.
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", message="Duplicate name", category=UserWarning,
+                                module="zipfile")
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name, content in entries:
                 archive.writestr(zipfile.ZipInfo(name), content, compress_type=zipfile.ZIP_DEFLATED)

@@ -11,6 +11,7 @@ from io import BytesIO
 from typing import Any
 
 from pypdf import PdfReader, PdfWriter
+from pypdf.errors import PdfReadWarning
 from pypdf.generic import (
     BooleanObject,
     DictionaryObject,
@@ -81,7 +82,8 @@ def fill_form(template: bytes, values: Mapping[str, str]) -> bytes:
     """
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            # Recoverable damage of the template, repaired by strict=False (see read.py).
+            warnings.filterwarnings("ignore", category=PdfReadWarning)
             reader = PdfReader(BytesIO(template), strict=False)
             if reader.is_encrypted:
                 raise _unreadable("the PDF is encrypted")

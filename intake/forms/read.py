@@ -9,6 +9,7 @@ import warnings
 from io import BytesIO
 
 from pypdf import PdfReader
+from pypdf.errors import PdfReadWarning
 from pypdf.generic import (
     DictionaryObject,
 )
@@ -30,8 +31,9 @@ def read_form_fields(pdf: bytes, *, max_pages: int = 200) -> dict[str, str]:
     """
     try:
         with warnings.catch_warnings():
-            # pypdf reports recoverable damage as warnings; strict=False repairs it.
-            warnings.simplefilter("ignore")
+            # pypdf reports recoverable damage as PdfReadWarning; strict=False repairs it.
+            # Only those are hushed: a DeprecationWarning of pypdf's must still be seen.
+            warnings.filterwarnings("ignore", category=PdfReadWarning)
             reader = PdfReader(BytesIO(pdf), strict=False)
             if reader.is_encrypted:
                 raise _unreadable("the PDF is encrypted")
