@@ -47,13 +47,8 @@ def make_verifier(config: Config) -> IsolatedVerifier:
     return IsolatedVerifier(
         VerifierSettings(
             trust_roots=sc.trust_roots,
-            require_timestamp=sc.require_timestamp,
-            require_qualified=sc.require_qualified,
             revocation=sc.revocation,
-            max_age_days=sc.max_age_days,
             allow_fetching=sc.allow_fetching,
-            require_qscd=sc.require_qscd,
-            require_qualified_timestamp=sc.require_qualified_timestamp,
             validation_report=sc.validation_report,
             trust=config.trust.settings() if config.trust is not None else None,
             fetch_timeout_seconds=sc.fetch_timeout_seconds,

@@ -1,17 +1,26 @@
 """Rules that read the signature verdict (SIG-* and TS-* codes).
 
-``signing`` judges the signature and time-stamp; each code it can give is a
-rule object here, so that every code of SPEC section 3 has one place that
-says what it means and when it applies.
+``signing`` returns facts about each signature and the policy-free codes
+(``SIG-INVALID``, ``SIG-UNTRUSTED``, ``TS-INVALID``, ...); each of those is a
+:class:`VerdictRule` here. The codes that depend on the signature policy
+(``SIG-NOT-QUALIFIED``, ``TS-MISSING``, ``TS-NOT-QUALIFIED``, ``SIG-TOO-OLD``)
+are computed only here, from the facts of :mod:`signing.status` and the
+workflow's :class:`Policy` (its overrides, else ``[signing]``), so that every
+code of SPEC section 3 has one place that says what it means and when it applies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from rules.base import Case, Finding
+
+if TYPE_CHECKING:
+    from signing.status import SignatureStatus
+    from signing.trust.qualification import Qualification
 
 
 @dataclass(frozen=True)
@@ -39,115 +48,137 @@ class VerdictRule:
 
 
 @dataclass(frozen=True)
-class TooOld(VerdictRule):
-    """SIG-TOO-OLD against the workflow's own ``max_age_days`` where it sets one.
+class Policy:
+    """The signature policy one case is judged under (SPEC sections 3 and 8)."""
 
-    The verifier applies ``[signing] max_age_days``; a workflow that sets its
-    own limit is judged here instead, from each signature's time-stamp time.
-    """
+    require_qualified: bool = True
+    """SIG-NOT-QUALIFIED unless the signer's certificate is qualified (for e-signatures)."""
 
-    def check(self, case: Case) -> Iterable[Finding]:
-        workflow = case.workflow
-        limit = workflow.max_age_days if workflow is not None else None
-        if workflow is None or limit is None or case.judged_at is None:
-            yield from super().check(case)
-            return
-        for sig in case.verdict.signatures:
-            stamped = sig.timestamp_time
-            if stamped is not None and case.judged_at - stamped > timedelta(days=limit):
-                yield Finding(self.code, f"time-stamp {stamped.isoformat()} is older than "
-                                         f"{limit} days ({workflow.id})")
-                return
+    require_qscd: bool = True
+    """Also SIG-NOT-QUALIFIED when the signer's key is not on a QSCD."""
 
+    accept_eseals: bool = False
+    """A qualified e-seal (an organisation signing) counts as a qualified signature."""
 
-def _policy(case: Case, key: str, default: bool) -> bool:
-    """The workflow's value of ``key``, else ``[signing]``'s, else ``default``."""
-    value = getattr(case.workflow, key, None) if case.workflow is not None else None
-    if value is None:
-        value = getattr(case.signing, key, default) if case.signing is not None else default
-    return bool(value)
+    require_timestamp: bool = True
+    """TS-MISSING when a signature carries no signature time-stamp."""
+
+    require_qualified_timestamp: bool = True
+    """TS-NOT-QUALIFIED unless the time-stamp's TSA is a qualified service."""
+
+    max_age_days: int = 90
+    """SIG-TOO-OLD when the time-stamp is older than this many days at judgement."""
 
 
-def _overridden(case: Case, keys: tuple[str, ...]) -> bool:
-    """Whether the workflow sets any of ``keys`` differently from what the verifier applied."""
+def policy_of(case: Case) -> Policy:
+    """The workflow's value of each policy key, else ``[signing]``'s, else the default."""
+    defaults = Policy()
+    base = case.signing
     workflow = case.workflow
-    if workflow is None or case.signing is None:
-        return False
-    return any(
-        getattr(workflow, k, None) is not None
-        and getattr(workflow, k) != getattr(case.signing, k, None)
-        for k in keys
-    ) or bool(getattr(workflow, "accept_eseals", False))
+
+    def pick(key: str) -> object:
+        value = getattr(workflow, key, None) if workflow is not None else None
+        if value is None and base is not None:
+            value = getattr(base, key, None)
+        return getattr(defaults, key) if value is None else value
+
+    return Policy(
+        require_qualified=bool(pick("require_qualified")),
+        require_qscd=bool(pick("require_qscd")),
+        accept_eseals=bool(getattr(workflow, "accept_eseals", False)),
+        require_timestamp=bool(pick("require_timestamp")),
+        require_qualified_timestamp=bool(pick("require_qualified_timestamp")),
+        max_age_days=int(pick("max_age_days")),  # type: ignore[call-overload]
+    )
+
+
+def signer_problems(q: Qualification | None, policy: Policy) -> list[str]:
+    """Why a signer with qualification ``q`` is no qualified signature under ``policy``."""
+    if not policy.require_qualified:
+        return []
+    if q is None:
+        return ["the signer's certificate cannot be judged"]
+    if q.stale_list is not None:
+        return [f"{q.stale_list}; qualified status cannot be established"]
+    if not q.qualified:
+        return ["the signer's certificate is not a qualified certificate"
+                + (f" ({'; '.join(q.reasons)})" if q.reasons else "")]
+    allowed = ("esign", "eseal") if policy.accept_eseals else ("esign",)
+    problems = []
+    if q.qc_type not in allowed:
+        what = {"eseal": "electronic seals", "web": "website authentication"}.get(
+            q.qc_type or "", str(q.qc_type))
+        problems.append(f"the certificate is qualified for {what}, not for e-signatures"
+                        + ("" if policy.accept_eseals else " (this procedure accepts no e-seals)"))
+    if policy.require_qscd and not q.qscd:
+        problems.append("the signer's key is not on a qualified signature creation device")
+    return problems
 
 
 @dataclass(frozen=True)
-class NotQualified(VerdictRule):
-    """SIG-NOT-QUALIFIED under the workflow's policy (SPEC sections 3 and 8).
+class PolicyRule(VerdictRule):
+    """A code computed here from each signature's facts and the case's :class:`Policy`.
 
-    The verifier applies ``[signing]`` and accepts no e-seals; a workflow that
-    overrides ``require_qualified`` or ``require_qscd``, or accepts qualified
-    e-seals, is judged here from each signature's qualification facts.
+    A signature that could not be validated at all (``validated`` false) is only
+    ``SIG-INVALID``; no policy applies to it.
     """
 
-    KEYS = ("require_qualified", "require_qscd")
-
     def check(self, case: Case) -> Iterable[Finding]:
-        if not _overridden(case, self.KEYS):
-            yield from super().check(case)
-            return
-        from signing.trust.qualification import signer_problems
-
+        policy = policy_of(case)
+        reasons: list[str] = []
         for sig in case.verdict.signatures:
-            if "SIG-INVALID" in sig.codes:
-                # A broken signature keeps the verifier's judgement.
-                if self.code in sig.codes:
-                    yield Finding(self.code, "; ".join(sig.notes)[:500])
-                    return
-                continue
-            problems = signer_problems(
-                getattr(sig, "qualification", None),
-                require_qualified=_policy(case, "require_qualified", True),
-                require_qscd=_policy(case, "require_qscd", True),
-                accept_eseals=bool(getattr(case.workflow, "accept_eseals", False)),
-            )
-            if problems:
-                yield Finding(self.code, "; ".join(problems)[:500])
-                return
+            if getattr(sig, "validated", True):
+                reasons.extend(self.reasons(sig, policy, case))
+        if reasons:
+            yield Finding(self.code, "; ".join(dict.fromkeys(reasons))[:500])
+
+    def reasons(self, sig: SignatureStatus, policy: Policy, case: Case) -> Iterator[str]:
+        """Why ``sig`` raises this code under ``policy`` (nothing: it does not)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
-class TimestampNotQualified(VerdictRule):
-    """TS-NOT-QUALIFIED under the workflow's ``require_qualified_timestamp``."""
+class NotQualified(PolicyRule):
+    """SIG-NOT-QUALIFIED: qualified certificate (for e-signatures, or e-seals where the
+    workflow accepts them) and QSCD, from ``qualification`` (SPEC sections 3 and 8)."""
 
-    KEYS = ("require_qualified_timestamp",)
-
-    def check(self, case: Case) -> Iterable[Finding]:
-        if case.workflow is None or case.signing is None or case.workflow.require_qualified_timestamp in (None, case.signing.require_qualified_timestamp):
-            yield from super().check(case)
-            return
-        if not case.workflow.require_qualified_timestamp:
-            return
-        for sig in case.verdict.signatures:
-            ts = getattr(sig, "timestamp_qualification", None)
-            if ts is not None and not ts.qualified:
-                yield Finding(self.code, "; ".join(ts.reasons)[:500])
-                return
+    def reasons(self, sig: SignatureStatus, policy: Policy, case: Case) -> Iterator[str]:
+        yield from signer_problems(sig.qualification, policy)
 
 
 @dataclass(frozen=True)
-class TimestampMissing(VerdictRule):
-    """TS-MISSING under the workflow's ``require_timestamp``."""
+class TimestampMissing(PolicyRule):
+    """TS-MISSING: no signature time-stamp (``timestamp_present``) where one is required."""
 
-    def check(self, case: Case) -> Iterable[Finding]:
-        if case.workflow is None or case.signing is None or case.workflow.require_timestamp in (None, case.signing.require_timestamp):
-            yield from super().check(case)
+    def reasons(self, sig: SignatureStatus, policy: Policy, case: Case) -> Iterator[str]:
+        if policy.require_timestamp and not sig.timestamp_present:
+            yield "the signature carries no signature time-stamp"
+
+
+@dataclass(frozen=True)
+class TimestampNotQualified(PolicyRule):
+    """TS-NOT-QUALIFIED: a valid, trusted time-stamp whose TSA is no qualified service
+    (``timestamp_qualification``) where a qualified one is required."""
+
+    def reasons(self, sig: SignatureStatus, policy: Policy, case: Case) -> Iterator[str]:
+        ts = sig.timestamp_qualification
+        if policy.require_qualified_timestamp and ts is not None and not ts.qualified:
+            yield from ts.reasons or ("the time-stamp is not from a qualified service",)
+
+
+@dataclass(frozen=True)
+class TooOld(PolicyRule):
+    """SIG-TOO-OLD: a valid time-stamp (``timestamp_time``) older than ``max_age_days``
+    at the time the case is judged (``Case.judged_at``; not judged without it)."""
+
+    def reasons(self, sig: SignatureStatus, policy: Policy, case: Case) -> Iterator[str]:
+        stamped = sig.timestamp_time
+        if (case.judged_at is None or stamped is None or not sig.timestamp_valid
+                or case.judged_at - stamped <= timedelta(days=policy.max_age_days)):
             return
-        if not case.workflow.require_timestamp:
-            return
-        for sig in case.verdict.signatures:
-            if not sig.timestamp_present:
-                yield Finding(self.code, "the signature carries no signature time-stamp")
-                return
+        where = f" ({case.workflow.id})" if case.workflow is not None else ""
+        yield (f"the time-stamp {stamped.isoformat()} is older than "
+               f"{policy.max_age_days} days{where}")
 
 
 RULES = (

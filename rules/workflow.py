@@ -107,6 +107,9 @@ class SigningDefaults(Protocol):
     @property
     def require_qualified_timestamp(self) -> bool: ...
 
+    @property
+    def max_age_days(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class WorkflowConfig:

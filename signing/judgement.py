@@ -6,13 +6,16 @@ the DER rule for signed attributes, the signer's chain (revoked, expired,
 revocation unknown, untrusted), the signer's qualification and the signature
 time-stamp. The functions add SPEC codes and notes to the sets they are given
 and return the :class:`~signing.status.SignatureStatus` fields they decide.
+The codes that depend on a workflow's policy (``SIG-NOT-QUALIFIED``,
+``TS-MISSING``, ``TS-NOT-QUALIFIED``, ``SIG-TOO-OLD``) are not given here:
+:mod:`rules.signature` computes them from the facts returned.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol, TypedDict
 
 from asn1crypto import cms, core
@@ -37,7 +40,6 @@ from signing.trust.qualification import (
     TimestampQualification,
     judge_signer,
     judge_timestamp,
-    signer_problems,
 )
 
 # Trust problems meaning "the certificate was not valid at the validation time".
@@ -281,6 +283,7 @@ def broken(field_name: str | None, note: str, *, kind: Kind = "pades") -> Signat
         covered_bytes=None,
         codes=("SIG-INVALID",),
         notes=(note,),
+        validated=False,
     )
 
 
@@ -403,16 +406,7 @@ def judge_signer_and_timestamp(
     stamped = ts.timestamp if ts is not None else ts_time
     moment = stamped if stamped is not None and stamped <= now else now
     qualification = _qualification(trust, status, moment, notes)
-    problems = signer_problems(
-        qualification,
-        require_qualified=trust.settings.require_qualified,
-        require_qscd=trust.settings.require_qscd,
-        accept_eseals=False,
-    )
-    if problems:
-        codes.add("SIG-NOT-QUALIFIED")
-        notes.extend(problems)
-    timestamp = judge_timestamp_status(trust, ts, ts_time, moment, codes, notes, now)
+    timestamp = judge_timestamp_status(trust, ts, ts_time, moment, codes, notes)
     return SignerFields(
         qualification=qualification,
         intact=bool(status.intact),
@@ -430,28 +424,27 @@ def judge_signer_and_timestamp(
 
 def judge_timestamp_status(
     trust: TrustContext, ts: TimestampFacts | None, ts_time: datetime | None, moment: datetime,
-    codes: set[str], notes: list[str], now: datetime,
+    codes: set[str], notes: list[str],
 ) -> TimestampFields:
     """Judge one time-stamp as a signature time-stamp is judged.
 
     ``ts`` is pyHanko's status of the token (``None`` when there is none or
     it could not be validated; ``ts_time`` then tells whether one was
     there), ``moment`` the time the TSA's qualification is judged at. Adds
-    the ``TS-*`` (and ``SIG-TOO-OLD``) codes to ``codes`` and returns the
+    ``TS-INVALID`` and ``TS-UNTRUSTED`` to ``codes`` and returns the
     ``timestamp_*`` fields of :class:`~signing.status.SignatureStatus`. Also
     used for the time-stamps over a whole file (``.tsd``, ``.m7m``, ``.tsr``).
+    Whether a time-stamp is required, must be qualified or is too old is
+    policy, judged in :mod:`rules.signature` from these facts.
     """
     ts_present = ts is not None or ts_time is not None
     ts_valid = bool(ts is not None and ts.intact and ts.valid)
     ts_trusted = bool(ts is not None and ts.trusted)
-    _judge_timestamp(trust, ts, ts_present, ts_valid, ts_trusted, codes, notes, now)
+    _judge_timestamp(ts, ts_present, ts_valid, ts_trusted, codes, notes)
     ts_qualification = None
     if ts is not None and ts_valid and ts_trusted:
         ts_qualification = judge_timestamp(
             getattr(ts, "validation_path", None), moment, trust.root_digests, trust.snapshot())
-        if trust.settings.require_qualified_timestamp and not ts_qualification.qualified:
-            codes.add("TS-NOT-QUALIFIED")
-            notes.extend(ts_qualification.reasons)
     return TimestampFields(
         timestamp_qualification=ts_qualification,
         timestamp_present=ts_present,
@@ -462,20 +455,14 @@ def judge_timestamp_status(
 
 
 def _judge_timestamp(
-    trust: TrustContext,
     ts: TimestampFacts | None,
     present: bool,
     valid: bool,
     trusted: bool,
     codes: set[str],
     notes: list[str],
-    now: datetime,
 ) -> None:
-    settings = trust.settings
     if not present:
-        if settings.require_timestamp:
-            codes.add("TS-MISSING")
-            notes.append("the signature carries no signature time-stamp")
         return
     if ts is None or not valid:
         codes.add("TS-INVALID")
@@ -486,10 +473,4 @@ def _judge_timestamp(
         notes.append(
             "the time-stamp authority is not trusted "
             f"({getattr(ts.trust_problem_indic, 'name', ts.trust_problem_indic)})"
-        )
-    if ts.timestamp is not None and now - ts.timestamp > timedelta(days=settings.max_age_days):
-        codes.add("SIG-TOO-OLD")
-        notes.append(
-            f"the time-stamp {ts.timestamp.isoformat()} is older than "
-            f"{settings.max_age_days} days"
         )

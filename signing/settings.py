@@ -11,22 +11,16 @@ from signing.trust.trustlists import TrustSettings
 
 @dataclass(frozen=True)
 class VerifierSettings:
-    """The ``[signing]`` configuration, as plain values."""
+    """The ``[signing]`` configuration a verifier needs, as plain values.
+
+    The signature policy (``require_qualified``, ``require_qscd``,
+    ``require_timestamp``, ``require_qualified_timestamp``, ``max_age_days``)
+    is not here: it is applied by :mod:`rules.signature` to the facts the
+    verifier returns, with each workflow's overrides.
+    """
 
     trust_roots: tuple[Path, ...]
     """PEM/DER certificate files or directories of them: the only trust anchors."""
-
-    require_timestamp: bool = True
-    """Raise ``TS-MISSING`` when a signature has no signature time-stamp."""
-
-    require_qualified: bool = True
-    """Raise ``SIG-NOT-QUALIFIED`` unless the signer's certificate is qualified for e-signatures."""
-
-    require_qscd: bool = True
-    """Also raise ``SIG-NOT-QUALIFIED`` when the signer's key is not on a QSCD."""
-
-    require_qualified_timestamp: bool = True
-    """Raise ``TS-NOT-QUALIFIED`` unless the time-stamp is from a qualified service."""
 
     trust: TrustSettings | None = None
     """The EU trusted lists (``[trust]``); ``None``: only ``trust_roots`` anchor chains."""
@@ -37,9 +31,6 @@ class VerifierSettings:
 
     revocation: Literal["hard-fail", "soft-fail", "off"] = "soft-fail"
     """How to treat unknown revocation status: untrusted, accept with a note, or skip."""
-
-    max_age_days: int = 90
-    """Raise ``SIG-TOO-OLD`` when the time-stamp is older than this."""
 
     allow_fetching: bool = True
     """Fetch OCSP responses and CRLs named in certificates whose chain reaches an anchor."""

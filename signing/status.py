@@ -5,6 +5,12 @@ Every verifier (:class:`signing.verifier.InProcessVerifier`, and
 answers with these types and raises only :class:`UnreadableInput`. They hold
 facts (``intact``, ``valid``, ``trusted``, times, identities, qualification)
 and the SPEC codes computed from them where verification computes them today.
+The codes that depend on a workflow's signature policy (``SIG-NOT-QUALIFIED``,
+``TS-MISSING``, ``TS-NOT-QUALIFIED``, ``SIG-TOO-OLD``) are never among them:
+:mod:`rules.signature` computes them from :attr:`SignatureStatus.validated`,
+``qualification`` (qualified, QcType e-sign / e-seal / web, QSCD, reasons),
+``timestamp_present``, ``timestamp_valid``, ``timestamp_qualification`` and
+``timestamp_time``.
 """
 
 from __future__ import annotations
@@ -117,16 +123,19 @@ class SignatureStatus:
     """The signing time the signer claims (signed attribute or ``/M``); not proof."""
 
     timestamp_present: bool
-    """A signature time-stamp token is attached to the signature."""
+    """A signature time-stamp token is attached to the signature (or, for a PDF, a document
+    time-stamp or a time-stamp over the whole file stands in for it). Without one the
+    signature has no proof of its time (``TS-MISSING`` where the policy requires one)."""
 
     timestamp_valid: bool
-    """The time-stamp token is intact, its signature verifies and its imprint matches."""
+    """The time-stamp token is intact, its signature verifies and its imprint matches
+    (only then is ``timestamp_time`` proof of the time, and the age limit judged from it)."""
 
     timestamp_trusted: bool
     """The time-stamp authority's chain reaches a configured anchor."""
 
     timestamp_time: datetime | None
-    """The time the time-stamp token asserts (``genTime``)."""
+    """The time the time-stamp token asserts (``genTime``); ``SIG-TOO-OLD`` is judged from it."""
 
     modified_after: bool
     """A later revision changed form data, pages or annotations after this signature."""
@@ -135,16 +144,26 @@ class SignatureStatus:
     """End of the ByteRange: the PDF prefix this signature covers (``None`` for CMS)."""
 
     codes: tuple[str, ...]
-    """The SPEC rule codes (``SIG-*``, ``TS-*``) raised by this signature, sorted."""
+    """The policy-free SPEC codes (``SIG-INVALID``, ``SIG-MODIFIED``, ``SIG-UNTRUSTED``,
+    ``SIG-CERT-*``, ``SIG-REVOCATION-UNKNOWN``, ``TS-INVALID``, ``TS-UNTRUSTED``) this
+    signature raised, sorted; the policy's codes are :mod:`rules.signature`'s."""
 
     notes: tuple[str, ...]
     """Human-readable reasons for logs and staff."""
 
     qualification: Qualification | None = None
-    """The signer certificate's qualified status at the signing time (``None``: not judged)."""
+    """The signer certificate's qualified status at the signing time (the time-stamp's time,
+    else the verification time): whether it is qualified, for e-signatures, e-seals or
+    websites (``qc_type``), on a QSCD (``qscd``), a stale list, and the reasons.
+    ``None``: it could not be judged (no readable signer certificate)."""
 
     timestamp_qualification: TimestampQualification | None = None
-    """Whether the signature time-stamp is from a qualified service (``None``: no time-stamp)."""
+    """Whether the signature time-stamp's TSA is a qualified service at its time, and why
+    (``None``: no time-stamp, or one that is not valid and trusted, so not judged)."""
+
+    validated: bool = True
+    """The signature could be validated at all (``False``: it is broken beyond reading, only
+    ``SIG-INVALID`` is said of it and no policy applies to its other facts)."""
 
     report_xml: str | None = field(default=None, repr=False)
     """pyHanko's ETSI TS 119 102-2 validation report of this signature (PAdES only)."""
@@ -241,7 +260,9 @@ class FileTimestamp:
     """Whether the TSA is a qualified service (``None``: not judged, token not valid)."""
 
     codes: tuple[str, ...]
-    """The codes a signature time-stamp with these facts raises (``TS-*``), sorted."""
+    """The policy-free codes of this time-stamp (``TS-INVALID``, ``TS-UNTRUSTED``), sorted;
+    ``TS-NOT-QUALIFIED`` and ``SIG-TOO-OLD`` are judged by rules from ``qualification`` and
+    ``time``."""
 
     notes: tuple[str, ...]
     """Human-readable reasons."""

@@ -1,10 +1,11 @@
-"""SIG-NOT-QUALIFIED, TS-NOT-QUALIFIED and TS-MISSING under a workflow's own policy.
+"""SIG-NOT-QUALIFIED, TS-NOT-QUALIFIED, TS-MISSING and SIG-TOO-OLD from facts and policy.
 
-The verifier applies ``[signing]``; a workflow that overrides
-``require_qualified``, ``require_qscd``, ``require_qualified_timestamp`` or
-``require_timestamp``, or accepts qualified e-seals, is judged by the rules
-from the signature's qualification facts. Also the QcStatements judgement of
-anchors under ``signing.trust_roots`` and the scheduled refresh.
+The verifier returns facts only (qualification, QSCD, QcType, the time-stamp,
+its TSA's qualification, its time); the rules compute these four codes from
+them under the workflow's policy (its overrides of ``require_qualified``,
+``require_qscd``, ``require_qualified_timestamp``, ``require_timestamp``,
+``max_age_days``, ``accept_eseals``, else ``[signing]``). Also the QcStatements
+judgement of anchors under ``signing.trust_roots`` and the scheduled refresh.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from intake.config import SigningConfig, TrustConfig, parse_config
 from intake.trust import refresh_if_due
 from rules import judge
 from signing.qc import QC_STATEMENTS_OID, qc_info
+from signing.status import FormVerdict
 from signing.trust.qualification import Qualification, TimestampQualification, from_qc_statements
 from tests.fixtures.trustlist import TrustPki, _qc_statements, build_lists
-from tests.test_rules import EA, SP, good, signature, verdict
+from rules.signature import Policy, policy_of
+from tests.test_rules import EA, JUDGED_AT, QTST, QUALIFIED, SP, good, signature, verdict
 
 SIGNING = SigningConfig()
 ESEAL = Qualification(source="trusted-list", qualified=True, qc_type="eseal", qscd=True,
@@ -34,8 +37,9 @@ NO_QSCD = Qualification(source="trusted-list", qualified=True, qc_type="esign", 
 NOT_QTST = TimestampQualification(False, "none", reasons=("no QTST",))
 
 
-def case_with(wf: object, codes: tuple[str, ...], *, qualification: Qualification | None = None,
-              ts: TimestampQualification | None = None, timestamp: bool = True) -> object:
+def case_with(wf: object, codes: tuple[str, ...], *,
+              qualification: Qualification | None = QUALIFIED,
+              ts: TimestampQualification | None = QTST, timestamp: bool = True) -> object:
     sig = replace(signature(*codes), qualification=qualification, timestamp_qualification=ts,
                   timestamp_present=timestamp)
     form = replace(verdict(*codes), signatures=(sig,))
@@ -76,6 +80,57 @@ def test_a_workflow_may_waive_the_time_stamp() -> None:
     assert judge(case_with(lenient, ("TS-MISSING",), timestamp=False)).codes == ()  # type: ignore[arg-type]
     assert judge(case_with(EA, ("TS-MISSING",), timestamp=False)).codes == (  # type: ignore[arg-type]
         "TS-MISSING",)
+
+
+def test_the_policy_is_the_workflow_s_else_signing_s_else_the_default() -> None:
+    assert policy_of(replace(good(), signing=None, workflow=None)) == Policy()
+    signing = replace(SIGNING, require_timestamp=False, max_age_days=30)
+    assert policy_of(good(EA, signing=signing)) == Policy(require_timestamp=False,
+                                                          max_age_days=30)
+    lenient = replace(EA, require_timestamp=True, max_age_days=365, require_qscd=False)
+    assert policy_of(good(lenient, signing=signing)) == Policy(require_qscd=False,
+                                                               max_age_days=365)
+    assert policy_of(good(SP)).accept_eseals
+
+
+def test_the_signing_defaults_decide_where_the_workflow_says_nothing() -> None:
+    no_ts = case_with(EA, ("TS-MISSING",), timestamp=False)
+    assert judge(no_ts).codes == ("TS-MISSING",)  # type: ignore[arg-type]
+    waived = replace(no_ts, signing=replace(SIGNING, require_timestamp=False))  # type: ignore[type-var]
+    assert judge(waived).codes == ()  # type: ignore[arg-type]
+    unqualified = case_with(EA, ("SIG-NOT-QUALIFIED",), qualification=None)
+    assert judge(unqualified).codes == ("SIG-NOT-QUALIFIED",)  # type: ignore[arg-type]
+    waived = replace(unqualified, signing=replace(SIGNING, require_qualified=False))  # type: ignore[type-var]
+    assert judge(waived).codes == ()  # type: ignore[arg-type]
+
+
+def test_a_signature_that_could_not_be_validated_is_only_sig_invalid() -> None:
+    broken = replace(signature("SIG-INVALID"), validated=False, qualification=None,
+                     timestamp_present=False, timestamp_qualification=None)
+    case = good(verdict=replace(verdict("SIG-INVALID"), signatures=(broken,)), signing=SIGNING)
+    assert judge(case).codes == ("SIG-INVALID",)
+    # Validated but without a readable signer certificate: not qualified, as before.
+    unreadable = replace(broken, validated=True)
+    case = good(verdict=replace(verdict("SIG-INVALID"), signatures=(unreadable,)),
+                signing=SIGNING)
+    assert judge(case).codes == ("SIG-INVALID", "SIG-NOT-QUALIFIED", "TS-MISSING")
+
+
+def test_sig_too_old_is_judged_from_a_valid_time_stamp_at_the_judgement_time() -> None:
+    old = replace(signature(), timestamp_time=JUDGED_AT - timedelta(days=91))
+    case = good(verdict=replace(verdict(), signatures=(old,)), signing=SIGNING)
+    assert judge(case).codes == ("SIG-TOO-OLD",)
+    assert judge(replace(case, judged_at=JUDGED_AT - timedelta(days=2))).codes == ()
+    assert judge(replace(case, judged_at=None)).codes == ()  # no "now": not judged
+    broken_ts = replace(old, timestamp_valid=False, codes=("TS-INVALID",))
+    case = good(verdict=FormVerdict(signatures=(broken_ts,), codes=("TS-INVALID",), signer=None))
+    assert judge(case).codes == ("TS-INVALID",)  # an invalid token proves no time
+
+
+def test_ts_not_qualified_needs_a_judged_time_stamp() -> None:
+    # No qualification fact (no valid, trusted token): TS-INVALID/-UNTRUSTED say it, not this.
+    case = case_with(EA, (), ts=None)
+    assert judge(case).codes == ()  # type: ignore[arg-type]
 
 
 def test_workflow_overrides_are_read_from_config(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from rules import Case, Finding, OrganisationRecord, all_rules, judge
 from rules.workflow import WorkflowConfig
 from signing.csr import CsrReport
 from signing.status import FormVerdict, SignatureStatus
+from signing.trust.qualification import Qualification, TimestampQualification
 from tests.shared import SPEC
 
 WORKFLOWS = {w.id: w for w in default_workflows()}
@@ -51,22 +52,39 @@ ORGANISATION = OrganisationRecord(reg_no=REG_NO, name="SIA Ērgļu Māja", test_
                                   agreement_received=True, representatives=(SIGNER,))
 
 
+#: The policy's codes: signing gives the facts, the rules compute these.
+POLICY_CODES = {"SIG-NOT-QUALIFIED", "TS-MISSING", "TS-NOT-QUALIFIED", "SIG-TOO-OLD"}
+#: When the hand-built cases are judged.
+JUDGED_AT = datetime(2026, 1, 6, tzinfo=UTC)
+QUALIFIED = Qualification(source="trust-roots", qualified=True, qc_type="esign", qscd=True)
+NOT_QUALIFIED = Qualification(source="trust-roots", qualified=False, qc_type=None, qscd=False,
+                              reasons=("no QcCompliance",))
+QTST = TimestampQualification(True, "trust-roots")
+NO_QTST = TimestampQualification(False, "none", reasons=("the TSA is on no trusted list",))
+
+
 def signature(*codes: str, notes: tuple[str, ...] = ()) -> SignatureStatus:
-    """One PAdES signature status raising ``codes``."""
+    """One PAdES signature status whose facts raise ``codes`` (the policy's from facts)."""
+    stamped = datetime(2025, 1, 5, tzinfo=UTC) if "SIG-TOO-OLD" in codes else \
+        datetime(2026, 1, 5, tzinfo=UTC)
+    given = tuple(sorted(set(codes) - POLICY_CODES))
     return SignatureStatus(
         field_name="Signature1", kind="pades", intact="SIG-INVALID" not in codes,
         valid="SIG-INVALID" not in codes, trusted=not codes, signer=None,
         signing_time=datetime(2026, 1, 5, tzinfo=UTC), timestamp_present="TS-MISSING" not in codes,
         timestamp_valid=True, timestamp_trusted=True,
-        timestamp_time=datetime(2026, 1, 5, tzinfo=UTC), modified_after="SIG-MODIFIED" in codes,
-        covered_bytes=1000, codes=tuple(sorted(codes)), notes=notes or tuple(f"{c}!" for c in codes),
+        timestamp_time=stamped, modified_after="SIG-MODIFIED" in codes,
+        covered_bytes=1000, codes=given, notes=notes or tuple(f"{c}!" for c in given),
+        qualification=NOT_QUALIFIED if "SIG-NOT-QUALIFIED" in codes else QUALIFIED,
+        timestamp_qualification=NO_QTST if "TS-NOT-QUALIFIED" in codes else QTST,
     )
 
 
 def verdict(*codes: str) -> FormVerdict:
     if codes == ("SIG-MISSING",):
         return FormVerdict(signatures=(), codes=codes, signer=None)
-    return FormVerdict(signatures=(signature(*codes),), codes=tuple(sorted(codes)), signer=None)
+    return FormVerdict(signatures=(signature(*codes),),
+                       codes=tuple(sorted(set(codes) - POLICY_CODES)), signer=None)
 
 
 def csr_report(*codes: str) -> CsrReport:
@@ -82,7 +100,7 @@ def good(wf: WorkflowConfig = EA, **changes: Any) -> Case:
     case = Case(
         workflow=wf, form_present=True, fields=dict(fields), verdict=verdict(),
         csr=csr_report() if "csr" in wf.requires else None, signer_code=SIGNER,
-        organisation=ORGANISATION,
+        organisation=ORGANISATION, judged_at=JUDGED_AT,
     )
     return replace(case, **changes)
 
@@ -362,6 +380,5 @@ def test_workflow_max_age_days_overrides_the_global_verdict() -> None:
     """A procedure allowing a year accepts a form the global limit refused."""
     lenient = replace(EA, max_age_days=365)
     case = _stamped(120)
-    old = FormVerdict(signatures=case.verdict.signatures, codes=("SIG-TOO-OLD",), signer=None)
-    assert "SIG-TOO-OLD" in judge(replace(case, verdict=old)).codes  # no workflow limit
-    assert "SIG-TOO-OLD" not in judge(replace(case, verdict=old, workflow=lenient)).codes
+    assert "SIG-TOO-OLD" in judge(case).codes  # no workflow limit: [signing]'s 90 days
+    assert "SIG-TOO-OLD" not in judge(replace(case, workflow=lenient)).codes

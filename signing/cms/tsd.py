@@ -320,7 +320,7 @@ async def judge_file_timestamp(
             await fetching.close()
     moment = gen_time if gen_time is not None and gen_time <= now else now
     # A token that cannot be validated at all is still "present": TS-INVALID.
-    facts = judge_timestamp_status(trust, status, gen_time or now, moment, codes, notes, now)
+    facts = judge_timestamp_status(trust, status, gen_time or now, moment, codes, notes)
     tsa = identity(status.signing_cert if status is not None else None, notes)
     return FileTimestamp(
         source=source,

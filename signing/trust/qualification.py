@@ -14,8 +14,8 @@ Two sources, as SPEC section 8 says:
   granted at the time-stamp's time. A stale list judges nothing (fail closed).
 
 The results are facts (:class:`Qualification`, :class:`TimestampQualification`);
-:func:`signer_problems` applies a policy (require qualified, QSCD, accept
-e-seals) to them, for the verifier's defaults and the workflow rules alike.
+the policy (require qualified, QSCD, accept e-seals) is applied to them in
+:mod:`rules.signature`.
 """
 
 from __future__ import annotations
@@ -89,30 +89,6 @@ class TimestampQualification:
     def to_record(self) -> dict[str, Any]:
         return {"qualified": self.qualified, "source": self.source, "service": self.service,
                 "reasons": list(self.reasons)}
-
-
-def signer_problems(q: Qualification | None, *, require_qualified: bool, require_qscd: bool,
-                    accept_eseals: bool) -> list[str]:
-    """Why ``q`` is not a qualified signature under this policy (empty: it is)."""
-    if not require_qualified:
-        return []
-    if q is None:
-        return ["the signer's certificate cannot be judged"]
-    if q.stale_list is not None:
-        return [f"{q.stale_list}; qualified status cannot be established"]
-    if not q.qualified:
-        return ["the signer's certificate is not a qualified certificate"
-                + (f" ({'; '.join(q.reasons)})" if q.reasons else "")]
-    allowed = ("esign", "eseal") if accept_eseals else ("esign",)
-    problems = []
-    if q.qc_type not in allowed:
-        what = {"eseal": "electronic seals", "web": "website authentication"}.get(
-            q.qc_type or "", str(q.qc_type))
-        problems.append(f"the certificate is qualified for {what}, not for e-signatures"
-                        + ("" if accept_eseals else " (this procedure accepts no e-seals)"))
-    if require_qscd and not q.qscd:
-        problems.append("the signer's key is not on a qualified signature creation device")
-    return problems
 
 
 # -- QcStatements --------------------------------------------------------------------------
