@@ -191,16 +191,18 @@ def test_altered_econtent_is_an_invalid_signature(pki: PkiFixture, form: bytes) 
 
 
 def test_signature_without_timestamp_has_no_timestamp(pki: PkiFixture, form: bytes) -> None:
+    # The fact; TS-MISSING is the rules' (tests/test_qualification_rules.py).
     signed = judge(pki, enveloping(pki, form, timestamp=False))
-    assert signed.verdict.codes == ("TS-MISSING",)
+    assert signed.verdict.codes == ()
     assert not signed.levels[0].verdict.signatures[0].timestamp_present
-    assert judge(pki, enveloping(pki, form, timestamp=False), require_timestamp=False).verdict.ok
 
 
 def test_non_qualified_and_untrusted_signers(pki: PkiFixture, form: bytes) -> None:
-    assert judge(pki, enveloping(pki, form, "nonqualified")).verdict.codes == (
-        "SIG-NOT-QUALIFIED",)
-    untrusted = judge(pki, enveloping(pki, form, "untrusted"), require_qualified=False)
+    nonqualified = judge(pki, enveloping(pki, form, "nonqualified")).verdict
+    assert nonqualified.codes == ()
+    (sig,) = nonqualified.signatures
+    assert sig.trusted and sig.qualification is not None and not sig.qualification.qualified
+    untrusted = judge(pki, enveloping(pki, form, "untrusted"))
     assert untrusted.verdict.codes == ("SIG-UNTRUSTED",)
 
 
@@ -215,8 +217,10 @@ def test_nested_p7m_judges_every_level(pki: PkiFixture, form: bytes) -> None:
     assert [level.depth for level in signed.levels] == [1, 2]
     assert [level.encoding for level in signed.levels] == ["base64", "der"]
     assert signed.levels[0].verdict.codes == ()
-    assert signed.levels[1].verdict.codes == ("SIG-NOT-QUALIFIED",)
-    assert signed.verdict.codes == ("SIG-NOT-QUALIFIED",)
+    assert signed.levels[1].verdict.codes == ()
+    qualified = [(s.qualification is not None and s.qualification.qualified)
+                 for s in signed.verdict.signatures]
+    assert qualified == [False, True]  # the inner (nonqualified) signer first
     # Signing order: the inner signer first; the outermost signer is "the" signer.
     assert [s.field_name for s in signed.verdict.signatures] == ["level 2 of 2", "level 1 of 2"]
     assert signed.verdict.signer is not None
@@ -235,7 +239,7 @@ def test_nesting_is_bounded(pki: PkiFixture, form: bytes) -> None:
     data = form
     for _ in range(MAX_DEPTH):
         data = enveloping(pki, data, timestamp=False)
-    assert len(judge(pki, data, require_timestamp=False).levels) == MAX_DEPTH
+    assert len(judge(pki, data).levels) == MAX_DEPTH
     with pytest.raises(UnreadableInput, match="nested deeper"):
         judge(pki, enveloping(pki, data, timestamp=False))
 
@@ -344,9 +348,12 @@ def test_m7m_bundle_is_read_and_paired(pki: PkiFixture, form: bytes, tmp_path: P
 
 def test_detached_tsr_is_paired_with_its_p7m(pki: PkiFixture, form: bytes) -> None:
     p7m = enveloping(pki, form, timestamp=False)
-    assert judge(pki, p7m).verdict.codes == ("TS-MISSING",)
+    alone = judge(pki, p7m).verdict
+    assert alone.codes == () and not alone.signatures[0].timestamp_present
     paired = judge(pki, p7m, timestamp=tsr_over(pki, p7m))
     assert paired.verdict.codes == ()
+    # The .tsr dates the signer that has no signature time-stamp of its own.
+    assert paired.verdict.signatures[0].timestamp_present
     assert paired.timestamps[0].source == "tsr"
     # A bare token (not a TimeStampResp) is accepted too.
     assert judge(pki, p7m, timestamp=token_over(pki, p7m).dump()).verdict.codes == ()
@@ -407,9 +414,10 @@ def test_openssl_streamed_ber_p7m_is_read(pki: PkiFixture, form: bytes, tmp_path
     assert data[1:2] == b"\x80"  # indefinite length: BER, not DER
     signed = judge(pki, data)
     assert signed.content == form and signed.content_type == "pdf"
-    assert signed.verdict.codes == ("TS-MISSING",)
+    assert signed.verdict.codes == ()
     status = signed.verdict.signatures[0]
     assert status.intact and status.valid and status.trusted
+    assert not status.timestamp_present  # the rules' TS-MISSING
     altered_ber = altered(data, form[:512])
     assert "SIG-INVALID" in judge(pki, altered_ber).verdict.codes
 

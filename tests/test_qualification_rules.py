@@ -22,11 +22,11 @@ from cryptography.x509.oid import NameOID
 from intake.config import SigningConfig, TrustConfig, parse_config
 from intake.trust import refresh_if_due
 from rules import judge
+from rules.signature import Policy, policy_of
 from signing.qc import QC_STATEMENTS_OID, qc_info
 from signing.status import FormVerdict
 from signing.trust.qualification import Qualification, TimestampQualification, from_qc_statements
 from tests.fixtures.trustlist import TrustPki, _qc_statements, build_lists
-from rules.signature import Policy, policy_of
 from tests.test_rules import EA, JUDGED_AT, QTST, QUALIFIED, SP, good, signature, verdict
 
 SIGNING = SigningConfig()

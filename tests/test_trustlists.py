@@ -36,6 +36,7 @@ from signing.trust.trustlists import (
 )
 from signing.verifier import InProcessVerifier
 from tests.fixtures.trustlist import TrustLists, TrustListServer, TrustPki, build_lists
+from tests.judged import signature_codes
 
 CORPUS = Path("/work/shared/corpus/pyhanko")
 if not CORPUS.exists():
@@ -167,10 +168,12 @@ def test_stale_lists_fail_closed(lists: TrustLists, trust_pki: TrustPki, tmp_pat
     verifier = InProcessVerifier(VerifierSettings(trust_roots=(), trust=settings, allow_fetching=False))
     signed = sign_pdf(make_form_pdf({"org_name": "SIA Ērgļi"}), trust_pki.signer("tl-qualified"),
                       timestamper=trust_pki.timestamper("qtst"))
-    (sig,) = verifier.verify_pdf_sync(signed).signatures
-    assert sig.codes == ("SIG-NOT-QUALIFIED", "TS-NOT-QUALIFIED")
-    assert any("the trusted list LV was last verified" in n for n in sig.notes), sig.notes
+    verdict = verifier.verify_pdf_sync(signed)
+    (sig,) = verdict.signatures
+    assert sig.codes == ()
+    assert signature_codes(verdict) == ("SIG-NOT-QUALIFIED", "TS-NOT-QUALIFIED")
     assert sig.qualification is not None and sig.qualification.stale_list
+    assert "the trusted list LV was last verified" in sig.qualification.stale_list
 
 
 def test_past_next_update_is_stale(trust_pki: TrustPki, tmp_path: Path) -> None:
@@ -252,16 +255,25 @@ def test_detached_cms_and_asic_e_are_judged_by_the_lists(refreshed: TrustSetting
     verifier = InProcessVerifier(VerifierSettings(trust_roots=(), trust=refreshed, allow_fetching=False))
     form = make_form_pdf({"org_name": "SIA Ērgļi"})
     p7s = detached_signature(form, trust_pki.signer("tl-noqscd"), trust_pki.timestamper("qtst"))
-    assert verifier.verify_detached_sync(form, p7s).codes == ("SIG-NOT-QUALIFIED",)
+    verdict = verifier.verify_detached_sync(form, p7s)
+    assert verdict.codes == ()
+    q = verdict.signatures[0].qualification
+    assert q is not None and q.qualified and q.qc_type == "esign" and not q.qscd
+    assert signature_codes(verdict) == ("SIG-NOT-QUALIFIED",)
     p7s = detached_signature(form, trust_pki.signer("tl-qualified"),
                              trust_pki.timestamper("tl-plain-tsa"))
-    assert verifier.verify_detached_sync(form, p7s).codes == ("TS-NOT-QUALIFIED",)
+    verdict = verifier.verify_detached_sync(form, p7s)
+    ts = verdict.signatures[0].timestamp_qualification
+    assert ts is not None and not ts.qualified
+    assert signature_codes(verdict) == ("TS-NOT-QUALIFIED",)
     container = make_asice((("pieteikums.pdf", form),), trust_pki.signer("tl-qualified"),
                            timestamper=trust_pki.timestamper("qtst"))
-    assert verifier.verify_asic_sync(container).verdict.codes == ()
+    assert signature_codes(verifier.verify_asic_sync(container).verdict) == ()
     container = make_asice((("pieteikums.pdf", form),), trust_pki.signer("tl-withdrawn"),
                            timestamper=trust_pki.timestamper("qtst"))
-    assert verifier.verify_asic_sync(container).verdict.codes == ("SIG-NOT-QUALIFIED",)
+    verdict = verifier.verify_asic_sync(container).verdict
+    assert verdict.codes == () and not verdict.signatures[0].qualification.qualified
+    assert signature_codes(verdict) == ("SIG-NOT-QUALIFIED",)
 
 
 def test_a_running_verifier_fails_closed_when_its_lists_go_stale(
@@ -271,12 +283,14 @@ def test_a_running_verifier_fails_closed_when_its_lists_go_stale(
                         now=lambda: clock[0])
     signed = sign_pdf(make_form_pdf({"org_name": "SIA Ērgļi"}), trust_pki.signer("tl-qualified"),
                       timestamper=trust_pki.timestamper("qtst"))
-    assert verifier.verify_pdf_sync(signed).codes == ()
+    assert signature_codes(verifier.verify_pdf_sync(signed)) == ()
     # Three hours on, the lists verified two hours ago are stale: nothing is qualified.
     clock[0] += timedelta(hours=3)
-    (sig,) = verifier.verify_pdf_sync(signed).signatures
-    assert "SIG-NOT-QUALIFIED" in sig.codes
-    assert any("trusted list LV" in note for note in sig.notes), sig.notes
+    verdict = verifier.verify_pdf_sync(signed)
+    (sig,) = verdict.signatures
+    assert sig.qualification is not None and sig.qualification.stale_list
+    assert "trusted list LV" in sig.qualification.stale_list
+    assert "SIG-NOT-QUALIFIED" in signature_codes(verdict, judged_at=clock[0])
 
 
 def test_fetch_is_bounded_in_size_and_scheme(lists: TrustLists, tmp_path: Path) -> None:

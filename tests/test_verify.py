@@ -55,20 +55,29 @@ def test_diacritic_signer_name_survives(pki: PkiFixture) -> None:
     assert verdict.signer.surname == "Bērziņš"
 
 
-def test_bb_without_timestamp_is_ts_missing(pki: PkiFixture) -> None:
+def test_bb_without_timestamp_has_no_timestamp(pki: PkiFixture) -> None:
+    # The fact; TS-MISSING is the rules' (tests/test_qualification_rules.py).
     verdict = verify(pki, pki.sign(pki.form_pdf(), timestamp=False))
-    assert verdict.codes == ("TS-MISSING",)
-    assert verify(pki, pki.sign(pki.form_pdf(), timestamp=False), require_timestamp=False).ok
+    assert verdict.codes == ()
+    (sig,) = verdict.signatures
+    assert not sig.timestamp_present and sig.timestamp_time is None
+    assert sig.timestamp_qualification is None
 
 
-def test_nonqualified_is_sig_not_qualified(pki: PkiFixture) -> None:
+def test_nonqualified_signer_is_judged_not_qualified(pki: PkiFixture) -> None:
+    # The fact; SIG-NOT-QUALIFIED is the rules' (tests/test_qualification_rules.py).
     verdict = verify(pki, pki.sign(pki.form_pdf(), "nonqualified"))
-    assert verdict.codes == ("SIG-NOT-QUALIFIED",)
-    assert verdict.signatures[0].trusted
+    assert verdict.codes == ()
+    (sig,) = verdict.signatures
+    assert sig.trusted
+    assert sig.qualification is not None and sig.qualification.source == "trust-roots"
+    assert not sig.qualification.qualified and sig.qualification.qc_type is None
+    good = verify(pki, pki.sign(pki.form_pdf(), "qualified")).signatures[0].qualification
+    assert good is not None and good.qualified and good.qc_type == "esign" and good.qscd
 
 
 def test_untrusted_chain_is_sig_untrusted(pki: PkiFixture) -> None:
-    verdict = verify(pki, pki.sign(pki.form_pdf(), "untrusted"), require_qualified=False)
+    verdict = verify(pki, pki.sign(pki.form_pdf(), "untrusted"))
     assert verdict.codes == ("SIG-UNTRUSTED",)
 
 
@@ -120,14 +129,16 @@ def test_timestamp_over_other_data_is_ts_invalid(pki: PkiFixture) -> None:
     assert verdict.signatures[0].intact and verdict.signatures[0].valid
 
 
-def test_timestamp_older_than_max_age_is_sig_too_old(pki: PkiFixture) -> None:
+def test_timestamp_time_is_reported_for_the_age_limit(pki: PkiFixture) -> None:
+    # The fact; SIG-TOO-OLD is the rules' (tests/test_qualification_rules.py).
+    before = datetime.now(UTC) - timedelta(minutes=1)
     signed = pki.sign(pki.form_pdf())
     later = datetime.now(UTC) + timedelta(days=200)
-    verifier = InProcessVerifier(pki.settings(max_age_days=90), now=lambda: later)
-    verdict = verifier.verify_pdf_sync(signed)
-    assert verdict.codes == ("SIG-TOO-OLD",)
-    # The same file within the allowed age is fine.
-    assert InProcessVerifier(pki.settings(max_age_days=365), now=lambda: later).verify_pdf_sync(signed).ok
+    verdict = InProcessVerifier(pki.settings(), now=lambda: later).verify_pdf_sync(signed)
+    assert verdict.codes == ()
+    (sig,) = verdict.signatures
+    assert sig.timestamp_valid and sig.timestamp_time is not None
+    assert before <= sig.timestamp_time <= datetime.now(UTC)
 
 
 def _fill_field(pdf: bytes, name: str, value: str) -> bytes:
