@@ -29,6 +29,7 @@ from intake.forms.read import read_form_fields
 from intake.mime.types import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 from rules.form import FORM_ID_FIELD
+from rules.signature import policy_codes
 from rules.workflow import Role, WorkflowConfig, field_value
 
 if TYPE_CHECKING:
@@ -290,7 +291,8 @@ class Pipeline:
         return replace(sub, case=replace(sub.case, duplicate_of=original))
 
     def judge(self, sub: Submission) -> Submission:
-        return replace(sub, judgement=judge(sub.case))
+        return replace(sub, judgement=judge(sub.case),
+                       verdict_record=_with_policy_codes(sub.verdict_record, sub.case))
 
 
 def _unreadable(sub: Submission, error: str, *, unopened: bool = False) -> Submission:
@@ -310,6 +312,22 @@ def _verified(sub: Submission, verdict: Any, record: dict[str, Any]) -> Submissi
         ),
         verdict_record=record,
     )
+
+
+def _with_policy_codes(record: dict[str, Any] | None, case: Case) -> dict[str, Any] | None:
+    """The record with each signature's policy codes (``SIG-NOT-QUALIFIED``, ``TS-*``,
+    ``SIG-TOO-OLD``, computed by the rules under the workflow's policy) beside the
+    verifier's, so that ``pasts show`` tells which signature raised them."""
+    if record is None or case.verdict is None:
+        return record
+    sigs = record.get("signatures", [])
+    found = policy_codes(case)
+    if len(found) != len(sigs):
+        return record
+    signatures = [{**one, "codes": sorted({*one["codes"], *codes})}
+                  for one, codes in zip(sigs, found, strict=True)]
+    every = {*record.get("codes", []), *(c for codes in found for c in codes)}
+    return {**record, "signatures": signatures, "codes": sorted(every)}
 
 
 def verdict_to_record(verdict: Any) -> dict[str, Any]:

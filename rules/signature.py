@@ -181,6 +181,21 @@ class TooOld(PolicyRule):
                f"{policy.max_age_days} days{where}")
 
 
+def policy_codes(case: Case) -> tuple[tuple[str, ...], ...]:
+    """For each signature of ``case.verdict``, in order, the policy codes it raises (sorted):
+    what staff see beside the verifier's own codes of that signature (``pasts show``)."""
+    rules = [rule for rule in RULES if isinstance(rule, PolicyRule)]
+    if case.verdict is None or not all(rule.applies(case) for rule in rules):
+        return tuple(() for _ in getattr(case.verdict, "signatures", ()))
+    policy = policy_of(case)
+    return tuple(
+        tuple(sorted(rule.code for rule in rules
+                     if getattr(sig, "validated", True)
+                     and next(iter(rule.reasons(sig, policy, case)), None) is not None))
+        for sig in case.verdict.signatures
+    )
+
+
 RULES = (
     VerdictRule("SIG-MISSING", "The form carries an electronic signature."),
     VerdictRule("SIG-INVALID", "The signature is cryptographically sound."),

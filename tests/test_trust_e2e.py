@@ -9,6 +9,7 @@ carries one defect (or none) and each test reads the reply to its own mail.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -157,6 +158,17 @@ def test_qualified_signer_on_a_qscd_with_a_qualified_time_stamp_is_accepted(
 def test_no_qscd_or_a_withdrawn_service_is_not_qualified(judged: Judged, name: str) -> None:
     assert judged.codes(name) == ["SIG-NOT-QUALIFIED"]
     assert judged.reply(name)["X-Pasts-Status"] == "incomplete"
+
+
+def test_show_tells_which_signature_raised_a_policy_code(judged: Judged) -> None:
+    """The rules compute SIG-NOT-QUALIFIED from the verifier's facts; staff still see it on
+    the signature that raised it, beside the qualification facts."""
+    code, shown = judged.deployment.cli("show", str(judged.reply("no-qscd")["X-Pasts-Reference"]))
+    assert code == 0
+    assert re.search(r"signature 1 \([^)]*\): SIG-NOT-QUALIFIED; time-stamp", shown), shown
+    assert "qualification: qualified (esign, no QSCD)" in shown
+    code, shown = judged.deployment.cli("show", str(judged.reply("qualified")["X-Pasts-Reference"]))
+    assert re.search(r"signature 1 \([^)]*\): ok; time-stamp", shown), shown
 
 
 def test_an_e_seal_counts_only_where_the_workflow_accepts_it(judged: Judged) -> None:
