@@ -88,8 +88,12 @@ def policy_of(case: Case) -> Policy:
         accept_eseals=bool(getattr(workflow, "accept_eseals", False)),
         require_timestamp=bool(pick("require_timestamp")),
         require_qualified_timestamp=bool(pick("require_qualified_timestamp")),
-        max_age_days=int(pick("max_age_days")),  # type: ignore[call-overload]
+        max_age_days=_days(pick("max_age_days"), defaults.max_age_days),
     )
+
+
+def _days(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def signer_problems(q: Qualification | None, policy: Policy) -> list[str]:
