@@ -166,3 +166,14 @@ def test_a_mail_of_many_tiny_parts_is_read_up_to_the_part_bound() -> None:
     mail = parse_message(raw)
     assert len(mail.attachments) == MAX_PARTS - 1  # the multipart itself is one part
     assert any("MIME parts" in d for d in mail.defects)
+
+
+def test_the_ledger_keeps_the_senders_address_not_an_encoded_display_name() -> None:
+    from intake.mime.headers import ledger_headers
+
+    raw = (b"From: =?utf-8?b?SsSBbmlzIELEk3J6acWGxaE=?= <janis@ergli.example>\r\n"
+           b"Subject: x\r\nMessage-ID: <a@b>\r\n\r\nhi\r\n")
+    assert ledger_headers(raw).sender == "janis@ergli.example"
+    assert ledger_headers(b"From: anna@example.lv\r\n\r\n").sender == "anna@example.lv"
+    # Nothing inside the brackets: the value is kept as it came.
+    assert ledger_headers(b"From: Anna <>\r\n\r\n").sender == "Anna <>"

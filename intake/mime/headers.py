@@ -191,6 +191,21 @@ class LedgerHeaders:
     subject: str | None
 
 
+def _angle_addr(value: str | None) -> str | None:
+    """The address inside the last ``<...>`` of a From value, else the value.
+
+    Staff read the ledger's sender (a duplicate delivery is filed before any
+    parse): a display name in RFC 2047 words would show as ``=?utf-8?b?...``.
+    Two searches over the value, so it stays linear.
+    """
+    if value is None:
+        return None
+    start = value.rfind("<")
+    end = value.find(">", start + 1) if start >= 0 else -1
+    inner = value[start + 1:end].strip() if end > start >= 0 else ""
+    return inner or value.strip()
+
+
 def ledger_headers(raw: bytes) -> LedgerHeaders:
     """The first Message-ID, From and Subject of ``raw``'s header block.
 
@@ -220,7 +235,7 @@ def ledger_headers(raw: bytes) -> LedgerHeaders:
         return None if value is None else _clean(b"".join(value).decode("utf-8", "replace"))
 
     ids = _msg_ids(text("message-id"))
-    sender = text("from")
+    sender = _angle_addr(text("from"))
     subject = text("subject")
     return LedgerHeaders(
         message_id=ids[0] if ids else None,
