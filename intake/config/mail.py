@@ -5,13 +5,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from intake.config.section import Section, read_secret, resolve_path
 from mailer.addresses import UnusableAddress, usable_address
 from mailer.settings import SmtpSettings
 
 __all__ = ["MailboxConfig", "SmtpConfig"]
+
+
+def _server_url(s: Section, url: str, default_ports: dict[str, int],
+                ) -> tuple[SplitResult, str, str, int, str | None]:
+    """Split a mail server's ``url`` (the schemes of ``default_ports``, or
+    ``maildir:``, which the caller handles): its parts, scheme, host, port and
+    user; a password in it is refused (it belongs in ``password_env``)."""
+    parts = urlsplit(url)
+    if parts.scheme not in default_ports:
+        allowed = ", ".join(f"{scheme}://" for scheme in default_ports)
+        raise s.error("url", f"must start with {allowed} or maildir:; got {url!r}")
+    if not parts.hostname:
+        raise s.error("url", f"has no host: {url!r}")
+    try:
+        port = parts.port or default_ports[parts.scheme]
+    except ValueError as exc:
+        raise s.error("url", f"bad port: {exc}") from None
+    if parts.password:
+        raise s.error("url", "must not contain a password; use password_env")
+    username = unquote(parts.username) if parts.username else None
+    return parts, parts.scheme, parts.hostname, port, username
 
 
 @dataclass(frozen=True)
@@ -66,20 +87,8 @@ class MailboxConfig:
             path = resolve_path(raw, s.path)
             folder = ""
         else:
-            parts = urlsplit(url)
-            if parts.scheme not in ("imap", "imaps"):
-                raise s.error("url", f"must start with imap://, imaps:// or maildir:; got {url!r}")
-            scheme = parts.scheme
-            if not parts.hostname:
-                raise s.error("url", f"has no host: {url!r}")
-            host = parts.hostname
-            try:
-                port = parts.port or (993 if scheme == "imaps" else 143)
-            except ValueError as exc:
-                raise s.error("url", f"bad port: {exc}") from None
-            username = unquote(parts.username) if parts.username else None
-            if parts.password:
-                raise s.error("url", "must not contain a password; use password_env")
+            parts, scheme, host, port, username = _server_url(
+                s, url, {"imap": 143, "imaps": 993})
             folder = unquote(parts.path.lstrip("/")) or "INBOX"
         workflow = s.get("workflow", str, None)
         if workflow is not None and workflows and workflow not in workflows:
@@ -149,20 +158,7 @@ class SmtpConfig(SmtpSettings):
                 raise s.error("url", "maildir: needs a path, e.g. maildir:./var/outbox")
             path = resolve_path(raw, s.path)
         else:
-            parts = urlsplit(url)
-            if parts.scheme not in ("smtp", "smtps"):
-                raise s.error("url", f"must start with smtp://, smtps:// or maildir:; got {url!r}")
-            scheme = parts.scheme
-            if not parts.hostname:
-                raise s.error("url", f"has no host: {url!r}")
-            host = parts.hostname
-            try:
-                port = parts.port or (465 if scheme == "smtps" else 587)
-            except ValueError as exc:
-                raise s.error("url", f"bad port: {exc}") from None
-            username = unquote(parts.username) if parts.username else None
-            if parts.password:
-                raise s.error("url", "must not contain a password; use password_env")
+            _, scheme, host, port, username = _server_url(s, url, {"smtp": 587, "smtps": 465})
         sender = s.get("from", str, cls.sender)
         if "@" not in sender or any(c in sender for c in "\r\n"):
             raise s.error("from", f"must be an e-mail address; got {sender!r}")
