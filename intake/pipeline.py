@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: ``read_form_fields``'s signature: a PDF's field values by name.
+FieldReader = Callable[..., dict[str, str]]
+
+
 @dataclass(frozen=True)
 class Lookups:
     """What the pipeline may ask of the store (plain functions, no session)."""
@@ -69,10 +73,13 @@ class Submission:
 class Pipeline:
     """Runs the stages with the verifier, key policy and lookups it was given."""
 
-    def __init__(self, config: Config, verifier: Verifier, lookups: Lookups):
+    def __init__(self, config: Config, verifier: Verifier, lookups: Lookups, *,
+                 read_fields: FieldReader = read_form_fields):
         self.config = config
         self.verifier = verifier
         self.lookups = lookups
+        #: Reads a PDF's form fields (the bounded children read them ahead: intake.prepare).
+        self.read_fields = read_fields
         self.stages: tuple[tuple[str, Callable[[Submission], Submission]], ...] = (
             ("verify-signature", self.verify_signature),
             ("read-form", self.read_form),
@@ -86,8 +93,22 @@ class Pipeline:
     def run(self, mail: ParsedMail, mailbox: MailboxConfig, *,
             resubmits: str | None = None) -> Submission:
         """Judge one mail; ``resubmits`` names the application it is a resubmission to."""
+        sub = self.start(mail, mailbox, resubmits=resubmits)
+        for name, stage in self.stages:
+            sub = stage(sub)
+            log.debug("stage %s done for %s", name, mail.message_id)
+        return sub
+
+    def read_signed(self, mail: ParsedMail, mailbox: MailboxConfig) -> Submission:
+        """Only the stages that read the mail's signed bytes (``verify-signature``,
+        ``read-form``): what :mod:`intake.prepare` runs ahead in a bounded child."""
+        return self.read_form(self.verify_signature(self.start(mail, mailbox)))
+
+    def start(self, mail: ParsedMail, mailbox: MailboxConfig, *,
+              resubmits: str | None = None) -> Submission:
+        """The submission before any stage has run."""
         signed = mail.form or mail.asice
-        sub = Submission(
+        return Submission(
             mail=mail,
             mailbox=mailbox,
             resubmits=resubmits,
@@ -98,10 +119,6 @@ class Pipeline:
             form_data=mail.form.data if mail.form is not None else None,
             form_sha256=hashlib.sha256(signed.data).hexdigest() if signed is not None else None,
         )
-        for name, stage in self.stages:
-            sub = stage(sub)
-            log.debug("stage %s done for %s", name, mail.message_id)
-        return sub
 
     # -- stages -----------------------------------------------------------
 
@@ -229,10 +246,10 @@ class Pipeline:
         # from the signed revision, never from a later update.
         signed = getattr(verdict, "signed_revision", None)
         try:
-            fields = read_form_fields(signed or data, max_pages=max_pages)
+            fields = self.read_fields(signed or data, max_pages=max_pages)
             changed = False
             if signed:
-                changed = read_form_fields(data, max_pages=max_pages) != fields
+                changed = self.read_fields(data, max_pages=max_pages) != fields
         except PermanentError as exc:
             return replace(sub, case=replace(sub.case, form_error=str(exc)))
         return replace(

@@ -30,7 +30,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 import traceback
+from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -52,12 +56,14 @@ from intake.mime.headers import ledger_headers
 from intake.mime.parse import parse_message
 from intake.mime.text import fit
 from intake.mime.types import MAX_SENDER_CHARS, ParsedMail
-from intake.pipeline import Lookups, Pipeline
+from intake.pipeline import FieldReader, Lookups, Pipeline
+from intake.prepare import PREPARE_TASK, Prepared, Replay
 from intake.sources import open_source
 from intake.sources.base import MailSource, RawMessage
 from intake.store.engine import Store
 from intake.store.leases import takeable, worker_id
 from intake.store.models import ReceivedMessage
+from signing.isolation import TaskFailed
 
 if TYPE_CHECKING:
     from signing.verifier import Verifier
@@ -68,6 +74,21 @@ CLAIM_LEASE = timedelta(minutes=10)
 #: The verifier task that parses a mail in a bounded child (intake.runtime).
 PARSE_TASK = "parse_message"
 FINAL = ("processed", "ignored", "quarantined")
+
+
+class _Clock:
+    """Adds a block's wall time to a counter (:meth:`Intake.clock`)."""
+
+    def __init__(self, seconds: defaultdict[str, float], stage: str):
+        self.seconds = seconds
+        self.stage = stage
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.seconds[self.stage] += time.perf_counter() - self.started
 
 
 class Intake:
@@ -82,6 +103,9 @@ class Intake:
         self.verifier = verifier
         self.stop = threading.Event()
         self.decider = Decider(config)
+        #: Wall seconds by stage (persist, decide-and-commit, move, the children's
+        #: parse / verify / read-form), for ``run --once``'s log and the benchmark.
+        self.seconds: defaultdict[str, float] = defaultdict(float)
 
     # -- one mailbox --------------------------------------------------------
 
@@ -93,17 +117,54 @@ class Intake:
         return handled
 
     def drain(self, source: MailSource) -> int:
+        """Handle every message now in ``source``, several in flight at once.
+
+        Each message is persisted as it is fetched, then prepared (parsed,
+        verified, its form read) in one of ``limits.verify_workers`` bounded
+        children (:mod:`intake.prepare`) while this thread claims, decides,
+        commits and moves the messages before it, one at a time and in the
+        order they were fetched (a resubmission after its original). At most
+        ``verify_workers + 1`` messages are held at once, however long the
+        backlog. A preparation claims nothing and counts no attempt: a crash
+        while several are in flight costs an attempt only to the message
+        being decided.
+        """
+        workers = max(1, self.config.limits.verify_workers)
+        pending: deque[tuple[RawMessage, int, Future[Prepared] | None]] = deque()
         handled = 0
-        for message in source.fetch(max_bytes=self.config.limits.max_message_bytes):
-            if self.stop.is_set():
-                log.info("stop requested; leaving the rest of %s for later", source.config.name)
-                break
-            self.handle_one(source, message)
-            handled += 1
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pasts-prepare") as pool:
+            try:
+                for message in source.fetch(max_bytes=self.config.limits.max_message_bytes):
+                    if self.stop.is_set():
+                        log.info("stop requested; leaving the rest of %s for later",
+                                 source.config.name)
+                        break
+                    handled += 1
+                    row_id = self._guarded(source, message, self._persist, source, message)
+                    if isinstance(row_id, int):
+                        future = (pool.submit(self.prepare, source.config.name, message)
+                                  if self.can_prepare else None)
+                        pending.append((message, row_id, future))
+                    while len(pending) > workers or (pending and not self.can_prepare):
+                        self._guarded(source, pending[0][0], self._finish, source,
+                                      *pending.popleft())
+                while pending and not self.stop.is_set():
+                    self._guarded(source, pending[0][0], self._finish, source,
+                                  *pending.popleft())
+            finally:
+                # Persisted, never claimed: the next poll takes them up.
+                for _, _, future in pending:
+                    if future is not None:
+                        future.cancel()
         return handled
 
     def handle_one(self, source: MailSource, message: RawMessage) -> str:
-        """:meth:`handle`, where a failure of this message does not stop the mailbox.
+        """:meth:`handle`, where a failure of this message does not stop the mailbox."""
+        return str(self._guarded(source, message, self.handle, source, message))
+
+    def _guarded(self, source: MailSource, message: RawMessage,
+                 step: Callable[..., Any], *args: Any) -> Any:
+        """``step(*args)``, where a failure of this message does not stop the mailbox.
 
         Inside :meth:`process` a failure is counted on the ledger row and ends
         in quarantine; one before the row exists or after the outcome (a value
@@ -112,7 +173,7 @@ class Intake:
         or the database is the mailbox's failure, not the message's: it is raised.
         """
         try:
-            return self.handle(source, message)
+            return step(*args)
         except TRANSIENT + (OperationalError, ConfigurationError):
             # The server, the database or the operator's configuration failed:
             # not this message's doing, and the next message would meet it too.
@@ -126,22 +187,75 @@ class Intake:
 
     def handle(self, source: MailSource, message: RawMessage) -> str:
         """Take one message through the ledger; return its final status."""
-        # Every log line of this message names its mailbox, ledger row and reference.
-        with logs.about(mailbox=source.config.name):
-            return self._handle(source, message)
+        row_id = self._persist(source, message)
+        return self._finish(source, message, row_id, None)
 
-    def _handle(self, source: MailSource, message: RawMessage) -> str:
-        mailbox = source.config
+    def _persist(self, source: MailSource, message: RawMessage) -> int:
         # Stored before it is parsed: nothing in the bytes can stop the row
         # (and so the attempt count) from existing.
-        row_id = self.record(mailbox, message)
-        logs.bind(ledger=row_id)
-        crash_point("after-persist")
-        status = self.process(mailbox, row_id, message)
-        crash_point("before-move")
-        self.finish_move(source, row_id)
-        crash_point("after-move")
+        with logs.about(mailbox=source.config.name), self.clock("persist"):
+            row_id = self.record(source.config, message)
+            logs.bind(ledger=row_id)
+            crash_point("after-persist")
+        return row_id
+
+    def _finish(self, source: MailSource, message: RawMessage, row_id: int,
+                prepared: Future[Prepared] | None) -> str:
+        # Every log line of this message names its mailbox, ledger row and reference.
+        with logs.about(mailbox=source.config.name, ledger=row_id):
+            status = self.process(source.config, row_id, message, prepared)
+            crash_point("before-move")
+            with self.clock("move"):
+                self.finish_move(source, row_id)
+            crash_point("after-move")
         return status
+
+    @property
+    def can_prepare(self) -> bool:
+        """Whether the verifier runs :data:`~intake.prepare.PREPARE_TASK` in its children."""
+        return PREPARE_TASK in getattr(self.verifier, "tasks", {})
+
+    def prepare(self, mailbox: str, message: RawMessage) -> Prepared:
+        """Parse, verify and read ``message`` in a bounded child (no store, no claim)."""
+        limits = self.config.limits
+        run_task = self.verifier.run_task  # type: ignore[attr-defined]
+        prepared: Prepared = run_task(
+            PREPARE_TASK, message.raw, config=self.config, mailbox=mailbox,
+            max_attachment_bytes=limits.max_attachment_bytes,
+            max_message_bytes=limits.max_message_bytes, size=message.oversized,
+            timeout=limits.parse_timeout_seconds + limits.verify_timeout_seconds + 5.0)
+        return prepared
+
+    def take_prepared(self, message: RawMessage, future: Future[Prepared] | None
+                      ) -> tuple[ParsedMail, Verifier, FieldReader | None]:
+        """The mail and the verifier to decide it with: the prepared ones, else the
+        step-by-step path (a parse in a bounded child, each verification in one)."""
+        if future is not None:
+            with self.clock("wait-for-children"):
+                try:
+                    prepared = future.result()
+                except Exception as exc:  # noqa: BLE001 - judged step by step instead
+                    log.info("message %s: preparing it failed (%s); judging it step by step",
+                             message.uid, exc)
+                else:
+                    for stage, seconds in prepared.seconds.items():
+                        self.seconds[f"child:{stage}"] += seconds
+                    if prepared.mail is None:
+                        # The same failure as the step-by-step parse's (an attempt).
+                        raise TaskFailed(PARSE_TASK, f"did not finish within "
+                                                     f"{prepared.parse_overran:g} s")
+                    replay = Replay(prepared, self.verifier)
+                    return prepared.mail, replay, replay.read_fields
+        with self.clock("parse-step-by-step"):
+            return self.parse(message), self.verifier, None
+
+    def clock(self, stage: str) -> _Clock:
+        """A block whose wall time is added to ``stage`` in :attr:`seconds`."""
+        return _Clock(self.seconds, stage)
+
+    def stage_summary(self) -> str:
+        """The seconds spent in each stage so far, for the log of ``run --once``."""
+        return ", ".join(f"{name} {secs:.2f}" for name, secs in sorted(self.seconds.items()))
 
     def record(self, mailbox: MailboxConfig, message: RawMessage) -> int:
         """Persist the raw message (idempotent, before any parse); return the ledger row id."""
@@ -226,8 +340,12 @@ class Intake:
                 sender=fit(mail.from_addr, MAX_SENDER_CHARS) or None,
                 subject=mail.subject[:1000]))
 
-    def process(self, mailbox: MailboxConfig, row_id: int, message: RawMessage) -> str:
-        """Count an attempt at the message recorded as ``row_id``, parse it, decide it."""
+    def process(self, mailbox: MailboxConfig, row_id: int, message: RawMessage,
+                prepared: Future[Prepared] | None = None) -> str:
+        """Count an attempt at the message recorded as ``row_id``, parse it, decide it.
+
+        ``prepared`` is the message already judged in a child (:meth:`prepare`);
+        without it the mail is parsed and verified here, step by step."""
         with self.store.session() as s:
             row = s.get(ReceivedMessage, row_id)
             assert row is not None
@@ -259,9 +377,9 @@ class Intake:
             return self.quarantine(mailbox, row_id, claimed.last_error or "too many attempts")
         crash_point("after-claim")
         try:
-            mail = self.parse(message)
+            mail, verifier, read_fields = self.take_prepared(message, prepared)
             self.describe(row_id, mail)
-            with self.store.session() as s:
+            with self.clock("decide-and-commit"), self.store.session() as s:
                 row = s.get(ReceivedMessage, row_id)
                 assert row is not None
                 # The duplicate check is part of the claim: the identity is
@@ -269,7 +387,8 @@ class Intake:
                 # then fails, and is filed as a duplicate (below).
                 row.identity = row.sha256
                 s.flush()
-                outcome = self.decide(s, mailbox, row, mail)
+                outcome = self.decide(s, mailbox, row, mail, verifier=verifier,
+                                      read_fields=read_fields)
                 logs.bind(reference=logs.reference_of(s, outcome.application_id))
                 row.status = outcome.status
                 row.outcome = outcome.summary
@@ -333,14 +452,16 @@ class Intake:
         return True
 
     def decide(self, session: Any, mailbox: MailboxConfig, row: ReceivedMessage,
-               mail: ParsedMail) -> Any:
+               mail: ParsedMail, *, verifier: Verifier | None = None,
+               read_fields: FieldReader | None = None) -> Any:
         pipeline = Pipeline(
             self.config,
-            self.verifier,
+            verifier or self.verifier,
             Lookups(
                 organisation=lambda reg_no: organisation_record(session, reg_no),
                 duplicate=lambda sha, exclude: duplicate_reference(session, sha, exclude),
             ),
+            **({"read_fields": read_fields} if read_fields is not None else {}),
         )
         return self.decider.decide(session, pipeline, mailbox, row, mail)
 

@@ -21,6 +21,7 @@ from intake.config import Config, MailboxConfig
 from intake.errors import ConfigurationError, MailboxError, TransientError
 from intake.jobs import start_scheduler
 from intake.outbox import OutboxSender
+from intake.prepare import PREPARE_TASK
 from intake.runner import PARSE_TASK, Intake
 from intake.sources import open_source
 from intake.sources.base import MailSource
@@ -59,7 +60,9 @@ def make_verifier(config: Config) -> IsolatedVerifier:
         ),
         memory_bytes=memory_mb * 1024 * 1024 if memory_mb else None,
         # The MIME parse of untrusted mail runs in the same bounded children.
-        tasks={PARSE_TASK: "intake.mime.parse:parse_message"},
+        tasks={PARSE_TASK: "intake.mime.parse:parse_message",
+               # Parse, verify and read a mail in one round trip (intake.prepare).
+               PREPARE_TASK: "intake.prepare:prepare_message"},
     )
 
 
@@ -190,8 +193,12 @@ class Runtime:
                 continue
             if progress:
                 progress(f"{mailbox.name}: {n} message(s) handled")
-        self.run_jobs()
-        sent, failed = self.flush_outbox()
+        clock = intake.clock
+        with clock("jobs"):
+            self.run_jobs()
+        with clock("compose-and-send"):
+            sent, failed = self.flush_outbox()
+        log.info("run --once: stage seconds: %s", intake.stage_summary())
         if progress:
             progress(f"outbox: {sent} sent, {failed} failed")
         return 1 if failures else 0

@@ -17,7 +17,11 @@ safe in place (the MIME parse of a mail: the stdlib parser spends about
 0.5 ms per part, so a mail of tiny parts holds it for minutes): the caller
 names such *tasks* as ``module:function`` when it builds the verifier (this
 package imports nothing of theirs) and runs one with :meth:`IsolatedVerifier.run_task`,
-bounded by the time it gives and the same memory limit.
+bounded by the time it gives and the same memory limit. A task function with a
+true ``takes_verifier`` attribute is given the child's verifier as ``verifier=``
+(so one round trip can parse, verify and read a mail); a result with a true
+``child_must_exit`` attribute ends its child after the answer (a verification
+inside the task overran and its thread may still run).
 """
 
 from __future__ import annotations
@@ -102,7 +106,11 @@ def _serve(conn: Connection, settings: VerifierSettings, memory_bytes: int | Non
             return
         try:
             if tasks and method in tasks:
-                reply: tuple[str, Any] = ("ok", _resolve(tasks[method])(*args, **kwargs))
+                work = _resolve(tasks[method])
+                if getattr(work, "takes_verifier", False):
+                    # A task that verifies as part of its work uses this child's verifier.
+                    kwargs = {**kwargs, "verifier": verifier}
+                reply: tuple[str, Any] = ("ok", work(*args, **kwargs))
             elif method not in _METHODS:
                 raise VerifierCrashed(f"unknown method {method!r}")
             else:
@@ -126,7 +134,8 @@ def _serve(conn: Connection, settings: VerifierSettings, memory_bytes: int | Non
             conn.send(reply)
         except MemoryError:
             conn.send(("unreadable", "the verdict needs too much memory"))
-        if reply[0] == "overran":
+        if reply[0] == "overran" or getattr(reply[1], "child_must_exit", False):
+            # A verification overran inside a task: a thread may still be running away.
             return
 
 
@@ -251,7 +260,8 @@ class IsolatedVerifier:
             self.children_started += 1
         status, value = child.call(method, args, kwargs, timeout)
         with self._lock:
-            keep = status in ("ok", "unreadable", "crashed") and not self._closed
+            keep = (status in ("ok", "unreadable", "crashed") and not self._closed
+                    and not getattr(value, "child_must_exit", False))
             if keep:
                 self._idle.append(child)
         if not keep:

@@ -177,6 +177,10 @@ class LimitsConfig:
     #: Wall-clock bound for the MIME parse of one mail, run in a verification
     #: process (seconds); an overrun counts as a failed attempt (daemon.max_attempts).
     parse_timeout_seconds: float = 30.0
+    #: Bounded child processes judging messages' bytes at once (parse, PDF,
+    #: signatures, form fields); several messages are in flight while the
+    #: daemon's process records, decides and answers them in order.
+    verify_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     MIN_VERIFY_MEMORY_MB: ClassVar[int] = 256
 
     @classmethod
@@ -192,6 +196,7 @@ class LimitsConfig:
             parse_timeout_seconds=s.positive(
                 "parse_timeout_seconds", float, cls.parse_timeout_seconds
             ),
+            verify_workers=s.positive("verify_workers", int, os.cpu_count() or 1),
         )
         if 0 < cfg.verify_memory_mb < cls.MIN_VERIFY_MEMORY_MB:
             raise s.error(
