@@ -161,11 +161,16 @@ def _tree_rss(root: int) -> int:
     return sum(rss.get(pid, 0) for pid in tree)
 
 
+#: The checkout whose daemon.py runs (``--pasts-root``: e.g. a copy of main, for a baseline).
+PASTS_ROOT = [ROOT]
+
+
 def run_pasts(config: Path) -> tuple[float, int, str]:
     """``pasts run --once``: (wall seconds, peak tree RSS bytes, stderr)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    root = PASTS_ROOT[0]
+    env = {**os.environ, "PYTHONPATH": str(root)}
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "daemon.py"), "--config", str(config),
+    proc = subprocess.Popen([sys.executable, str(root / "daemon.py"), "--config", str(config),
                              "run", "--once"], env=env, cwd=config.parent,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0
@@ -242,7 +247,10 @@ def main() -> int:
                         help="signed forms generated; larger backlogs repeat them")
     parser.add_argument("--workers", type=int, default=None,
                         help="limits.verify_workers (default: the config's default)")
+    parser.add_argument("--pasts-root", type=Path, default=ROOT,
+                        help="the checkout whose daemon.py is run (a baseline: a copy of main)")
     args = parser.parse_args()
+    PASTS_ROOT[0] = args.pasts_root.resolve()
     sizes = [int(s) for s in args.memory.split(",") if s.strip()]
 
     with tempfile.TemporaryDirectory(prefix="pasts-bench-") as tmp:

@@ -69,3 +69,26 @@ def test_postgres_migrations_match_the_models_up_and_down(postgres_db: str) -> N
         _check_round_trip(engine)
     finally:
         engine.dispose()
+
+
+def test_an_up_to_date_store_is_opened_without_running_alembic(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: the revision is checked with one query; Alembic runs only to upgrade."""
+    from intake.store.engine import open_store, script_heads
+
+    url = f"sqlite:///{tmp_path / 'pasts.db'}"
+    engine = create_engine(url)
+    cfg = alembic_config(engine)
+    # The heads read from the files' text are Alembic's own.
+    assert script_heads() == set(ScriptDirectory.from_config(cfg).get_heads())
+    command.upgrade(cfg, "0003")
+    upgrades: list[str] = []
+    real_upgrade = command.upgrade
+    monkeypatch.setattr(command, "upgrade",
+                        lambda *a, **k: upgrades.append(a[1]) or real_upgrade(*a, **k))
+    open_store(url).dispose()  # behind: upgraded
+    assert upgrades == ["head"] and _head(engine) == "0004"
+    open_store(url).dispose()  # current: only checked
+    open_store(url).dispose()
+    assert upgrades == ["head"]
+    engine.dispose()

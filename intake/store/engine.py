@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.errors import ConfigurationError, TransientError
 from intake.private import private_file
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
+_REVISION = re.compile(r"^(down_revision|revision)\s*=\s*['\"]?([\w-]+|None)['\"]?", re.M)
+
+
+def script_heads() -> frozenset[str]:
+    """The head revisions of ``migrations/versions``, read from the files' text.
+
+    Alembic loads every revision module to learn this; reading the two
+    assignments is enough to tell an up-to-date database without it."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict((k, v) for k, v in _REVISION.findall(path.read_text(encoding="utf-8")))
+        if "revision" in found:
+            revisions.add(found["revision"])
+        if found.get("down_revision", "None") != "None":
+            parents.add(found["down_revision"])
+    return frozenset(revisions - parents)
+
+
 def alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
@@ -62,7 +85,21 @@ class Store:
                 s.rollback()
                 raise
 
+    def current_revisions(self) -> frozenset[str]:
+        """The revisions the database says it is at (none before the first migration)."""
+        with self.engine.connect() as conn:
+            if not self.engine.dialect.has_table(conn, "alembic_version"):
+                return frozenset()
+            return frozenset(conn.execute(text("SELECT version_num FROM alembic_version"))
+                             .scalars())
+
     def migrate(self) -> None:
+        """Bring the schema to the newest revision; an up-to-date one is only checked
+        (one query, Alembic is not even imported)."""
+        if self.current_revisions() == script_heads():
+            return
+        from alembic import command
+
         cfg = alembic_config(self.engine)
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
