@@ -509,6 +509,31 @@ def test_maildir_move_to_maildirplusplus_subfolders(tmp_path: Path) -> None:
     assert list((root / "new").iterdir()) == [] and list((root / "cur").iterdir()) == []
 
 
+def test_maildir_moves_of_a_fetched_backlog_list_the_inbox_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: moving each of n fetched messages must not list all n files again."""
+    root = tmp_path / "inbox"
+    cfg = maildir_config(root)
+    now = time.time()
+    with open_source(cfg) as src:
+        for i in range(30):
+            deliver(root, f"{i}.k", message(i), now - 100 + i)
+        listings: list[int] = []
+        real = src._entries
+        monkeypatch.setattr(src, "_entries", lambda: listings.append(1) or real())
+        for m in src.fetch():
+            src.move(m.uid, cfg.processed_folder)
+        assert len(listings) == 1
+        # A message renamed since the fetch (flagged by a client) is still found.
+        deliver(root, "late.k", message(99), now)
+        fetched = list(src.fetch())
+        os.rename(root / "new" / "late.k", root / "cur" / "late.k:2,S")
+        src.move(fetched[0].uid, cfg.processed_folder)
+    assert len(list((root / ".Processed" / "new").iterdir())) == 30
+    assert (root / ".Processed" / "cur" / "late.k:2,S").exists()
+    assert list((root / "new").iterdir()) == [] and list((root / "cur").iterdir()) == []
+
+
 def test_maildir_wait_wakes_on_new_mail_and_on_stop(tmp_path: Path) -> None:
     root = tmp_path / "inbox"
     stop = threading.Event()

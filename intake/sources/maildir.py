@@ -53,6 +53,7 @@ class MaildirSource:
         self.root: Path = config.path
         self._stop = stop_event or threading.Event()
         self._md: mailbox.Maildir | None = None
+        self._known: dict[str, Path] = {}
 
     def set_stop_event(self, event: threading.Event) -> None:
         """Use ``event`` (set on SIGTERM) to end a ``wait`` early."""
@@ -90,6 +91,9 @@ class MaildirSource:
         entries = self._entries()
         if limit is not None:
             entries = entries[: max(0, limit)]
+        # Where each fetched message is, so that moving it does not list the
+        # whole inbox again (a backlog of n would cost n listings of n files).
+        self._known = {key: path for _, key, path in entries}
         for _, key, path in entries:
             try:
                 size = path.stat().st_size
@@ -108,7 +112,9 @@ class MaildirSource:
         """Move message ``uid`` into the Maildir++ subfolder ``.folder``; a missing uid is a no-op."""
         if not folder or "/" in folder or folder.startswith(".") or folder != folder.strip():
             raise MailboxError(f"mailbox {self.config.name!r}: bad folder name {folder!r}")
-        source = next((p for _, key, p in self._entries() if key == uid), None)
+        known = self._known.pop(uid, None)
+        source = known if known is not None and known.exists() else next(
+            (p for _, key, p in self._entries() if key == uid), None)
         if source is None:
             log.debug("mailbox %s: %s is no longer in the inbox", self.config.name, uid)
             return
