@@ -1,0 +1,156 @@
+"""Several messages judged at once (issue 12), end to end: real Dovecot, SMTP and PKI.
+
+With ``limits.verify_workers = 2`` (or 3) the daemon prepares several mails in
+bounded children while it decides them one at a time, in the order they
+arrived. These tests check correctness of that path, never its speed: every
+message answered once and in order, a kill with several children in flight
+still safe (and costing no attempt to the mails only being prepared), a
+hostile PDF still bounded.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from intake.demo.samples import application_mail, filled_form, make_csr
+from intake.store.engine import open_store
+from intake.store.models import Application, ReceivedMessage
+from tests.daemon_env import EA, GOOD, TO, Deployment, good_mail, message_id_of
+
+
+def codes_of(reply: Any) -> set[str]:
+    return set(str(reply["X-Pasts-Codes"] or "").split(",")) - {""}
+
+
+def backlog(pki: Any, n: int) -> list[bytes]:
+    """``n`` applications from different senders, every third signed non-qualified."""
+    csr = make_csr(GOOD["csr_common_name"], GOOD["org_name"])
+    mails = []
+    for i in range(n):
+        sender = f"kontakts{i}@ergli.example"
+        signer = "nonqualified" if i % 3 == 2 else "qualified"
+        form = pki.sign(filled_form(EA, {**GOOD, "contact_email": sender}), signer=signer,
+                        timestamp=True)
+        mails.append(application_mail(sender=sender, to=TO, subject=f"Pieteikums {i}",
+                                      form=form, csr=csr))
+    return mails
+
+
+def ledger(dep: Deployment) -> list[ReceivedMessage]:
+    store = open_store(dep.config.database.connect_url, migrate=False)
+    try:
+        with store.session() as s:
+            return list(s.scalars(select(ReceivedMessage).order_by(ReceivedMessage.id)))
+    finally:
+        store.dispose()
+
+
+def references_by_message(dep: Deployment) -> dict[str, str]:
+    store = open_store(dep.config.database.connect_url, migrate=False)
+    try:
+        with store.session() as s:
+            rows = s.execute(select(ReceivedMessage.message_id, Application.reference)
+                             .join(Application, Application.id == ReceivedMessage.application_id))
+            return {str(mid): str(ref) for mid, ref in rows}
+    finally:
+        store.dispose()
+
+
+def run(dep: Deployment, **env: str) -> int:
+    proc = dep.spawn("run", "--once", **env)
+    _, err = proc.communicate(timeout=400)
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(err.decode())
+    return proc.returncode
+
+
+@pytest.mark.sections(verification={"required": False}, limits={"verify_workers": 2})
+def test_every_message_of_a_backlog_is_answered_once_in_arrival_order(
+        deployment: Deployment, pki: Any) -> None:
+    dep = deployment
+    mails = backlog(pki, 7)
+    question = application_mail(sender="peteris@example.lv", to=TO, subject="Kā pieteikties?")
+    mails.insert(3, question)
+    for raw in mails:
+        dep.deliver(raw)
+    assert dep.run_once() == 0
+
+    ids = [message_id_of(raw) for raw in mails]
+    replies = dep.replies()
+    assert Counter(str(r["In-Reply-To"]) for r in replies) == Counter(ids)
+    assert dep.inbox() == [] and len(dep.inbox("Processed")) == len(mails)
+    # Each non-qualified signature is caught, each qualified one is not.
+    for i, raw in enumerate(m for m in mails if m is not question):
+        (reply,) = dep.replies_to(message_id_of(raw))
+        assert ("SIG-NOT-QUALIFIED" in codes_of(reply)) == (i % 3 == 2), codes_of(reply)
+    # Decided in the order they arrived: the references count up with it.
+    refs = references_by_message(dep)
+    in_order = [refs[mid] for mid in ids if mid in refs]
+    assert len(in_order) == len(mails) - 1
+    assert in_order == sorted(in_order)
+    assert all(row.attempts == 1 and row.moved for row in ledger(dep))
+
+
+@pytest.mark.sections(verification={"required": False}, limits={"verify_workers": 3},
+                      daemon={"max_attempts": 2})
+@pytest.mark.parametrize("point", ["after-persist:3", "after-claim:2", "before-commit:2",
+                                   "before-move:2"])
+def test_killed_with_several_children_in_flight_every_message_answered_exactly_once(
+        deployment: Deployment, pki: Any, point: str) -> None:
+    dep = deployment
+    mails = backlog(pki, 6)
+    for raw in mails:
+        dep.deliver(raw)
+    assert run(dep, PASTS_CRASH_AT=point) == -signal.SIGKILL
+    # Only a message being decided (claimed) has had an attempt; the ones
+    # being prepared in the children meanwhile have not.
+    assert sum(row.attempts for row in ledger(dep)) <= 2
+    # With max_attempts = 2 no message may end in quarantine for this one kill.
+    assert run(dep) == 0
+    assert run(dep) == 0
+
+    ids = [message_id_of(raw) for raw in mails]
+    deliveries = Counter(str(r["In-Reply-To"]) for r in dep.replies())
+    assert deliveries == Counter(ids)
+    assert set(Counter(str(r["Message-ID"]) for r in dep.replies()).values()) == {1}
+    assert dep.inbox() == [] and len(dep.inbox("Processed")) == len(mails)
+
+
+@pytest.mark.sections(verification={"required": False}, limits={"verify_workers": 2},
+                      daemon={"max_attempts": 2})
+def test_a_crash_in_flight_again_and_again_quarantines_only_the_message_being_decided(
+        deployment: Deployment, pki: Any) -> None:
+    dep = deployment
+    mails = backlog(pki, 4)
+    for raw in mails:
+        dep.deliver(raw)
+    for _ in range(2):
+        assert run(dep, PASTS_CRASH_AT="before-commit:1") == -signal.SIGKILL
+    assert run(dep) == 0
+    assert [message_id_of(m) for m in dep.inbox("Quarantine")] == [message_id_of(mails[0])]
+    answered = {str(r["In-Reply-To"]) for r in dep.replies()}
+    assert answered == {message_id_of(raw) for raw in mails[1:]}
+
+
+@pytest.mark.sections(verification={"required": False},
+                      limits={"verify_workers": 2, "verify_timeout_seconds": 0.001})
+def test_a_verification_that_overruns_in_the_pool_is_answered_unreadable(
+        deployment: Deployment, pki: Any) -> None:
+    """Every form overruns its (tiny) bound inside the children: each mail is
+    still answered once, FORM-UNREADABLE, and the mail behind it too."""
+    dep = deployment
+    mails = [good_mail(pki, sender=f"kontakts{i}@ergli.example") for i in range(3)]
+    behind = application_mail(sender="peteris@example.lv", to=TO, subject="Kā pieteikties?")
+    for raw in (*mails, behind):
+        dep.deliver(raw)
+    assert dep.run_once() == 0
+    for raw in mails:
+        (reply,) = dep.replies_to(message_id_of(raw))
+        assert "FORM-UNREADABLE" in codes_of(reply)
+    assert len(dep.replies_to(message_id_of(behind))) == 1
+    assert dep.inbox() == []
