@@ -11,15 +11,11 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.app import staff
 from intake.app.bound import WAITING
-from intake.app.digest import build_digest, queue_digest
-from intake.app.registry import import_registry
 from intake.app.replies import load_application
 from intake.app.steering import held_counts, show_steering
 from intake.display import safe
 from intake.errors import ConfigurationError
-from intake.forms.render import render_form
 from intake.runtime import Runtime
 from intake.store.models import Application, IssuedCertificateRow, Organisation, Outbox
 from rules.workflow import Role, WorkflowConfig, field_value
@@ -228,6 +224,8 @@ def show_organisation(s: Session, app: Application, p: Callable[..., None],
 
 
 def cmd_registry_import(rt: Runtime, path: Path, *, out: TextIO) -> int:
+    from intake.app.registry import import_registry
+
     added, updated = import_registry(rt.store, path)
     print(f"registry: {added} added, {updated} updated from {path}", file=out)
     return 0
@@ -239,6 +237,8 @@ def cmd_forms_render(rt: Runtime, workflow_id: str, output: Path, *, out: TextIO
         known = ", ".join(w.id for w in rt.config.workflows if w.needs_form)
         raise ConfigurationError(f"no form workflow {workflow_id!r}; known: {known}",
                                  key="workflow")
+    from intake.forms.render import render_form
+
     output.write_bytes(render_form(workflow, language=rt.config.daemon.language))
     print(f"wrote {output} ({workflow.title or workflow.id})", file=out)
     return 0
@@ -246,6 +246,8 @@ def cmd_forms_render(rt: Runtime, workflow_id: str, output: Path, *, out: TextIO
 
 def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str | None,
               note: str | None, out: TextIO) -> int:
+    from intake.app import staff
+
     message = getattr(staff, action)(rt, reference, user=user, code=code, note=note)
     print(safe(message), file=out)
     if action in ("approve", "reject", "restrict"):
@@ -255,6 +257,8 @@ def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str 
 
 
 def cmd_digest(rt: Runtime, *, send: bool, html: Path | None, out: TextIO) -> int:
+    from intake.app.digest import build_digest, queue_digest
+
     digest = build_digest(rt)
     print(digest.text, file=out)
     if html is not None:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from intake.config import Config, MailboxConfig
 from intake.errors import PermanentError
-from intake.forms.read import read_form_fields
 from intake.mime.types import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 from rules.form import FORM_ID_FIELD
@@ -40,6 +39,14 @@ log = logging.getLogger(__name__)
 
 #: ``read_form_fields``'s signature: a PDF's field values by name.
 FieldReader = Callable[..., dict[str, str]]
+
+
+def read_form_fields(pdf: bytes, *, max_pages: int = 200) -> dict[str, str]:
+    """:func:`intake.forms.read.read_form_fields`, pypdf imported when first needed
+    (a command that judges nothing does not load it)."""
+    from intake.forms.read import read_form_fields as read
+
+    return read(pdf, max_pages=max_pages)
 
 
 @dataclass(frozen=True)

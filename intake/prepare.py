@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from intake.config import Config
 from intake.errors import PermanentError
-from intake.forms.read import read_form_fields
 from intake.mime.parse import parse_message
 from intake.mime.types import ParsedMail
-from intake.pipeline import Lookups, Pipeline
+from intake.pipeline import Lookups, Pipeline, read_form_fields
 
 if TYPE_CHECKING:
     from signing.status import AsicVerdict, FormVerdict, SignedFile

@@ -63,7 +63,6 @@ from intake.sources.base import MailSource, RawMessage
 from intake.store.engine import Store
 from intake.store.leases import takeable, worker_id
 from intake.store.models import ReceivedMessage
-from signing.isolation import TaskFailed
 
 if TYPE_CHECKING:
     from signing.verifier import Verifier
@@ -241,6 +240,8 @@ class Intake:
                     for stage, seconds in prepared.seconds.items():
                         self.seconds[f"child:{stage}"] += seconds
                     if prepared.mail is None:
+                        from signing.isolation import TaskFailed
+
                         # The same failure as the step-by-step parse's (an attempt).
                         raise TaskFailed(PARSE_TASK, f"did not finish within "
                                                      f"{prepared.parse_overran:g} s")

@@ -15,12 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from intake import jobs
 from intake.app.tokens import link_key
 from intake.config import Config, MailboxConfig
 from intake.errors import ConfigurationError, MailboxError, TransientError
-from intake.jobs import start_scheduler
-from intake.outbox import OutboxSender
 from intake.prepare import PREPARE_TASK
 from intake.runner import PARSE_TASK, Intake
 from intake.sources import open_source
@@ -28,8 +25,6 @@ from intake.sources.base import MailSource
 from intake.store.engine import Store, open_store
 from intake.store.leases import worker_id
 from intake.web.health import Polls, RecordedSource, ensure_current_crl
-from intake.web.metrics import TimedVerifier, counted
-from intake.web.server import start_web
 
 if TYPE_CHECKING:
     from signing.isolation import IsolatedVerifier
@@ -149,6 +144,8 @@ class Runtime:
     def verifier(self) -> Verifier:
         with self._verifier_lock:
             if self._verifier is None:
+                from intake.web.metrics import TimedVerifier
+
                 # Timed for /metrics (pasts_verification_seconds).
                 self._verifier = TimedVerifier(make_verifier(self.config))
             return self._verifier
@@ -157,6 +154,8 @@ class Runtime:
         return Intake(self.config, self.store, self.verifier, worker=self.worker)
 
     def flush_outbox(self) -> tuple[int, int]:
+        from intake.outbox import OutboxSender
+
         async def go() -> tuple[int, int]:
             transport = make_transport(self.config)
             try:
@@ -170,6 +169,9 @@ class Runtime:
 
     def run_jobs(self) -> None:
         """The idempotent sweeps the scheduler runs; ``run --once`` runs them all."""
+        from intake import jobs
+        from intake.web.metrics import counted
+
         for job in jobs.JOBS:
             try:
                 counted(job.name, functools.partial(jobs.run_job, self, job))
@@ -206,6 +208,9 @@ class Runtime:
     # -- run (daemon) -------------------------------------------------------------
 
     def run_forever(self) -> int:
+        from intake.jobs import start_scheduler
+        from intake.web.server import start_web
+
         stop = threading.Event()
         wake_outbox = threading.Event()
 

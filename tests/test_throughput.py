@@ -10,8 +10,12 @@ hostile PDF still bounded.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +24,17 @@ from sqlalchemy import select
 from intake.demo.samples import application_mail, filled_form, make_csr
 from intake.store.engine import open_store
 from intake.store.models import Application, ReceivedMessage
-from tests.daemon_env import EA, GOOD, TO, Deployment, good_mail, message_id_of
+from signing.testing.ca import make_test_ca
+from tests.daemon_env import (
+    EA,
+    GOOD,
+    ROOT,
+    TO,
+    Deployment,
+    good_mail,
+    message_id_of,
+    to_toml,
+)
 
 
 def codes_of(reply: Any) -> set[str]:
@@ -154,3 +168,33 @@ def test_a_verification_that_overruns_in_the_pool_is_answered_unreadable(
         assert "FORM-UNREADABLE" in codes_of(reply)
     assert len(dep.replies_to(message_id_of(behind))) == 1
     assert dep.inbox() == []
+
+
+def test_pasts_list_loads_neither_pyhanko_nor_the_mail_and_web_stacks(
+        tmp_path: Path, pki: Any) -> None:
+    """Issue 12: ``pasts list`` starts without the verifier (pyHanko, pypdf),
+    Alembic (the schema is current) or the web listener (aiohttp)."""
+    ca_cert, ca_key = make_test_ca(tmp_path / "ca")
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml({
+        "database": {"url": f"sqlite:///{tmp_path / 'pasts.db'}"},
+        "mailbox": [{"name": "applications", "url": f"maildir:{tmp_path / 'inbox'}",
+                     "workflow": "eaddress-production"}],
+        "smtp": {"url": f"maildir:{tmp_path / 'outbox'}", "from": "pasts@agency.test"},
+        "signing": {"trust_roots": [str(p) for p in pki.trust_roots]},
+        "ca": {"certificate": str(ca_cert), "key": str(ca_key), "crl": str(tmp_path / "crl.pem")},
+        "digest": {"recipients": ["staff@agency.test"]},
+        "daemon": {"state_dir": str(tmp_path / "state")},
+    }), encoding="utf-8")
+    probe = ("import sys\nfrom daemon import main\n"
+             f"code = main(['--config', {str(config)!r}, 'list'])\n"
+             "heavy = {'pyhanko', 'aiohttp', 'alembic', 'pypdf'}\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & heavy), code)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                           text=True, timeout=120, check=True)
+    assert "no applications" in first.stdout
+    # The second start finds the schema current: nothing heavy is imported.
+    again = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                           text=True, timeout=120, check=True)
+    assert again.stdout.strip().splitlines()[-1] == "[] 0", again.stdout

@@ -44,7 +44,6 @@ from intake.app.states import RESUBMITTABLE
 from intake.app.tokens import LINK_PLACEHOLDER, hash_token, link_key, link_token, person_key
 from intake.config import Config
 from intake.mime.types import ParsedMail
-from intake.pipeline import signer_to_record
 from intake.store.models import (
     Application,
     HeldChange,
@@ -213,6 +212,8 @@ def proposal(app: Application, sub: Any) -> tuple[dict[str, Any], bytes | None]:
             values["language"] = case.workflow.language
     values["form_values"] = dict(case.fields) if case.fields else dict(app.form_values or {})
     values["form_sha256"] = sub.form_sha256
+    from intake.pipeline import signer_to_record
+
     values["signer"] = signer_to_record(getattr(case.verdict, "signer", None))
     values["verdicts"] = {"signature": sub.verdict_record, "csr": csr_record(case.csr),
                           "form_error": case.form_error}
