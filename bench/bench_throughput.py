@@ -88,6 +88,10 @@ def write_maildir(path: Path, forms: list[tuple[bytes, bool]], n: int) -> None:
     box.close()
 
 
+#: ``--no-report``: the [signing] line that turns the ETSI validation report off.
+SIGNING_EXTRA = [""]
+
+
 def write_config(directory: Path, pki: DemoPki, ca: tuple[Path, Path], maildir: Path,
                  workers: int | None) -> Path:
     limits = f"verify_workers = {workers}\n" if workers is not None else ""
@@ -109,7 +113,7 @@ from = "pasts@agency.example"
 trust_roots = [{roots}]
 revocation = "soft-fail"
 allow_fetching = false
-
+{SIGNING_EXTRA[0]}
 [ca]
 certificate = "{ca[0]}"
 key = "{ca[1]}"
@@ -249,7 +253,12 @@ def main() -> int:
                         help="limits.verify_workers (default: the config's default)")
     parser.add_argument("--pasts-root", type=Path, default=ROOT,
                         help="the checkout whose daemon.py is run (a baseline: a copy of main)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="signing.validation_report = false (the ETSI report is a second "
+                             "validation of each signature)")
     args = parser.parse_args()
+    if args.no_report:
+        SIGNING_EXTRA[0] = "validation_report = false\n"
     PASTS_ROOT[0] = args.pasts_root.resolve()
     sizes = [int(s) for s in args.memory.split(",") if s.strip()]
 
