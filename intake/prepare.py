@@ -76,8 +76,9 @@ class Prepared:
     parse_overran: float | None = None
 
 
-class _ParseOverran(Exception):
-    """The parse ran past its bound (raised by the child's interval timer)."""
+class _ParseOverran(BaseException):
+    """The parse ran past its bound (raised by the child's interval timer); a
+    BaseException, so that no `except Exception` of the parser swallows it."""
 
 
 @contextmanager
