@@ -74,6 +74,8 @@ class Prepared:
     seconds: dict[str, float] = field(default_factory=dict)
     #: The parse's bound (``limits.parse_timeout_seconds``), when it overran it.
     parse_overran: float | None = None
+    #: Each verification the child made, (method, wall seconds), for /metrics.
+    timed: tuple[tuple[str, float], ...] = ()
 
 
 class _ParseOverran(BaseException):
@@ -113,6 +115,7 @@ class _Recorder:
         self.calls: dict[tuple[str, ...], Answer] = {}
         self.runaway = False
         self.seconds: dict[str, float] = {"verify": 0.0, "read-form": 0.0}
+        self.timed: list[tuple[str, float]] = []
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         from signing.status import UnreadableInput, VerificationTimeout
@@ -134,7 +137,9 @@ class _Recorder:
             self.calls[key] = ("unreadable", message)
             raise UnreadableInput(message) from None
         finally:
-            self.seconds["verify"] += time.perf_counter() - started
+            took = time.perf_counter() - started
+            self.seconds["verify"] += took
+            self.timed.append((method, took))
         self.calls[key] = ("ok", value)
         return value
 
@@ -188,7 +193,7 @@ def prepare_message(raw: bytes, *, config: Config, mailbox: str, verifier: Any,
         pipeline = Pipeline(config, recorder, _NO_LOOKUPS, read_fields=recorder.read_fields)
         pipeline.read_signed(mail, mb)
     return Prepared(mail=mail, calls=recorder.calls, child_must_exit=recorder.runaway,
-                    seconds={"parse": parsed, **recorder.seconds})
+                    seconds={"parse": parsed, **recorder.seconds}, timed=tuple(recorder.timed))
 
 
 #: Read by signing.isolation: the child hands its verifier in.

@@ -239,6 +239,11 @@ class Intake:
                 else:
                     for stage, seconds in prepared.seconds.items():
                         self.seconds[f"child:{stage}"] += seconds
+                    # The verifications the child made count for /metrics as if made here.
+                    observe = getattr(self.verifier, "observe", None)
+                    if observe is not None:
+                        for method, seconds in prepared.timed:
+                            observe(method, seconds)
                     if prepared.mail is None:
                         from signing.isolation import TaskFailed
 
