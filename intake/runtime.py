@@ -150,6 +150,13 @@ class Runtime:
                 self._verifier = TimedVerifier(make_verifier(self.config))
             return self._verifier
 
+    def warm_up(self) -> None:
+        """Start the verifier's fork server in the background (its imports of pyHanko
+        and the parser), while this thread opens the mailboxes and records the first mail."""
+        warm_up = getattr(self.verifier, "warm_up", None)
+        if warm_up is not None:
+            threading.Thread(target=warm_up, name="verify-warm-up", daemon=True).start()
+
     def intake(self) -> Intake:
         return Intake(self.config, self.store, self.verifier, worker=self.worker)
 
@@ -183,6 +190,7 @@ class Runtime:
     def run_once(self, progress: Callable[[str], None] | None = None) -> int:
         """Process every message now in the mailboxes, send the outbox, run jobs."""
         intake = self.intake()
+        self.warm_up()
         failures = 0
         for mailbox in self.config.mailboxes:
             try:
@@ -236,6 +244,7 @@ class Runtime:
             ensure_current_crl(self)
         except Exception:  # /readyz reports it; the mail still flows
             log.exception("cannot write a current CRL to %s (ca.crl)", self.config.ca.crl)
+        self.warm_up()
         scheduler = start_scheduler(self)
         web = start_web(self)
         for t in threads:

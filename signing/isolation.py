@@ -244,6 +244,14 @@ class IsolatedVerifier:
             raise TaskFailed(task, f"out of memory: {value}")
         raise TaskFailed(task, f"failed: {value}")
 
+    def warm_up(self) -> None:
+        """Start the fork server now (it imports the verifier and the tasks' modules
+        once), so that the first call only forks; meant for a background thread,
+        overlapping the caller's own start-up."""
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
     def close(self) -> None:
         """Stop every idle child (a busy one is killed when its call returns)."""
         with self._lock:
