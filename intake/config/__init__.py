@@ -145,6 +145,8 @@ class DigestConfig:
     recipients: tuple[str, ...] = ()
     #: Five-field cron expression (minute hour day month weekday).
     schedule: str = "0 7 * * 1-5"
+    #: Days an application may wait for staff before the digest marks it (SPEC section 8).
+    sla_days: int = 5
 
     @classmethod
     def from_toml(cls, s: Section) -> DigestConfig:
@@ -158,7 +160,8 @@ class DigestConfig:
             except UnusableAddress as exc:
                 raise s.error("recipients", f"{recipient!r} is not a usable address "
                               f"({exc.reason})") from None
-        cfg = cls(recipients=recipients, schedule=schedule)
+        cfg = cls(recipients=recipients, schedule=schedule,
+                  sla_days=s.positive("sla_days", int, cls.sla_days))
         s.finish()
         return cfg
 

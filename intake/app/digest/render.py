@@ -1,0 +1,144 @@
+"""The digest as a mail: the facts laid out for the ``digest`` templates, and queued.
+
+:func:`build_digest` gives the text and the HTML (with the chart as a
+``data:`` image, for ``pasts digest --html``); :func:`queue_digest` puts one
+mail per recipient in the outbox, the chart as a related ``cid:`` part of the
+HTML (multipart/related inside multipart/alternative), and records the send
+time in the same transaction, so the next digest's changes start where this
+one's ended: a missed day is covered by the next digest, never lost.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from intake.app.digest.chart import CONTENT_ID, chart_png
+from intake.app.digest.collect import DigestFacts, Waiting, collect, record_sent
+from intake.app.replies import Replies
+from intake.app.services import Services
+from mailer.compose import ReplySpec, compose, explain
+from mailer.staff import staff_strings
+
+
+@dataclass(frozen=True)
+class Digest:
+    facts: DigestFacts
+    #: The text part (it stands alone: every number of the chart is in it too).
+    text: str
+    #: The HTML document, the chart inline as a ``data:`` image.
+    html: str
+    png: bytes
+
+    @property
+    def sections(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return self.facts.lists
+
+
+def _when(value: Any) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC"
+
+
+def context(facts: DigestFacts, language: str, chart_src: str) -> dict[str, Any]:
+    """The template values of the digest of ``facts`` in ``language``."""
+    strings = staff_strings(language)
+    titles: dict[str, str] = strings.get("sections", {})
+    outcomes: dict[str, str] = strings.get("outcomes", {})
+    changes: dict[str, str] = strings.get("changes", {})
+
+    def staff(rows: tuple[Waiting, ...]) -> list[dict[str, Any]]:
+        return [{"line": w.line, "age": w.age_days, "late": w.late} for w in rows]
+
+    table = facts.counts
+    chart_days = [
+        {"day": f"{day:%Y-%m-%d}", "total": sum(c[i] for _, c in facts.daily.series),
+         "parts": [[outcomes.get(o, o), c[i]] for o, c in facts.daily.series if c[i]]}
+        for i, day in enumerate(facts.daily.days)
+    ]
+    totals = [[outcomes.get(o, o), sum(c)] for o, c in facts.daily.series]
+    alt = strings.get("chart_alt", "") + ": " + ", ".join(f"{name} {n}" for name, n in totals)
+    return {
+        "digest": {
+            "date": _when(facts.now),
+            "since": _when(facts.since),
+            "first": facts.first,
+            "sla_days": facts.sla_days,
+            "s": strings,
+            "counts": {
+                "states": list(table.states),
+                "rows": [[wf, list(n), total] for wf, n, total in table.rows],
+                "totals": list(table.totals),
+                "total": table.total,
+            },
+            "changes": [[changes.get(name, name), n] for name, n in facts.changes],
+            "staff": staff(facts.waiting_staff),
+            "questions": staff(facts.questions),
+            "applicants": [
+                [titles.get("incomplete", "incomplete"), list(facts.incomplete)],
+                [titles.get("links", "links"), list(facts.expiring_links)],
+                [titles.get("verification_expired", "verification-expired"),
+                 list(facts.verification_expired)],
+            ],
+            "codes": [[code, n, explain(code, language)[0]] for code, n in facts.top_codes],
+            "chart_src": chart_src,
+            "chart_alt": alt,
+            "chart_days": [day for day in chart_days if day["total"]],
+            "chart_totals": totals,
+        },
+        "sections": [[titles.get(key, key), list(rows)] for key, rows in facts.lists],
+    }
+
+
+def _spec(rt: Services, to: str, message_id: str, ctx: dict[str, Any], png: bytes,
+          facts: DigestFacts) -> ReplySpec:
+    return ReplySpec(to=to, sender=rt.config.smtp.sender, template="digest",
+                     language=rt.config.daemon.language, message_id=message_id, context=ctx,
+                     related=((CONTENT_ID, "image/png", png),),
+                     auto_submitted="auto-generated", date=facts.now)
+
+
+def chart_of(facts: DigestFacts, language: str) -> bytes:
+    strings = staff_strings(language)
+    return chart_png(facts.daily, strings.get("outcomes", {}), title=strings.get("chart", ""))
+
+
+def build_digest(rt: Services) -> Digest:
+    """The digest as of now: text, and HTML with the chart inline."""
+    facts = collect(rt)
+    language = rt.config.daemon.language
+    png = chart_of(facts, language)
+    data_url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    msg = compose(_spec(rt, rt.config.smtp.sender, "<digest-preview@localhost>",
+                        context(facts, language, data_url), png, facts))
+    text_part = msg.get_body(("plain",))
+    html_part = msg.get_body(("html",))
+    text = text_part.get_content() if text_part is not None else ""
+    html = html_part.get_content() if html_part is not None else ""
+    return Digest(facts, text, html, png)
+
+
+def queue_digest(rt: Services, digest: Digest | None = None) -> int:
+    """Queue the digest for every ``digest.recipients`` address; record the send time.
+
+    Returns how many mails were queued. The send time recorded is the moment
+    the digest's facts were read, in the transaction that queues it: the next
+    digest counts the changes from there.
+    """
+    digest = digest or build_digest(rt)
+    facts = digest.facts
+    language = rt.config.daemon.language
+    ctx = context(facts, language, f"cid:{CONTENT_ID}")
+    stamp = facts.now.strftime("%Y-%m-%dT%H:%M")
+    queued = 0
+    with rt.store.session() as s:
+        replies = Replies(rt.config)
+        for recipient in rt.config.digest.recipients:
+            row = replies.queue(
+                s, key=f"digest:{stamp}:{recipient}", to=recipient, template="digest", app=None,
+                language=language, kind="digest", auto_submitted="auto-generated",
+                context=ctx, related=((CONTENT_ID, "image/png", digest.png),),
+            )
+            queued += row is not None
+        record_sent(s, facts.now)
+    return queued
