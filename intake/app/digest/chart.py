@@ -44,10 +44,10 @@ def chart_png(daily: Daily, labels: Mapping[str, str], *, title: str = "") -> by
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     for x, total in zip(positions, bottom, strict=True):
         if total:
-            ax.text(x, total, str(total), ha="center", va="bottom", fontsize=7)
+            ax.text(x, total, str(total), ha="center", va="bottom", fontsize=8)
     step = max(1, len(daily.days) // 10)
     ax.set_xticks(positions[::step], [d.strftime("%m-%d") for d in daily.days[::step]],
-                  fontsize=7)
+                  fontsize=9)
     ax.set_xlim(-0.6, len(daily.days) - 0.4)
     ax.set_ylim(0, max([*bottom, 1]) * 1.35 + 0.5)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -55,7 +55,7 @@ def chart_png(daily: Daily, labels: Mapping[str, str], *, title: str = "") -> by
     ax.spines[["top", "right"]].set_visible(False)
     if title:
         ax.set_title(title, fontsize=9, loc="left")
-    ax.legend(fontsize=7, loc="upper left", ncols=len(daily.series), frameon=False)
+    ax.legend(fontsize=9, loc="upper left", ncols=len(daily.series), frameon=False)
     fig.tight_layout()
     buf = io.BytesIO()
     # No time in the metadata: the same facts give the same bytes.

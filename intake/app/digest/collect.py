@@ -341,17 +341,17 @@ def collect(rt: Services, *, now: datetime | None = None) -> DigestFacts:
                 ("failed", failed),
                 ("waiting", waiting),
                 ("undeliverable", undeliverable),
-                ("trust", trust_rows(rt)),
+                *((("trust", trust),) if (trust := trust_rows(rt)) is not None else ()),
             ),
         )
     return facts
 
 
-def trust_rows(rt: Services) -> tuple[str, ...]:
-    """Each trusted list's freshness (``[trust]``), or nothing when it is not configured."""
+def trust_rows(rt: Services) -> tuple[str, ...] | None:
+    """Each trusted list's freshness (``[trust]``); ``None`` when no list is configured."""
     ok, body = trust.readiness(rt.config)
     if not body.get("configured"):
-        return ()
+        return None
     lists = body.get("lists")
     rows = []
     if isinstance(lists, dict):
