@@ -378,3 +378,53 @@ def test_trusted_list_freshness_is_in_the_digest(deployment: Deployment) -> None
     assert rows and all("fresh" in row or "STALE" in row or "no trusted list" in row
                         for row in rows), rows
     assert any("STALE" in row or "no trusted list" in row for row in rows), rows
+
+
+def test_every_language_names_every_digest_heading() -> None:
+    from mailer.compose import language_strings
+
+    def keys(table: dict[str, Any], prefix: str = "") -> set[str]:
+        out = set()
+        for key, value in table.items():
+            out |= keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+        return out
+
+    english = keys(language_strings("en")["digest"])
+    assert {"sections.staff", "sections.trust", "sections.notices", "outcomes.expired"} <= english
+    for language in ("lv", "it"):
+        assert keys(language_strings(language)["digest"]) == english, language
+
+
+@pytest.mark.sections(daemon={"language": "lv"})
+def test_the_digest_is_in_the_daemons_language(deployment: Deployment, tmp_path: Path) -> None:
+    seed(deployment, SEEDED)
+    page = tmp_path / "digest.html"
+    code, text = deployment.cli("digest", "--html", str(page))
+    assert code == 0, text
+    assert text.startswith("Pārskats darbiniekiem")
+    assert "== Pieteikumi pēc procedūras un stāvokļa (10)" in text
+    assert "== Gaida darbinieku izskatīšanu, vecākie vispirms (3)" in text
+    assert "pārsniegts pakalpojuma līmenis: 5 d." in text
+    assert "apstiprināti 1, atvērti 5" in text
+    assert "In English" not in text  # mail to staff is in one language
+    assert '<html lang="lv">' in page.read_text(encoding="utf-8")
+
+
+def test_a_long_queue_is_counted_in_full_and_cut_for_reading(deployment: Deployment) -> None:
+    from intake.app.digest.render import MAX_ROWS
+
+    n = MAX_ROWS + 5
+    seed(deployment, [{"ref": f"EA-2026-{300 + i:06d}",
+                       "history": [("received", ago(days=9, minutes=i), ""),
+                                   ("in-review", ago(days=8, minutes=i), "ok")]}
+                      for i in range(n)])
+    code, text = deployment.cli("digest")
+    assert code == 0
+    heading = next(line for line in text.splitlines() if line.startswith("== Waiting for staff"))
+    assert heading.endswith(f"({n})")
+    staff = section(text, "Waiting for staff review")
+    assert len(staff) == MAX_ROWS + 1
+    assert staff[-1].strip() == "… and 5 more (pasts list shows them all)"
+    # Oldest first: the one received last of all (i = n - 1) is the oldest in review.
+    assert f"EA-2026-{300 + n - 1:06d}" in staff[0]
+    assert counts_in_digest(text) == counts_in_list(deployment)

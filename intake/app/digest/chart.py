@@ -1,6 +1,6 @@
 """The digest's chart: applications per day over the last 30 days, stacked by outcome.
 
-Drawn with matplotlib's Agg backend on a :class:`~matplotlib.figure.Figure` of
+Drawn with matplotlib's Agg backend (imported when a chart is drawn) on a :class:`~matplotlib.figure.Figure` of
 its own (no pyplot: no global state, safe on the scheduler's thread and with
 no display). It must read without colour: every outcome has its own hatch
 pattern and grey level, the legend names them, and each day's total is
@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from intake.app.digest.collect import Daily
 
@@ -32,6 +28,11 @@ CONTENT_ID = "digest-chart@pasts"
 
 def chart_png(daily: Daily, labels: Mapping[str, str], *, title: str = "") -> bytes:
     """The chart of ``daily`` as PNG bytes; ``labels`` names each outcome (the legend)."""
+    # Imported here: matplotlib takes a second to import, and only the digest needs it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(8.0, 3.2), dpi=100, facecolor="white")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

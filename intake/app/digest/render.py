@@ -36,6 +36,10 @@ class Digest:
         return self.facts.lists
 
 
+#: A list shows at most this many rows, then how many more there are (``pasts list`` has all).
+MAX_ROWS = 40
+
+
 def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M} UTC"
 
@@ -47,8 +51,23 @@ def context(facts: DigestFacts, language: str, chart_src: str) -> dict[str, Any]
     outcomes: dict[str, str] = strings.get("outcomes", {})
     changes: dict[str, str] = strings.get("changes", {})
 
-    def staff(rows: tuple[Waiting, ...]) -> list[dict[str, Any]]:
-        return [{"line": w.line, "age": w.age_days, "late": w.late} for w in rows]
+    more: str = strings.get("more", "… {n}")
+
+    def capped(rows: tuple[Any, ...]) -> list[Any]:
+        # A list longer than a person reads ends in how many more there are.
+        shown = list(rows[:MAX_ROWS])
+        if len(rows) > MAX_ROWS:
+            shown.append(more.replace("{n}", str(len(rows) - MAX_ROWS)))
+        return shown
+
+    def section(title: str, rows: tuple[Any, ...]) -> list[Any]:
+        return [title, capped(rows), len(rows)]
+
+    def staff(rows: tuple[Waiting, ...]) -> dict[str, Any]:
+        return {"rows": [{"line": w.line, "age": w.age_days, "late": w.late}
+                         for w in rows[:MAX_ROWS]],
+                "total": len(rows),
+                "more": capped(rows)[MAX_ROWS:]}
 
     table = facts.counts
     chart_days = [
@@ -75,10 +94,10 @@ def context(facts: DigestFacts, language: str, chart_src: str) -> dict[str, Any]
             "staff": staff(facts.waiting_staff),
             "questions": staff(facts.questions),
             "applicants": [
-                [titles.get("incomplete", "incomplete"), list(facts.incomplete)],
-                [titles.get("links", "links"), list(facts.expiring_links)],
-                [titles.get("verification_expired", "verification-expired"),
-                 list(facts.verification_expired)],
+                section(titles.get("incomplete", "incomplete"), facts.incomplete),
+                section(titles.get("links", "links"), facts.expiring_links),
+                section(titles.get("verification_expired", "verification-expired"),
+                        facts.verification_expired),
             ],
             "codes": [[code, n, explain(code, language)[0]] for code, n in facts.top_codes],
             "chart_src": chart_src,
@@ -86,7 +105,7 @@ def context(facts: DigestFacts, language: str, chart_src: str) -> dict[str, Any]
             "chart_days": [day for day in chart_days if day["total"]],
             "chart_totals": totals,
         },
-        "sections": [[titles.get(key, key), list(rows)] for key, rows in facts.lists],
+        "sections": [section(titles.get(key, key), rows) for key, rows in facts.lists],
     }
 
 
