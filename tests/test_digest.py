@@ -138,7 +138,8 @@ def test_digest_numbers_match_pasts_list_and_the_seeded_database(deployment: Dep
     expected = Counter((SHOW_WF[r["ref"].split("-")[0]], r["history"][-1][0]) for r in SEEDED)
     assert counts_in_list(deployment) == expected
     assert counts_in_digest(text) == expected
-    facts = collect(deployment.runtime())
+    with deployment.runtime() as rt:
+        facts = collect(rt)
     assert facts.counts.total == len(SEEDED) == sum(expected.values())
     assert facts.counts.count("eaddress-production", "in-review") == 2
 
@@ -428,3 +429,24 @@ def test_a_long_queue_is_counted_in_full_and_cut_for_reading(deployment: Deploym
     # Oldest first: the one received last of all (i = n - 1) is the oldest in review.
     assert f"EA-2026-{300 + n - 1:06d}" in staff[0]
     assert counts_in_digest(text) == counts_in_list(deployment)
+
+
+def test_the_same_numbers_on_postgresql(tmp_path: Path, imap_account: Any,
+                                        imap_mailbox_config: Any, smtp_server: Any, pki: Any,
+                                        postgres_db: str) -> None:
+    from tests.daemon_env import make_deployment
+
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
+                          database={"url": postgres_db})
+    seed(dep, SEEDED)
+    code, text = dep.cli("digest")
+    assert code == 0, text
+    assert counts_in_digest(text) == counts_in_list(dep)
+    with dep.runtime() as rt:
+        facts = collect(rt)
+    assert facts.top_codes == (("SIG-NOT-QUALIFIED", 3), ("FORM-FIELD-MISSING", 1))
+    assert [w.reference for w in facts.waiting_staff] == [
+        "EA-2026-000101", "API-2026-000103", "EA-2026-000102"]
+    assert [w.late for w in facts.waiting_staff] == [True, True, False]
+    assert dict(facts.changes)["approved"] == 1
+    assert facts.daily.total() == 9
