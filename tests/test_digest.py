@@ -168,8 +168,9 @@ def test_digest_numbers_match_pasts_list_and_the_seeded_database(deployment: Dep
     # the staff rejection of 19 days ago; the field of a code is not counted apart.
     codes = section(text, "Why applications fail")
     assert codes[0].split()[:2] == ["3", "SIG-NOT-QUALIFIED:"]
-    assert codes[1].split()[:2] == ["1", "FORM-FIELD-MISSING:"]
+    assert codes[1].split() == ["1", "FORM-FIELD-MISSING:", "org_reg_no", "1"]
     assert facts.top_codes == (("SIG-NOT-QUALIFIED", 3), ("FORM-FIELD-MISSING", 1))
+    assert facts.code_fields == (("FORM-FIELD-MISSING", (("org_reg_no", 1),)),)
 
     # The chart's numbers, in the text too: 9 of the 10 arrived within 30 days.
     assert facts.daily.total() == 9

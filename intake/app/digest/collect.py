@@ -130,6 +130,8 @@ class DigestFacts:
     verification_expired: tuple[str, ...]
     #: (code, count), most frequent first, over :data:`HISTORY_DAYS`.
     top_codes: tuple[tuple[str, int], ...]
+    #: (code, ((field, count), ...)) for the top codes that name a form field.
+    code_fields: tuple[tuple[str, tuple[tuple[str, int], ...]], ...]
     daily: Daily
     #: The other lists, by section key (titles in ``mailer`` strings ``[digest.sections]``).
     lists: tuple[tuple[str, tuple[str, ...]], ...] = field(default_factory=tuple)
@@ -227,16 +229,27 @@ def codes_of(transition: Transition) -> list[str]:
         reason = reason.partition(": ")[0]
     else:
         reason = reason.rpartition(": ")[2] if ": " in reason else reason
-    return [m.group(0).partition(":")[0] for part in reason.split(",")
+    return [m.group(0) for part in reason.split(",")
             if (m := _CODE_RE.fullmatch(part.strip()))]
 
 
-def top_codes(s: Session, start: datetime) -> tuple[tuple[str, int], ...]:
+def top_codes(s: Session, start: datetime) -> tuple[
+        tuple[tuple[str, int], ...], tuple[tuple[str, tuple[tuple[str, int], ...]], ...]]:
+    """The most frequent codes since ``start`` (a field's code counted once as its code),
+    and for each code given with fields, how often each field was named."""
     counter: Counter[str] = Counter()
+    fields: dict[str, Counter[str]] = {}
     for t in s.scalars(select(Transition).where(
             Transition.to_state.in_(("incomplete", "rejected")), Transition.at >= start)):
-        counter.update(codes_of(t))
-    return tuple(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CODES])
+        for code in codes_of(t):
+            base, _, name = code.partition(":")
+            counter[base] += 1
+            if name:
+                fields.setdefault(base, Counter())[name] += 1
+    top = tuple(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CODES])
+    named = tuple((code, tuple(sorted(fields[code].items(), key=lambda kv: (-kv[1], kv[0]))))
+                  for code, _ in top if code in fields)
+    return top, named
 
 
 def daily(s: Session, today: date) -> Daily:
@@ -268,6 +281,7 @@ def collect(rt: Services, *, now: datetime | None = None) -> DigestFacts:
         previous = last_sent(s)
         since = previous or now - FIRST_PERIOD
         history = now - timedelta(days=HISTORY_DAYS)
+        codes, code_fields = top_codes(s, history)
 
         incomplete = tuple(
             show_line(rt, a) for a in s.scalars(
@@ -329,7 +343,8 @@ def collect(rt: Services, *, now: datetime | None = None) -> DigestFacts:
             incomplete=incomplete,
             expiring_links=expiring_links,
             verification_expired=verification_expired,
-            top_codes=top_codes(s, history),
+            top_codes=codes,
+            code_fields=code_fields,
             daily=daily(s, now.date()),
             lists=(
                 ("held", tuple(safe(r) for r in held)),

@@ -11,6 +11,7 @@ one's ended: a missed day is covered by the next digest, never lost.
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from intake.app.replies import Replies
 from intake.app.services import Services
 from mailer.compose import ReplySpec, compose, explain
 from mailer.staff import staff_strings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,14 @@ def context(facts: DigestFacts, language: str, chart_src: str) -> dict[str, Any]
                 "total": len(rows),
                 "more": capped(rows)[MAX_ROWS:]}
 
+    named = dict(facts.code_fields)
+
+    def code_text(code: str) -> str:
+        # A field's code says which fields, not one field's sentence.
+        if code in named:
+            return ", ".join(f"{name} {n}" for name, n in named[code])
+        return explain(code, language)[0]
+
     table = facts.counts
     chart_days = [
         {"day": f"{day:%Y-%m-%d}", "total": sum(c[i] for _, c in facts.daily.series),
@@ -99,7 +110,7 @@ def context(facts: DigestFacts, language: str, chart_src: str) -> dict[str, Any]
                 section(titles.get("verification_expired", "verification-expired"),
                         facts.verification_expired),
             ],
-            "codes": [[code, n, explain(code, language)[0]] for code, n in facts.top_codes],
+            "codes": [[code, n, code_text(code)] for code, n in facts.top_codes],
             "chart_src": chart_src,
             "chart_alt": alt,
             "chart_days": [day for day in chart_days if day["total"]],
@@ -161,4 +172,6 @@ def queue_digest(rt: Services, digest: Digest | None = None) -> int:
             )
             queued += row is not None
         record_sent(s, facts.now)
+    log.info("staff digest of %s queued for %d recipient(s) (key digest:%s:…); "
+             "its changes count from %s", _when(facts.now), queued, stamp, _when(facts.since))
     return queued
