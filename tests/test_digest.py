@@ -451,3 +451,45 @@ def test_the_same_numbers_on_postgresql(tmp_path: Path, imap_account: Any,
     assert [w.late for w in facts.waiting_staff] == [True, True, False]
     assert dict(facts.changes)["approved"] == 1
     assert facts.daily.total() == 9
+
+
+def test_mail_that_needs_a_person_is_listed_with_its_application(deployment: Deployment) -> None:
+    from intake.store.models import IssuedCertificateRow, Outbox, ReceivedMessage
+
+    seed(deployment, [
+        {"ref": "EA-2026-000401", "extra": {"undeliverable": {"address": "bad@@x",
+                                                              "reason": "two @"}},
+         "history": [("received", ago(days=1), ""), ("in-review", ago(days=1), "ok")]},
+        {"ref": "EA-2026-000402", "extra": {"verification_warning":
+                                            "anna@example.lv was verified for another person"},
+         "history": [("received", ago(days=1), ""), ("in-review", ago(days=1), "ok")]},
+    ])
+    with deployment.runtime() as rt, rt.store.session() as s:
+        app = s.query(Application).filter_by(reference="EA-2026-000402").one()
+        s.add(Outbox(key="k-failed", message_id="<failed-1@agency.test>", application=app,
+                     sender="pasts@agency.test", recipients=["anna@example.lv"],
+                     to_addr="anna@example.lv", raw=b"x", status="failed",
+                     last_error="550 mailbox unavailable"))
+        s.add(IssuedCertificateRow(application_id=app.id, serial_hex="ab" * 16,
+                                   subject="CN=ergli-connector.example.lv",
+                                   not_before=ago(days=340), not_after=NOW + timedelta(days=20),
+                                   pem="", chain_pem=""))
+        s.add(ReceivedMessage(mailbox="applications", uidvalidity=1, uid="7",
+                              message_id="<poison@example.lv>", sha256="0" * 64, raw=b"x",
+                              sender="mallory@example.lv", subject="Pieteikums\x1b[2J",
+                              status="quarantined", last_error="parse timeout"))
+    code, text = deployment.cli("digest")
+    assert code == 0, text
+    [failed] = section(text, "Replies that could not be delivered")
+    assert "<failed-1@agency.test>" in failed and "550 mailbox unavailable" in failed
+    assert "EA-2026-000402  in-review  eaddress-production" in failed
+    [conflict] = section(text, "Addresses verified for another person")
+    assert "EA-2026-000402  in-review" in conflict and "verified for another person" in conflict
+    [undeliverable] = section(text, "Applicants no reply can be written to")
+    assert "EA-2026-000401  in-review" in undeliverable and "bad@@x: two @" in undeliverable
+    [expiring] = section(text, "Certificates expiring within 30 days")
+    assert "abababababababab…  CN=ergli-connector.example.lv  expires" in expiring
+    assert "EA-2026-000402  in-review" in expiring
+    [quarantined] = section(text, "Quarantined messages")
+    assert "<poison@example.lv>" in quarantined and "parse timeout" in quarantined
+    assert "\x1b" not in text and "Pieteikums\\x1b[2J" in quarantined
