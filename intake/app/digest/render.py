@@ -13,12 +13,16 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy import select
 
 from intake.app.digest.chart import CONTENT_ID, chart_png
 from intake.app.digest.collect import DigestFacts, Waiting, collect, record_sent
 from intake.app.replies import Replies
 from intake.app.services import Services
+from intake.store.models import Outbox
 from mailer.compose import ReplySpec, compose, explain
 from mailer.staff import staff_strings
 
@@ -33,10 +37,6 @@ class Digest:
     #: The HTML document, the chart inline as a ``data:`` image.
     html: str
     png: bytes
-
-    @property
-    def sections(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        return self.facts.lists
 
 
 #: A list shows at most this many rows, then how many more there are (``pasts list`` has all).
@@ -120,28 +120,24 @@ def context(facts: DigestFacts, language: str, chart_src: str) -> dict[str, Any]
     }
 
 
-def _spec(rt: Services, to: str, message_id: str, ctx: dict[str, Any], png: bytes,
-          facts: DigestFacts) -> ReplySpec:
-    return ReplySpec(to=to, sender=rt.config.smtp.sender, template="digest",
-                     language=rt.config.daemon.language, message_id=message_id, context=ctx,
-                     related=((CONTENT_ID, "image/png", png),),
-                     auto_submitted="auto-generated", date=facts.now)
-
-
 def chart_of(facts: DigestFacts, language: str) -> bytes:
     strings = staff_strings(language)
     # The heading above the image names it; the legend names the outcomes.
     return chart_png(facts.daily, strings.get("outcomes", {}))
 
 
-def build_digest(rt: Services) -> Digest:
-    """The digest as of now: text, and HTML with the chart inline."""
-    facts = collect(rt)
+def build_digest(rt: Services, *, now: datetime | None = None) -> Digest:
+    """The digest as of ``now``: text, and HTML with the chart inline."""
+    facts = collect(rt, now=now)
     language = rt.config.daemon.language
     png = chart_of(facts, language)
     data_url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-    msg = compose(_spec(rt, rt.config.smtp.sender, "<digest-preview@localhost>",
-                        context(facts, language, data_url), png, facts))
+    # The preview is composed as the mail is, the chart inline instead of beside it.
+    msg = compose(ReplySpec(
+        to=rt.config.smtp.sender, sender=rt.config.smtp.sender, template="digest",
+        language=language, message_id="<digest-preview@localhost>",
+        context=context(facts, language, data_url), auto_submitted="auto-generated",
+        date=facts.now))
     text_part = msg.get_body(("plain",))
     html_part = msg.get_body(("html",))
     text = text_part.get_content() if text_part is not None else ""
@@ -165,13 +161,19 @@ def queue_digest(rt: Services, digest: Digest | None = None) -> int:
     with rt.store.session() as s:
         replies = Replies(rt.config)
         for recipient in rt.config.digest.recipients:
+            key = f"digest:{stamp}:{recipient}"
+            # The same minute's digest queued already (a retried tick): not again, and
+            # the send time stays that digest's, so no change falls between the two.
+            if s.scalars(select(Outbox.id).where(Outbox.key == key)).first() is not None:
+                continue
             row = replies.queue(
-                s, key=f"digest:{stamp}:{recipient}", to=recipient, template="digest", app=None,
+                s, key=key, to=recipient, template="digest", app=None,
                 language=language, kind="digest", auto_submitted="auto-generated",
                 context=ctx, related=((CONTENT_ID, "image/png", digest.png),),
             )
             queued += row is not None
-        record_sent(s, facts.now)
+        if queued:
+            record_sent(s, facts.now)
     log.info("staff digest of %s queued for %d recipient(s) (key digest:%s:…); "
              "its changes count from %s", _when(facts.now), queued, stamp, _when(facts.since))
     return queued
