@@ -305,3 +305,37 @@ def test_a_new_application_in_the_notice_thread_renews_the_old_reference(
     # The old application is untouched.
     code, shown = deployment.cli("show", ref)
     assert "state:      approved" in shown
+
+
+# -- the keys ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("section", "values", "key"), [
+    ("verification", {"remind_hours_before": -1}, "verification.remind_hours_before"),
+    ("ca", {"expiry_notice_days": [30, 0]}, "ca.expiry_notice_days"),
+    ("ca", {"expiry_notice_days": "30"}, "ca.expiry_notice_days"),
+    ("daemon", {"retention_days": 0}, "daemon.retention_days"),
+    ("daemon", {"retention_days": "a year"}, "daemon.retention_days"),
+])
+def test_a_wrong_value_names_its_key(tmp_path: Any, section: str, values: dict[str, Any],
+                                     key: str) -> None:
+    from intake.config import parse_config
+    from intake.errors import ConfigurationError
+
+    data = {"smtp": {"url": "maildir:./outbox", "from": "pasts@agency.test"}, section: values}
+    with pytest.raises(ConfigurationError) as caught:
+        parse_config(data, tmp_path / "config.toml")
+    assert key in str(caught.value)
+
+
+def test_the_defaults_are_the_spec_s(tmp_path: Any) -> None:
+    from intake.config import parse_config
+
+    cfg = parse_config({"smtp": {"url": "maildir:./outbox", "from": "pasts@agency.test"},
+                        "ca": {"expiry_notice_days": [7, 30, 7]}}, tmp_path / "config.toml")
+    assert cfg.verification.remind_hours_before == 24.0
+    assert cfg.ca.expiry_notice_days == (30, 7)
+    assert cfg.daemon.retention_days is None
+    default = parse_config({"smtp": {"url": "maildir:./outbox", "from": "pasts@agency.test"}},
+                           tmp_path / "config.toml")
+    assert default.ca.expiry_notice_days == (30, 7)
