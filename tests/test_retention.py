@@ -29,11 +29,14 @@ def submit(dep: Deployment, pki: Any, **values: str) -> str:
 
 
 def age(dep: Deployment, reference: str, days: int) -> None:
-    """Date every transition of ``reference`` ``days`` back."""
+    """Date every transition, mail and reply of ``reference`` ``days`` back."""
+    then = now_utc() - timedelta(days=days)
     with dep.runtime().store.session() as s:
         app = s.scalars(select(Application).where(Application.reference == reference)).one()
-        s.execute(update(Transition).where(Transition.application_id == app.id)
-                  .values(at=now_utc() - timedelta(days=days)))
+        s.execute(update(Transition).where(Transition.application_id == app.id).values(at=then))
+        s.execute(update(ReceivedMessage).where(ReceivedMessage.application_id == app.id)
+                  .values(received_at=then))
+        s.execute(update(Outbox).where(Outbox.application_id == app.id).values(created_at=then))
 
 
 def stored(dep: Deployment, reference: str) -> dict[str, Any]:
@@ -78,8 +81,14 @@ def test_purge_removes_raw_mail_of_long_closed_applications_and_keeps_the_decisi
                               message_id="<late@ergli.example>", sha256="0" * 64,
                               raw=b"Subject: late\r\n\r\nstill to process\r\n",
                               status="received", application_id=app.id))
+        # And a question about it came yesterday: answered, but within the 30 days.
+        s.add(ReceivedMessage(mailbox="applications", uidvalidity=1, uid="1000",
+                              message_id="<asked@ergli.example>", sha256="1" * 64,
+                              raw=b"Subject: STATUS\r\n\r\nany news?\r\n", status="processed",
+                              moved=True, application_id=app.id,
+                              received_at=now_utc() - timedelta(days=1)))
     before = {ref: stored(deployment, ref) for ref in (closed, still_open, recent)}
-    assert before[closed]["csr"] is not None and len(before[closed]["raw"]) == 2
+    assert before[closed]["csr"] is not None and len(before[closed]["raw"]) == 3
     _, shown_before = deployment.cli("show", closed)
 
     # --dry-run lists what would go, with counts, and changes nothing.
@@ -95,9 +104,10 @@ def test_purge_removes_raw_mail_of_long_closed_applications_and_keeps_the_decisi
     assert code == 0, out
     assert "purged: 1 application(s), 1 raw mail(s)" in out
     after = stored(deployment, closed)
-    processed_raw, late_raw = after["raw"]
+    processed_raw, late_raw, asked_raw = after["raw"]
     assert processed_raw == PURGED
     assert late_raw == before[closed]["raw"][1]  # the unprocessed row is untouched
+    assert asked_raw == before[closed]["raw"][2]  # so is yesterday's mail
     assert after["replies"] and all(r == PURGED for r in after["replies"])
     assert after["reports"] == 0 and after["csr"] is None
     assert after["purged_at"] is not None

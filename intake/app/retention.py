@@ -4,12 +4,13 @@ An application is closed in :data:`CLOSED_STATES`; it has been closed since
 its last transition. ``daemon.retention_days`` after that (unset: never) the
 purge removes what it no longer needs:
 
-- the raw bytes of its ledger rows (``received_message.raw``) that are
-  processed or ignored *and* moved on the server: an unprocessed row (still
-  ``received``), a quarantined one (staff have yet to look at it) or one
-  not yet moved keeps its bytes;
-- the raw bytes of its sent replies (``outbox.raw``; pending, waiting or
-  failed replies keep theirs);
+- the raw bytes of its ledger rows (``received_message.raw``) received
+  before the cutoff that are processed or ignored *and* moved on the server:
+  an unprocessed row (still ``received``), a quarantined one (staff have yet
+  to look at it), one not yet moved or a later mail about it (a STATUS
+  question last week) keeps its bytes;
+- the raw bytes of its sent replies queued before the cutoff (``outbox.raw``;
+  pending, waiting or failed replies keep theirs);
 - its verification artefacts: the stored validation reports
   (``verdicts.signature.reports``), its CSR and the CSRs of its decided held changes.
 
@@ -61,6 +62,7 @@ class PurgeItem:
     csrs: int = 0
     held_csrs: int = 0
     ledger_ids: list[int] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -104,7 +106,7 @@ def plan(rt: Services, s: Session, *, now: datetime | None = None) -> list[Purge
         select(ReceivedMessage.application_id, ReceivedMessage.id, func.length(ReceivedMessage.raw))
         .where(ReceivedMessage.application_id.in_(ids),
                ReceivedMessage.status.in_(DONE_STATUSES), ReceivedMessage.moved.is_(True),
-               ReceivedMessage.raw != PURGED)
+               ReceivedMessage.received_at <= limit, ReceivedMessage.raw != PURGED)
         .order_by(ReceivedMessage.id)
     ).tuples():
         assert app_id is not None
@@ -112,15 +114,18 @@ def plan(rt: Services, s: Session, *, now: datetime | None = None) -> list[Purge
         one.raw_mails += 1
         one.raw_bytes += int(size or 0)
         one.ledger_ids.append(row_id)
-    for app_id, count, size in s.execute(
-        select(Outbox.application_id, func.count(), func.sum(func.length(Outbox.raw)))
+    for app_id, row_id, size in s.execute(
+        select(Outbox.application_id, Outbox.id, func.length(Outbox.raw))
         .where(Outbox.application_id.in_(ids), Outbox.status == "sent",
-               Outbox.kind != "verification", Outbox.raw != PURGED)
-        .group_by(Outbox.application_id)
+               Outbox.kind != "verification", Outbox.created_at <= limit,
+               Outbox.raw != PURGED)
+        .order_by(Outbox.id)
     ).tuples():
         assert app_id is not None
-        item(app_id).replies += int(count)
-        item(app_id).reply_bytes += int(size or 0)
+        one = item(app_id)
+        one.replies += 1
+        one.reply_bytes += int(size or 0)
+        one.outbox_ids.append(row_id)
     for app_id, count in s.execute(
         select(HeldChange.application_id, func.count())
         .where(HeldChange.application_id.in_(ids), HeldChange.status != "held",
@@ -147,10 +152,10 @@ def apply(s: Session, items: list[PurgeItem], *, now: datetime | None = None) ->
                       .where(ReceivedMessage.id.in_(one.ledger_ids),
                              ReceivedMessage.status.in_(DONE_STATUSES))
                       .values(raw=PURGED))
-        s.execute(update(Outbox)
-                  .where(Outbox.application_id == one.application_id, Outbox.status == "sent",
-                         Outbox.kind != "verification")
-                  .values(raw=PURGED))
+        if one.outbox_ids:
+            s.execute(update(Outbox)
+                      .where(Outbox.id.in_(one.outbox_ids), Outbox.status == "sent")
+                      .values(raw=PURGED))
         s.execute(update(HeldChange)
                   .where(HeldChange.application_id == one.application_id,
                          HeldChange.status != "held")
