@@ -22,7 +22,13 @@ from intake.display import safe
 from intake.errors import ConfigurationError
 from intake.forms.render import render_form
 from intake.runtime import Runtime
-from intake.store.models import Application, IssuedCertificateRow, Organisation, Outbox
+from intake.store.models import (
+    Application,
+    CertificateNotice,
+    IssuedCertificateRow,
+    Organisation,
+    Outbox,
+)
 from rules.workflow import Role, WorkflowConfig, field_value
 
 log = logging.getLogger(__name__)
@@ -190,6 +196,10 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             for c in certs:
                 status = f"revoked {c.revoked_at:%Y-%m-%d} ({c.revocation_reason})" if c.revoked_at else "valid"
                 p(f"  serial {c.serial_hex}  {c.subject}  until {c.not_after:%Y-%m-%d}  {status}")
+                for n in s.scalars(select(CertificateNotice).where(
+                        CertificateNotice.certificate_id == c.id).order_by(CertificateNotice.id)):
+                    p(f"    expiry notice ({n.threshold_days} days) to {n.recipient} "
+                      f"queued {n.queued_at:%Y-%m-%d %H:%M}")
         p("history:")
         for t in app.transitions:
             p(f"  {t.at:%Y-%m-%d %H:%M:%S}  {t.from_state or '-':>22} -> {t.to_state:<22} "

@@ -228,6 +228,10 @@ def test_expiry_notices_at_30_and_7_days_each_once_naming_serial_reference_and_r
     assert deployment.run_once() == 0
     assert len(expiry_notices(deployment)) == 2
     assert notice_rows(deployment) == [(cert.id, 30), (cert.id, 7)]
+    code, shown = deployment.cli("show", ref)
+    assert code == 0
+    assert f"expiry notice (30 days) to {GOOD['contact_email']}" in shown
+    assert f"expiry notice (7 days) to {GOOD['contact_email']}" in shown
 
     # The digest can list them: the notices queued in a period.
     with rt.store.session() as s:

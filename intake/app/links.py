@@ -309,9 +309,12 @@ class Verification:
             link.reminded_at = now
             if app is None or app.state != "awaiting-verification":
                 continue
+            key = f"remind:{link.id}"
+            if s.scalars(select(Outbox.id).where(Outbox.key == key)).first() is not None:
+                continue  # queued by a sweep that did not get to commit reminded_at
             url = f"{self.config.verification.public_url}/verify/{LINK_PLACEHOLDER}"
             queued = self.replies.queue(
-                s, key=f"remind:{link.id}", to=link.email, template="verify-reminder", app=app,
+                s, key=key, to=link.email, template="verify-reminder", app=app,
                 language=app.language, in_reply_to=app.thread_root,
                 references=(app.thread_root,) if app.thread_root else (),
                 kind="verification", auto_submitted="auto-generated",
