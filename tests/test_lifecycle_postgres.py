@@ -121,3 +121,33 @@ def test_two_daemons_remind_of_a_link_once(
     finally:
         for rt in runtimes:
             rt.store.dispose()
+
+
+def test_purge_on_postgres_and_two_daemons_purging_at_once(
+        tmp_path: Path, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any, pki: Any,
+        postgres_db: str) -> None:
+    from intake.app.retention import PURGED, purge
+    from tests.test_retention import age, stored, submit
+
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
+                          database={"url": postgres_db}, daemon={"retention_days": 30})
+    ref = submit(dep, pki)
+    assert dep.cli("reject", ref, "--user", "ilze", "--code", "CONTRACT-MISSING",
+                   "--note", "no agreement")[0] == 0
+    age(dep, ref, 45)
+    before = stored(dep, ref)
+    code, out = dep.cli("purge", "--dry-run")
+    assert code == 0 and "would purge: 1 application(s), 1 raw mail(s)" in out
+    assert stored(dep, ref) == before
+    runtimes = [dep.runtime(), dep.runtime()]
+    try:
+        at_once(runtimes, purge)
+    finally:
+        for rt in runtimes:
+            rt.store.dispose()
+    after = stored(dep, ref)
+    assert after["raw"] == [PURGED] and after["csr"] is None
+    assert after["history"] == before["history"] and after["state"] == "rejected"
+    code, shown = dep.cli("show", ref)
+    assert code == 0 and "purged:" in shown
+    assert "purged: 0 application(s)" in dep.cli("purge")[1]
