@@ -71,8 +71,8 @@ ROUTES: tuple[tuple[Route, str, str], ...] = (
     (Route.RESUBMISSION, "its application, from its address, with a form, a CSR or an oversized "
      "part, in a RESUBMITTABLE state",
      "judged again on the same reference (changes from an unauthenticated sender are held)"),
-    (Route.RENEWAL, "its application, from its address, with a form or a CSR, approved or "
-     "active (the answer to a certificate expiry notice)",
+    (Route.RENEWAL, "its application, from its address, with a form, approved or active "
+     "(the answer to a certificate expiry notice)",
      "judged as a new application in the same thread, noted as renewing the old reference"),
     (Route.NEW_LINK, "its application, from its address, NEW LINK in the subject, awaiting "
      "verification or expired", "a new e-mail link, within verification.max_links_per_day"),
@@ -128,7 +128,7 @@ class Decider:
                 submits = mail.carries_form or mail.csr is not None or mail.oversized
                 if submits and app.state in RESUBMITTABLE:
                     return Routed(Route.RESUBMISSION, app)
-                if (mail.carries_form or mail.csr is not None) and app.state in RESTRICTABLE:
+                if mail.carries_form and app.state in RESTRICTABLE:
                     return Routed(Route.RENEWAL, app)
                 if self.verification.wants_new_link(mail, app):
                     return Routed(Route.NEW_LINK, app)
