@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING
 from rules.base import Case, Finding
 
 if TYPE_CHECKING:
-    from signing.status import SignatureStatus
+    from signing.status import FileTimestamp, FormVerdict, SignatureStatus
     from signing.trust.qualification import Qualification
 
 
 @dataclass(frozen=True)
-class VerdictRule:
+class SignatureRule:
+    """What every SIG-*/TS-* rule shares: it judges the case's signature verdict."""
+
     code: str
     description: str
 
@@ -32,6 +34,14 @@ class VerdictRule:
         # A signature is judged on a form that could be read, and on a signed
         # container that holds no form (its verdict is set without one).
         return case.verdict is not None and not case.form_error and not case.unopened
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class VerdictRule(SignatureRule):
+    """A code the verifier still computes: copied from the verdict's ``codes``."""
 
     def check(self, case: Case) -> Iterable[Finding]:
         # Belt and braces: whatever the diff analysis says, values that differ
@@ -45,6 +55,71 @@ class VerdictRule:
                 if self.code in sig.codes:
                     notes.extend(sig.notes)
             yield Finding(self.code, "; ".join(notes)[:500])
+
+
+@dataclass(frozen=True)
+class FactRule(SignatureRule):
+    """A code computed here from each signature's facts alone, whatever the policy.
+
+    The finding's detail is the notes of the signatures (and of the time-stamps over
+    the whole file) that raise it.
+    """
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        notes = raised_notes(self, case.verdict)
+        if notes is not None:
+            yield Finding(self.code, "; ".join(notes)[:500])
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        """Whether the facts of one signature raise this code."""
+        return False
+
+    def raised_by_timestamp(self, stamp: FileTimestamp) -> bool:
+        """Whether one time-stamp over the whole file raises this code."""
+        return False
+
+    def raised_by_verdict(self, verdict: FormVerdict) -> bool:
+        """Whether the verdict as a whole raises it (beside its signatures)."""
+        return False
+
+
+def raised_notes(rule: FactRule, verdict: FormVerdict) -> list[str] | None:
+    """The notes of what raises ``rule``'s code in ``verdict``; ``None``: nothing does."""
+    notes: list[str] = []
+    raised = rule.raised_by_verdict(verdict)
+    for sig in verdict.signatures:
+        if rule.raised_by(sig):
+            raised = True
+            notes.extend(sig.notes)
+    for stamp in getattr(verdict, "timestamps", ()):
+        if rule.raised_by_timestamp(stamp):
+            raised = True
+            notes.extend(stamp.notes)
+    return notes if raised else None
+
+
+@dataclass(frozen=True)
+class TimestampInvalid(FactRule):
+    """TS-INVALID: a time-stamp is there (``timestamp_present``) but is broken or does not
+    match (not ``timestamp_valid``); a time-stamp over the whole file that is not ``valid``."""
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return sig.validated and sig.timestamp_present and not sig.timestamp_valid
+
+    def raised_by_timestamp(self, stamp: FileTimestamp) -> bool:
+        return not stamp.valid
+
+
+@dataclass(frozen=True)
+class TimestampUntrusted(FactRule):
+    """TS-UNTRUSTED: a valid time-stamp whose TSA's chain reaches no anchor
+    (``timestamp_trusted`` false, ``timestamp_trust_problem`` says why)."""
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return sig.validated and sig.timestamp_valid and not sig.timestamp_trusted
+
+    def raised_by_timestamp(self, stamp: FileTimestamp) -> bool:
+        return stamp.valid and not stamp.trusted
 
 
 @dataclass(frozen=True)
@@ -120,7 +195,7 @@ def signer_problems(q: Qualification | None, policy: Policy) -> list[str]:
 
 
 @dataclass(frozen=True)
-class PolicyRule(VerdictRule):
+class PolicyRule(SignatureRule):
     """A code computed here from each signature's facts and the case's :class:`Policy`.
 
     A signature that could not be validated at all (``validated`` false) is only
@@ -212,8 +287,8 @@ RULES = (
     VerdictRule("SIG-REVOCATION-UNKNOWN",
                 "The signer's certificate's revocation status at the signing time is known."),
     TimestampMissing("TS-MISSING", "The signature carries a signature time-stamp."),
-    VerdictRule("TS-INVALID", "The time-stamp token is sound and matches the signature."),
-    VerdictRule("TS-UNTRUSTED", "The time-stamping authority is trusted."),
+    TimestampInvalid("TS-INVALID", "The time-stamp token is sound and matches the signature."),
+    TimestampUntrusted("TS-UNTRUSTED", "The time-stamping authority is trusted."),
     TimestampNotQualified("TS-NOT-QUALIFIED",
                           "The time-stamp is from a qualified time-stamping service."),
     TooOld("SIG-TOO-OLD", "The form was signed recently enough for the procedure."),

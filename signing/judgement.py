@@ -109,6 +109,7 @@ class TimestampFields(TypedDict):
     timestamp_valid: bool
     timestamp_trusted: bool
     timestamp_time: datetime | None
+    timestamp_trust_problem: str | None
 
 
 class SignerFields(TimestampFields):
@@ -419,6 +420,7 @@ def judge_signer_and_timestamp(
         timestamp_valid=timestamp["timestamp_valid"],
         timestamp_trusted=timestamp["timestamp_trusted"],
         timestamp_time=timestamp["timestamp_time"],
+        timestamp_trust_problem=timestamp["timestamp_trust_problem"],
     )
 
 
@@ -451,6 +453,9 @@ def judge_timestamp_status(
         timestamp_valid=ts_valid,
         timestamp_trusted=ts_trusted,
         timestamp_time=ts.timestamp if ts is not None else ts_time,
+        timestamp_trust_problem=(
+            _problem_name(ts.trust_problem_indic) or str(ts.trust_problem_indic)
+            if ts is not None and ts_valid and not ts_trusted else None),
     )
 
 

@@ -34,6 +34,8 @@ Container = Literal["p7m", "tsd", "m7m"]
 Source = Literal["tsd", "m7m", "tsr"]
 #: Where a signature came from.
 Kind = Literal["pades", "cms", "smime", "xades", "p7m"]
+#: Why the signer's chain was not accepted (see :attr:`SignatureStatus.chain_problem`).
+ChainProblem = Literal["revoked", "expired", "revocation-unknown", "untrusted"]
 
 
 class UnreadableInput(ValueError):
@@ -165,6 +167,10 @@ class SignatureStatus:
     """The signature could be validated at all (``False``: it is broken beyond reading, only
     ``SIG-INVALID`` is said of it and no policy applies to its other facts)."""
 
+    timestamp_trust_problem: str | None = None
+    """Why a valid time-stamp's TSA is not trusted: pyHanko's AdES sub-indication
+    (e.g. ``NO_CERTIFICATE_CHAIN_FOUND``); ``None`` when trusted, absent or not valid."""
+
     report_xml: str | None = field(default=None, repr=False)
     """pyHanko's ETSI TS 119 102-2 validation report of this signature (PAdES only)."""
 
@@ -192,6 +198,10 @@ class FormVerdict:
 
     notes: tuple[str, ...] = ()
     """Document-level notes (document time-stamps, ignored signature fields)."""
+
+    timestamps: tuple[FileTimestamp, ...] = ()
+    """Time-stamps over the whole signed file (``.tsd``, ``.m7m``, ``.tsr``; see
+    :attr:`SignedFile.timestamps`), judged by the rules beside the signatures."""
 
     @property
     def ok(self) -> bool:
@@ -272,6 +282,10 @@ class FileTimestamp:
 
     It dates a signer of the file that has no signature time-stamp of its own;
     it is not kept when the facts cross a process boundary."""
+
+    trust_problem: str | None = None
+    """Why a valid token's TSA is not trusted (pyHanko's AdES sub-indication); ``None``
+    when it is trusted or the token is not valid."""
 
     def __reduce__(self) -> tuple[Callable[[dict[str, object]], FileTimestamp], tuple[object]]:
         # pyHanko's status holds validation paths that need not pickle; the
@@ -354,4 +368,5 @@ class SignedFile:
             signer=self.levels[0].verdict.signer if self.levels else None,
             signed_revision=None,
             notes=tuple(notes),
+            timestamps=self.timestamps,
         )

@@ -72,7 +72,7 @@ def signature(*codes: str, notes: tuple[str, ...] = ()) -> SignatureStatus:
         field_name="Signature1", kind="pades", intact="SIG-INVALID" not in codes,
         valid="SIG-INVALID" not in codes, trusted=not codes, signer=None,
         signing_time=datetime(2026, 1, 5, tzinfo=UTC), timestamp_present="TS-MISSING" not in codes,
-        timestamp_valid=True, timestamp_trusted=True,
+        timestamp_valid="TS-INVALID" not in codes, timestamp_trusted="TS-UNTRUSTED" not in codes,
         timestamp_time=stamped, modified_after="SIG-MODIFIED" in codes,
         covered_bytes=1000, codes=given, notes=notes or tuple(f"{c}!" for c in given),
         qualification=NOT_QUALIFIED if "SIG-NOT-QUALIFIED" in codes else QUALIFIED,

@@ -331,6 +331,7 @@ async def judge_file_timestamp(
         trusted=facts["timestamp_trusted"],
         tsa=tsa,
         qualification=facts["timestamp_qualification"],
+        trust_problem=facts["timestamp_trust_problem"],
         codes=tuple(sorted(codes)),
         notes=tuple(notes),
         status=status,

@@ -1,0 +1,93 @@
+"""The signature rules of ``rules/signature.py`` that read facts alone: facts in, code out.
+
+Each test builds :mod:`signing.status` values by hand (no PKI, no verifier)
+and asks one rule object, and :func:`rules.signature.verdict_codes`, what the
+facts raise. The end-to-end and ``signing`` suites check that the real
+verifier's facts give the codes they always gave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from rules import Case, Finding
+from rules.signature import RULES
+from signing.status import FileTimestamp, FormVerdict, SignatureStatus
+
+RULE = {rule.code: rule for rule in RULES}
+SIGNED = datetime(2026, 1, 5, tzinfo=UTC)
+
+#: A signature every fact rule passes.
+SOUND = SignatureStatus(
+    field_name="Signature1", kind="pades", intact=True, valid=True, trusted=True, signer=None,
+    signing_time=SIGNED, timestamp_present=True, timestamp_valid=True, timestamp_trusted=True,
+    timestamp_time=SIGNED, modified_after=False, covered_bytes=1000, codes=(),
+    notes=("a note",),
+)
+
+
+def stamp(**facts: Any) -> FileTimestamp:
+    values: dict[str, Any] = dict(
+        source="tsd", index=0, time=SIGNED, imprint_matches=True, valid=True, trusted=True,
+        tsa=None, qualification=None, codes=(), notes=("stamp note",))
+    values.update(facts)
+    return FileTimestamp(**values)
+
+
+def case(*signatures: SignatureStatus, timestamps: tuple[FileTimestamp, ...] = (),
+         **changes: Any) -> Case:
+    verdict = FormVerdict(signatures=signatures, codes=(), signer=None, timestamps=timestamps)
+    return replace(Case(workflow=None, form_present=True, verdict=verdict), **changes)
+
+
+def found(code: str, judged: Case) -> list[Finding]:
+    rule = RULE[code]
+    assert rule.applies(judged)
+    return list(rule.check(judged))
+
+
+def test_a_sound_signature_raises_no_fact_code() -> None:
+    for code in ("TS-INVALID", "TS-UNTRUSTED"):
+        assert found(code, case(SOUND)) == []
+
+
+# -- TS-INVALID, TS-UNTRUSTED ------------------------------------------------------------------
+
+
+def test_a_present_time_stamp_that_is_not_valid_is_ts_invalid() -> None:
+    broken = replace(SOUND, timestamp_valid=False, timestamp_trusted=False,
+                     notes=("the time-stamp token is broken",))
+    assert found("TS-INVALID", case(broken)) == [
+        Finding("TS-INVALID", "the time-stamp token is broken")]
+    # not TS-UNTRUSTED as well: an invalid token's TSA is not judged.
+    assert found("TS-UNTRUSTED", case(broken)) == []
+
+
+def test_no_time_stamp_is_not_ts_invalid() -> None:
+    absent = replace(SOUND, timestamp_present=False, timestamp_valid=False,
+                     timestamp_trusted=False, timestamp_time=None)
+    assert found("TS-INVALID", case(absent)) == []
+    assert found("TS-UNTRUSTED", case(absent)) == []
+
+
+def test_a_valid_time_stamp_of_an_untrusted_tsa_is_ts_untrusted() -> None:
+    untrusted = replace(SOUND, timestamp_trusted=False,
+                        timestamp_trust_problem="NO_CERTIFICATE_CHAIN_FOUND")
+    assert [f.code for f in found("TS-UNTRUSTED", case(untrusted))] == ["TS-UNTRUSTED"]
+    assert found("TS-INVALID", case(untrusted)) == []
+
+
+@pytest.mark.parametrize(("facts", "expected"), [
+    ({"valid": False, "trusted": False}, "TS-INVALID"),
+    ({"trusted": False, "trust_problem": "NO_CERTIFICATE_CHAIN_FOUND"}, "TS-UNTRUSTED"),
+])
+def test_a_time_stamp_over_the_whole_file_raises_its_code(facts: dict[str, Any],
+                                                          expected: str) -> None:
+    judged = case(SOUND, timestamps=(stamp(**facts),))
+    assert found(expected, judged) == [Finding(expected, "stamp note")]
+    other = ({"TS-INVALID", "TS-UNTRUSTED"} - {expected}).pop()
+    assert found(other, judged) == []
