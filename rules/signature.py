@@ -44,11 +44,6 @@ class VerdictRule(SignatureRule):
     """A code the verifier still computes: copied from the verdict's ``codes``."""
 
     def check(self, case: Case) -> Iterable[Finding]:
-        # Belt and braces: whatever the diff analysis says, values that differ
-        # from the signed revision are a change after signing.
-        if self.code == "SIG-MODIFIED" and case.fields_changed_after_signing:
-            yield Finding(self.code, "form values differ from the signed revision")
-            return
         if self.code in case.verdict.codes:
             notes = []
             for sig in case.verdict.signatures:
@@ -120,6 +115,25 @@ class TimestampUntrusted(FactRule):
 
     def raised_by_timestamp(self, stamp: FileTimestamp) -> bool:
         return stamp.valid and not stamp.trusted
+
+
+@dataclass(frozen=True)
+class Modified(FactRule):
+    """SIG-MODIFIED: a later revision changed the document after a signature
+    (``modified_after``, pyHanko's diff analysis), or the form's values differ from
+    the signed revision's (``Case.fields_changed_after_signing``, read by intake).
+
+    The one judgement of a change after signing: either fact raises it, once.
+    """
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        if case.fields_changed_after_signing:
+            yield Finding(self.code, "form values differ from the signed revision")
+            return
+        yield from super().check(case)
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return sig.validated and sig.modified_after
 
 
 @dataclass(frozen=True)
@@ -278,7 +292,7 @@ def policy_codes(case: Case) -> tuple[tuple[str, ...], ...]:
 RULES = (
     VerdictRule("SIG-MISSING", "The form carries an electronic signature."),
     VerdictRule("SIG-INVALID", "The signature is cryptographically sound."),
-    VerdictRule("SIG-MODIFIED", "Nothing in the form changed after it was signed."),
+    Modified("SIG-MODIFIED", "Nothing in the form changed after it was signed."),
     VerdictRule("SIG-UNTRUSTED", "The signer's certificate chains to a configured trust anchor."),
     NotQualified("SIG-NOT-QUALIFIED",
                  "The signature is qualified at the signing time (qualified certificate, QSCD)."),

@@ -91,3 +91,24 @@ def test_a_time_stamp_over_the_whole_file_raises_its_code(facts: dict[str, Any],
     assert found(expected, judged) == [Finding(expected, "stamp note")]
     other = ({"TS-INVALID", "TS-UNTRUSTED"} - {expected}).pop()
     assert found(other, judged) == []
+
+
+# -- SIG-MODIFIED ----------------------------------------------------------------------------
+
+
+def test_a_signature_modified_after_is_sig_modified_with_its_notes() -> None:
+    modified = replace(SOUND, modified_after=True, notes=("changed after signing",))
+    assert found("SIG-MODIFIED", case(SOUND, modified)) == [
+        Finding("SIG-MODIFIED", "changed after signing")]
+
+
+def test_values_differing_from_the_signed_revision_are_sig_modified_once() -> None:
+    modified = replace(SOUND, modified_after=True)
+    for judged in (case(SOUND, fields_changed_after_signing=True),
+                   case(modified, fields_changed_after_signing=True)):
+        assert found("SIG-MODIFIED", judged) == [
+            Finding("SIG-MODIFIED", "form values differ from the signed revision")]
+
+
+def test_an_unmodified_signature_is_not_sig_modified() -> None:
+    assert found("SIG-MODIFIED", case(SOUND)) == []
