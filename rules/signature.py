@@ -118,6 +118,19 @@ class TimestampUntrusted(FactRule):
 
 
 @dataclass(frozen=True)
+class Missing(FactRule):
+    """SIG-MISSING: the verdict holds no signature (a PDF with none, or only document
+    time-stamps; an ASiC-E container without one; a ``.tsd`` over an unsigned file)."""
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        if self.raised_by_verdict(case.verdict):
+            yield Finding(self.code, "; ".join(case.verdict.notes)[:500])
+
+    def raised_by_verdict(self, verdict: FormVerdict) -> bool:
+        return not verdict.signatures
+
+
+@dataclass(frozen=True)
 class Modified(FactRule):
     """SIG-MODIFIED: a later revision changed the document after a signature
     (``modified_after``, pyHanko's diff analysis), or the form's values differ from
@@ -290,7 +303,7 @@ def policy_codes(case: Case) -> tuple[tuple[str, ...], ...]:
 
 
 RULES = (
-    VerdictRule("SIG-MISSING", "The form carries an electronic signature."),
+    Missing("SIG-MISSING", "The form carries an electronic signature."),
     VerdictRule("SIG-INVALID", "The signature is cryptographically sound."),
     Modified("SIG-MODIFIED", "Nothing in the form changed after it was signed."),
     VerdictRule("SIG-UNTRUSTED", "The signer's certificate chains to a configured trust anchor."),

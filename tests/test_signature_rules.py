@@ -112,3 +112,14 @@ def test_values_differing_from_the_signed_revision_are_sig_modified_once() -> No
 
 def test_an_unmodified_signature_is_not_sig_modified() -> None:
     assert found("SIG-MODIFIED", case(SOUND)) == []
+
+
+# -- SIG-MISSING -----------------------------------------------------------------------------
+
+
+def test_a_verdict_without_signatures_is_sig_missing_with_its_notes() -> None:
+    judged = replace(case(), verdict=FormVerdict(
+        signatures=(), codes=(), signer=None, notes=("only document time-stamps found",)))
+    assert found("SIG-MISSING", judged) == [
+        Finding("SIG-MISSING", "only document time-stamps found")]
+    assert found("SIG-MISSING", case(SOUND)) == []
