@@ -131,6 +131,18 @@ class Missing(FactRule):
 
 
 @dataclass(frozen=True)
+class Invalid(FactRule):
+    """SIG-INVALID: the signature could not be validated at all (``validated`` false), its
+    digest does not match (``intact``), the signature value does not verify (``valid``),
+    its signed attributes are not DER (``signed_attributes_der``), or it does not cover
+    all it must (``covers_all``: a whole PDF revision, every file of a container)."""
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return not (sig.validated and sig.intact and sig.valid
+                    and sig.signed_attributes_der and sig.covers_all)
+
+
+@dataclass(frozen=True)
 class Modified(FactRule):
     """SIG-MODIFIED: a later revision changed the document after a signature
     (``modified_after``, pyHanko's diff analysis), or the form's values differ from
@@ -304,7 +316,7 @@ def policy_codes(case: Case) -> tuple[tuple[str, ...], ...]:
 
 RULES = (
     Missing("SIG-MISSING", "The form carries an electronic signature."),
-    VerdictRule("SIG-INVALID", "The signature is cryptographically sound."),
+    Invalid("SIG-INVALID", "The signature is cryptographically sound."),
     Modified("SIG-MODIFIED", "Nothing in the form changed after it was signed."),
     VerdictRule("SIG-UNTRUSTED", "The signer's certificate chains to a configured trust anchor."),
     NotQualified("SIG-NOT-QUALIFIED",

@@ -246,8 +246,8 @@ def _der_ordered(a: bytes, b: bytes) -> bool:
 
 def judge_signed_attributes_der(
     signer_info: cms.SignerInfo, codes: set[str], notes: list[str]
-) -> None:
-    """SIG-INVALID when the signed attributes are not in DER order (RFC 5652 5.4).
+) -> bool:
+    """Whether the signed attributes are in DER order (RFC 5652 5.4), with a note if not.
 
     The signature is computed over the DER encoding of the signed attributes;
     a SET OF whose members are not sorted is not DER, and DSS and the ETSI
@@ -255,15 +255,16 @@ def judge_signed_attributes_der(
     """
     attributes = signer_info["signed_attrs"]
     if attributes is None or isinstance(attributes, core.Void) or not len(attributes):
-        return
+        return True
     encodings: list[bytes] = [attribute.dump() for attribute in attributes]
     if all(_der_ordered(a, b) for a, b in zip(encodings, encodings[1:], strict=False)):
-        return
+        return True
     codes.add("SIG-INVALID")
     notes.append(
         "the signed attributes are not DER-encoded (their SET is not sorted, RFC 5652 5.4); "
         "the signed data is not what DER gives (DSS: HASH_FAILURE)"
     )
+    return False
 
 
 def broken(field_name: str | None, note: str, *, kind: Kind = "pades") -> SignatureStatus:

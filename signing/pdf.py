@@ -337,11 +337,12 @@ async def _one_pdf_signature(
     judge_integrity(
         status, "the signed bytes do not match the signature's digest", codes, notes
     )
-    judge_signed_attributes_der(emb.signer_info, codes, notes)
-    if status.coverage not in (
+    der = judge_signed_attributes_der(emb.signer_info, codes, notes)
+    covers_all = status.coverage in (
         SignatureCoverageLevel.ENTIRE_REVISION,
         SignatureCoverageLevel.ENTIRE_FILE,
-    ):
+    )
+    if not covers_all:
         codes.add("SIG-INVALID")
         notes.append(f"the byte range does not cover a whole revision ({status.coverage})")
 
@@ -386,6 +387,8 @@ async def _one_pdf_signature(
         **common,
         modified_after=modified,
         covered_bytes=covered,
+        signed_attributes_der=der,
+        covers_all=covers_all,
         codes=tuple(sorted(codes)),
         notes=tuple(notes),
     )

@@ -167,6 +167,16 @@ class SignatureStatus:
     """The signature could be validated at all (``False``: it is broken beyond reading, only
     ``SIG-INVALID`` is said of it and no policy applies to its other facts)."""
 
+    signed_attributes_der: bool = True
+    """The CMS signed attributes are in DER order (RFC 5652 5.4: a sorted SET OF); the
+    signature is computed over their DER encoding, so unsorted ones are ``SIG-INVALID``
+    even when the bytes verify (DSS and the ETSI plug-tests: HASH_FAILURE)."""
+
+    covers_all: bool = True
+    """The signature covers everything it must: a PDF signature's ByteRange a whole
+    revision; an ASiC-E signature every data file of the container (itself or through a
+    counter-signature that verifies). ``False`` is ``SIG-INVALID``."""
+
     timestamp_trust_problem: str | None = None
     """Why a valid time-stamp's TSA is not trusted: pyHanko's AdES sub-indication
     (e.g. ``NO_CERTIFICATE_CHAIN_FOUND``); ``None`` when trusted, absent or not valid."""

@@ -123,3 +123,19 @@ def test_a_verdict_without_signatures_is_sig_missing_with_its_notes() -> None:
     assert found("SIG-MISSING", judged) == [
         Finding("SIG-MISSING", "only document time-stamps found")]
     assert found("SIG-MISSING", case(SOUND)) == []
+
+
+# -- SIG-INVALID -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("facts", [
+    {"validated": False}, {"intact": False}, {"valid": False},
+    {"signed_attributes_der": False}, {"covers_all": False},
+], ids=lambda facts: next(iter(facts)))
+def test_each_broken_fact_is_sig_invalid(facts: dict[str, bool]) -> None:
+    broken = replace(SOUND, **facts, notes=("why",))
+    assert found("SIG-INVALID", case(SOUND, broken)) == [Finding("SIG-INVALID", "why")]
+
+
+def test_a_sound_signature_is_not_sig_invalid() -> None:
+    assert found("SIG-INVALID", case(SOUND)) == []

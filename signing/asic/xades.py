@@ -261,6 +261,7 @@ async def verify_signature(
     if not intact or not valid:
         codes.add("SIG-INVALID")
 
+    covers_all = True
     referenced = frozenset(detached.values())
     covered = referenced if intact and valid else frozenset()
     counters: list[tuple[SignatureStatus, frozenset[str]]] = []
@@ -283,6 +284,7 @@ async def verify_signature(
         ]
         for name, _content in container.data_files:
             if name not in referenced and name not in by_counters:
+                covers_all = False
                 codes.add("SIG-INVALID")
                 notes.append(f"the data file {name!r} is not covered by this signature")
             elif name not in referenced:
@@ -392,6 +394,7 @@ async def verify_signature(
                 **common,
                 modified_after=False,
                 covered_bytes=None,
+                covers_all=covers_all,
                 codes=tuple(sorted(codes)),
                 notes=tuple(notes),
             ),

@@ -151,7 +151,7 @@ async def _one_detached(
     judge_integrity(
         result, "the signed content does not match the signature's digest", codes, notes
     )
-    judge_signed_attributes_der(signer_info, codes, notes)
+    der = judge_signed_attributes_der(signer_info, codes, notes)
     unknown = await only_revocation_unknown(
         trust, result, moment, other_certificates(signed_data), revinfo
     )
@@ -164,6 +164,7 @@ async def _one_detached(
         **common,
         modified_after=False,
         covered_bytes=None,
+        signed_attributes_der=der,
         codes=tuple(sorted(codes)),
         notes=tuple(notes),
     )
