@@ -1,12 +1,14 @@
 """Rules that read the signature verdict (SIG-* and TS-* codes).
 
-``signing`` returns facts about each signature and the policy-free codes
-(``SIG-INVALID``, ``SIG-UNTRUSTED``, ``TS-INVALID``, ...); each of those is a
-:class:`VerdictRule` here. The codes that depend on the signature policy
-(``SIG-NOT-QUALIFIED``, ``TS-MISSING``, ``TS-NOT-QUALIFIED``, ``SIG-TOO-OLD``)
-are computed only here, from the facts of :mod:`signing.status` and the
-workflow's :class:`Policy` (its overrides, else ``[signing]``), so that every
-code of SPEC section 3 has one place that says what it means and when it applies.
+``signing`` returns facts about each signature (:mod:`signing.status`), never a
+code. Every SIG-*/TS-* code of SPEC section 3 is computed here, by one rule
+object each: the :class:`FactRule` ones from the facts alone (``SIG-MISSING``,
+``SIG-INVALID``, ``SIG-MODIFIED``, the chain's ``SIG-UNTRUSTED``,
+``SIG-CERT-*``, ``SIG-REVOCATION-UNKNOWN``, ``TS-INVALID``, ``TS-UNTRUSTED``),
+the :class:`PolicyRule` ones (``SIG-NOT-QUALIFIED``, ``TS-MISSING``,
+``TS-NOT-QUALIFIED``, ``SIG-TOO-OLD``) from the facts under the workflow's
+:class:`Policy` (its overrides, else ``[signing]``), so that every code has one
+place that says what it means and when it applies.
 """
 
 from __future__ import annotations
@@ -37,19 +39,6 @@ class SignatureRule:
 
     def check(self, case: Case) -> Iterable[Finding]:
         raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class VerdictRule(SignatureRule):
-    """A code the verifier still computes: copied from the verdict's ``codes``."""
-
-    def check(self, case: Case) -> Iterable[Finding]:
-        if self.code in case.verdict.codes:
-            notes = []
-            for sig in case.verdict.signatures:
-                if self.code in sig.codes:
-                    notes.extend(sig.notes)
-            yield Finding(self.code, "; ".join(notes)[:500])
 
 
 @dataclass(frozen=True)
@@ -140,6 +129,28 @@ class Invalid(FactRule):
     def raised_by(self, sig: SignatureStatus) -> bool:
         return not (sig.validated and sig.intact and sig.valid
                     and sig.signed_attributes_der and sig.covers_all)
+
+
+@dataclass(frozen=True)
+class ChainRule(FactRule):
+    """A code for one outcome of the signer's chain (``chain_problem``): SIG-CERT-REVOKED
+    (``revoked``), SIG-CERT-EXPIRED (``expired``), SIG-REVOCATION-UNKNOWN
+    (``revocation-unknown``), SIG-UNTRUSTED (``untrusted``). Whether a missing revocation
+    status fails the chain is the verifier's setting (``signing.revocation``)."""
+
+    problem: str
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return sig.chain_problem == self.problem
+
+
+@dataclass(frozen=True)
+class Untrusted(ChainRule):
+    """SIG-UNTRUSTED: the chain of a signature that is otherwise sound (``intact``,
+    ``valid``) reaches no configured anchor; a broken signature is only SIG-INVALID."""
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return super().raised_by(sig) and sig.intact and sig.valid
 
 
 @dataclass(frozen=True)
@@ -318,13 +329,16 @@ RULES = (
     Missing("SIG-MISSING", "The form carries an electronic signature."),
     Invalid("SIG-INVALID", "The signature is cryptographically sound."),
     Modified("SIG-MODIFIED", "Nothing in the form changed after it was signed."),
-    VerdictRule("SIG-UNTRUSTED", "The signer's certificate chains to a configured trust anchor."),
+    Untrusted("SIG-UNTRUSTED", "The signer's certificate chains to a configured trust anchor.",
+              "untrusted"),
     NotQualified("SIG-NOT-QUALIFIED",
                  "The signature is qualified at the signing time (qualified certificate, QSCD)."),
-    VerdictRule("SIG-CERT-EXPIRED", "The signer's certificate was valid when signing."),
-    VerdictRule("SIG-CERT-REVOKED", "The signer's certificate was not revoked when signing."),
-    VerdictRule("SIG-REVOCATION-UNKNOWN",
-                "The signer's certificate's revocation status at the signing time is known."),
+    ChainRule("SIG-CERT-EXPIRED", "The signer's certificate was valid when signing.", "expired"),
+    ChainRule("SIG-CERT-REVOKED", "The signer's certificate was not revoked when signing.",
+              "revoked"),
+    ChainRule("SIG-REVOCATION-UNKNOWN",
+              "The signer's certificate's revocation status at the signing time is known.",
+              "revocation-unknown"),
     TimestampMissing("TS-MISSING", "The signature carries a signature time-stamp."),
     TimestampInvalid("TS-INVALID", "The time-stamp token is sound and matches the signature."),
     TimestampUntrusted("TS-UNTRUSTED", "The time-stamping authority is trusted."),

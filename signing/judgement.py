@@ -31,7 +31,7 @@ from pyhanko.sign.validation.status import RevocationDetails, StandardCMSSignatu
 from pyhanko_certvalidator.path import ValidationPath
 
 from signing.qc import qc_info
-from signing.status import Kind, SignatureStatus, SignerIdentity
+from signing.status import ChainProblem, Kind, SignatureStatus, SignerIdentity
 from signing.tolerant import NEGATIVE_MODULUS_NOTE, has_negative_modulus
 from signing.trust.context import Revinfo, TrustContext
 from signing.trust.fetching import MessageFetching
@@ -334,15 +334,18 @@ def judge_trust(
     trust: TrustContext, status: ValidationFacts, codes: set[str], notes: list[str],
     moment: datetime, fetching: MessageFetching | None = None, *,
     revocation_unknown: bool = False,
-) -> None:
-    """The signer's chain: SIG-CERT-REVOKED, SIG-CERT-EXPIRED, SIG-REVOCATION-UNKNOWN or
-    SIG-UNTRUSTED, unless it is trusted."""
+) -> ChainProblem | None:
+    """Why the signer's chain is not accepted (``None``: it is trusted), with notes.
+
+    The :attr:`~signing.status.SignatureStatus.chain_problem` fact: revoked, expired,
+    revocation status unknown (``revocation_unknown``: see :func:`only_revocation_unknown`)
+    or untrusted."""
     settings = trust.settings
     if status.trusted:
         if fetching is not None and fetching.failures and settings.revocation == "soft-fail":
             notes.append("accepted under soft-fail although revocation data could not be "
                          "fetched: " + "; ".join(fetching.failures))
-        return
+        return None
     problem = status.trust_problem_indic
     problem_name = getattr(problem, "name", str(problem))
     if status.revoked or problem_name in _REVOCATION_PROBLEMS:
@@ -350,12 +353,14 @@ def judge_trust(
         when = f" on {details.revocation_date.isoformat()}" if details is not None else ""
         codes.add("SIG-CERT-REVOKED")
         notes.append(f"the signer's certificate was revoked{when}")
-    elif problem_name in _EXPIRY_PROBLEMS:
+        return "revoked"
+    if problem_name in _EXPIRY_PROBLEMS:
         codes.add("SIG-CERT-EXPIRED")
         notes.append(
             f"the signer's certificate was not valid at {moment.isoformat()} ({problem_name})"
         )
-    elif problem_name in _REVINFO_UNAVAILABLE or revocation_unknown:
+        return "expired"
+    if problem_name in _REVINFO_UNAVAILABLE or revocation_unknown:
         codes.add(REVOCATION_UNKNOWN)
         notes.append(
             "the revocation status of the signer's certificate at "
@@ -365,9 +370,11 @@ def judge_trust(
             notes.extend(fetching.failures)
         elif not settings.allow_fetching:
             notes.append("fetching revocation data is off (signing.allow_fetching)")
-    elif status.intact and status.valid:
+        return "revocation-unknown"
+    if status.intact and status.valid:
         codes.add("SIG-UNTRUSTED")
         notes.append(f"the signer's chain does not reach a configured anchor ({problem_name})")
+    return "untrusted"
 
 
 # -- qualification and the signature time-stamp ----------------------------------------------

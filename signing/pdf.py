@@ -348,7 +348,7 @@ async def _one_pdf_signature(
 
     unknown = await only_revocation_unknown(
             trust, status, moment, embedded_certs, revinfo)
-    judge_trust(trust, status, codes, notes, moment, fetching, revocation_unknown=unknown)
+    chain = judge_trust(trust, status, codes, notes, moment, fetching, revocation_unknown=unknown)
 
     # Modifications after signing. pyHanko's FORM_FILLING level is accepted
     # only when the fields it saw change are the fields of later signatures
@@ -387,6 +387,7 @@ async def _one_pdf_signature(
         **common,
         modified_after=modified,
         covered_bytes=covered,
+        chain_problem=chain,
         signed_attributes_der=der,
         covers_all=covers_all,
         codes=tuple(sorted(codes)),

@@ -167,6 +167,13 @@ class SignatureStatus:
     """The signature could be validated at all (``False``: it is broken beyond reading, only
     ``SIG-INVALID`` is said of it and no policy applies to its other facts)."""
 
+    chain_problem: ChainProblem | None = None
+    """Why the signer's chain was not accepted (``None``: ``trusted``, or the signature
+    could not be validated): ``revoked`` (the certificate was revoked), ``expired`` (not
+    valid at the signing time), ``revocation-unknown`` (its revocation status could not
+    be established, under ``signing.revocation`` hard-fail), ``untrusted`` (the chain
+    reaches no configured anchor, or another path problem)."""
+
     signed_attributes_der: bool = True
     """The CMS signed attributes are in DER order (RFC 5652 5.4: a sorted SET OF); the
     signature is computed over their DER encoding, so unsorted ones are ``SIG-INVALID``

@@ -68,6 +68,9 @@ def signature(*codes: str, notes: tuple[str, ...] = ()) -> SignatureStatus:
     stamped = datetime(2025, 1, 5, tzinfo=UTC) if "SIG-TOO-OLD" in codes else \
         datetime(2026, 1, 5, tzinfo=UTC)
     given = tuple(sorted(set(codes) - POLICY_CODES))
+    chain = {"SIG-CERT-REVOKED": "revoked", "SIG-CERT-EXPIRED": "expired",
+             "SIG-REVOCATION-UNKNOWN": "revocation-unknown", "SIG-UNTRUSTED": "untrusted"}
+    problems = [chain[code] for code in codes if code in chain]
     return SignatureStatus(
         field_name="Signature1", kind="pades", intact="SIG-INVALID" not in codes,
         valid="SIG-INVALID" not in codes, trusted=not codes, signer=None,
@@ -77,6 +80,7 @@ def signature(*codes: str, notes: tuple[str, ...] = ()) -> SignatureStatus:
         covered_bytes=1000, codes=given, notes=notes or tuple(f"{c}!" for c in given),
         qualification=NOT_QUALIFIED if "SIG-NOT-QUALIFIED" in codes else QUALIFIED,
         timestamp_qualification=NO_QTST if "TS-NOT-QUALIFIED" in codes else QTST,
+        chain_problem=problems[0] if problems else None,
     )
 
 

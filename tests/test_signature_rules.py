@@ -139,3 +139,31 @@ def test_each_broken_fact_is_sig_invalid(facts: dict[str, bool]) -> None:
 
 def test_a_sound_signature_is_not_sig_invalid() -> None:
     assert found("SIG-INVALID", case(SOUND)) == []
+
+
+# -- the signer's chain ----------------------------------------------------------------------
+
+CHAIN = {"revoked": "SIG-CERT-REVOKED", "expired": "SIG-CERT-EXPIRED",
+         "revocation-unknown": "SIG-REVOCATION-UNKNOWN", "untrusted": "SIG-UNTRUSTED"}
+
+
+@pytest.mark.parametrize("problem", sorted(CHAIN))
+def test_each_chain_problem_raises_its_code_alone(problem: str) -> None:
+    sig = replace(SOUND, trusted=False, chain_problem=problem, notes=(problem,))
+    for fact, code in CHAIN.items():
+        expected = [Finding(code, problem)] if fact == problem else []
+        assert found(code, case(sig)) == expected
+
+
+def test_a_broken_signature_is_not_also_untrusted() -> None:
+    sig = replace(SOUND, trusted=False, chain_problem="untrusted", intact=False)
+    assert found("SIG-UNTRUSTED", case(sig)) == []
+    assert [f.code for f in found("SIG-INVALID", case(sig))] == ["SIG-INVALID"]
+    # a revoked certificate is said whatever else is wrong.
+    revoked = replace(sig, chain_problem="revoked")
+    assert [f.code for f in found("SIG-CERT-REVOKED", case(revoked))] == ["SIG-CERT-REVOKED"]
+
+
+def test_a_trusted_chain_raises_no_chain_code() -> None:
+    for code in CHAIN.values():
+        assert found(code, case(SOUND)) == []

@@ -384,7 +384,7 @@ async def verify_signature(
         ),
     )
     unknown = await only_revocation_unknown(trust, status, moment, certs, revinfo)
-    judge_trust(trust, status, codes, notes, moment, fetching, revocation_unknown=unknown)
+    chain = judge_trust(trust, status, codes, notes, moment, fetching, revocation_unknown=unknown)
     common = judge_signer_and_timestamp(trust, status, ts_time, codes, notes, now)
     return [
         (
@@ -394,6 +394,7 @@ async def verify_signature(
                 **common,
                 modified_after=False,
                 covered_bytes=None,
+                chain_problem=chain,
                 covers_all=covers_all,
                 codes=tuple(sorted(codes)),
                 notes=tuple(notes),

@@ -155,7 +155,7 @@ async def _one_detached(
     unknown = await only_revocation_unknown(
         trust, result, moment, other_certificates(signed_data), revinfo
     )
-    judge_trust(trust, result, codes, notes, moment, fetching, revocation_unknown=unknown)
+    chain = judge_trust(trust, result, codes, notes, moment, fetching, revocation_unknown=unknown)
     common = judge_signer_and_timestamp(
         trust, result, ts_time, codes, notes, now, fallback=fallback)
     return SignatureStatus(
@@ -164,6 +164,7 @@ async def _one_detached(
         **common,
         modified_after=False,
         covered_bytes=None,
+        chain_problem=chain,
         signed_attributes_der=der,
         codes=tuple(sorted(codes)),
         notes=tuple(notes),
