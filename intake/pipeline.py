@@ -29,7 +29,7 @@ from intake.forms.read import read_form_fields
 from intake.mime.types import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 from rules.form import FORM_ID_FIELD
-from rules.signature import policy_codes
+from rules.signature import policy_codes, status_codes, verdict_codes
 from rules.workflow import Role, WorkflowConfig, field_value
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ class Pipeline:
             return {"codes": ["SIG-INVALID"], "notes": [str(exc)], "signer": None}
         # Several signers of one .p7s are told together (codes of all, the last signer).
         return {
-            "codes": list(verdict.codes),
+            "codes": list(verdict_codes(verdict)),
             "notes": [note for status in verdict.signatures for note in status.notes],
             "signer": signer_to_record(verdict.signer),
         }
@@ -344,7 +344,7 @@ def verdict_to_record(verdict: Any) -> dict[str, Any]:
                 "timestamp": s.timestamp_time.isoformat() if s.timestamp_time else None,
                 "signing_time": s.signing_time.isoformat() if s.signing_time else None,
                 "modified_after": s.modified_after,
-                "codes": list(s.codes),
+                "codes": list(status_codes(s)),
                 "notes": list(s.notes),
                 "qualification": _record_of(getattr(s, "qualification", None)),
                 "timestamp_qualification": _record_of(
@@ -352,7 +352,7 @@ def verdict_to_record(verdict: Any) -> dict[str, Any]:
             }
         )
     reports = [s.report_xml for s in verdict.signatures if getattr(s, "report_xml", None)]
-    record: dict[str, Any] = {"codes": list(verdict.codes), "signatures": sigs}
+    record: dict[str, Any] = {"codes": list(verdict_codes(verdict)), "signatures": sigs}
     if reports:
         # The ETSI TS 119 102-2 reports, for `pasts show REF --report FILE`.
         record["reports"] = reports

@@ -346,3 +346,25 @@ RULES = (
                           "The time-stamp is from a qualified time-stamping service."),
     TooOld("SIG-TOO-OLD", "The form was signed recently enough for the procedure."),
 )
+
+#: The rules that read facts alone, whatever the policy.
+FACT_RULES: tuple[FactRule, ...] = tuple(rule for rule in RULES if isinstance(rule, FactRule))
+
+
+def status_codes(sig: SignatureStatus) -> tuple[str, ...]:
+    """The codes one signature's facts raise, whatever the policy (sorted)."""
+    return tuple(sorted(rule.code for rule in FACT_RULES if rule.raised_by(sig)))
+
+
+def timestamp_codes(stamp: FileTimestamp) -> tuple[str, ...]:
+    """The codes one time-stamp over a whole file raises (sorted)."""
+    return tuple(sorted(rule.code for rule in FACT_RULES if rule.raised_by_timestamp(stamp)))
+
+
+def verdict_codes(verdict: FormVerdict) -> tuple[str, ...]:
+    """The codes a verdict's facts raise, whatever the policy (sorted): its signatures',
+    its time-stamps over the whole file, and ``SIG-MISSING`` without a signature. What
+    the pipeline records of a signature it does not judge (a mail's own S/MIME) and
+    what it records beside the policy's codes (:func:`policy_codes`)."""
+    return tuple(sorted(rule.code for rule in FACT_RULES
+                        if raised_notes(rule, verdict) is not None))
