@@ -50,7 +50,7 @@ class FactRule(SignatureRule):
     """
 
     def check(self, case: Case) -> Iterable[Finding]:
-        notes = raised_notes(self, case.verdict)
+        notes = None if case.verdict is None else raised_notes(self, case.verdict)
         if notes is not None:
             yield Finding(self.code, "; ".join(notes)[:500])
 
@@ -75,7 +75,7 @@ def raised_notes(rule: FactRule, verdict: FormVerdict) -> list[str] | None:
         if rule.raised_by(sig):
             raised = True
             notes.extend(sig.notes)
-    for stamp in getattr(verdict, "timestamps", ()):
+    for stamp in verdict.timestamps:
         if rule.raised_by_timestamp(stamp):
             raised = True
             notes.extend(stamp.notes)
@@ -112,7 +112,7 @@ class Missing(FactRule):
     time-stamps; an ASiC-E container without one; a ``.tsd`` over an unsigned file)."""
 
     def check(self, case: Case) -> Iterable[Finding]:
-        if self.raised_by_verdict(case.verdict):
+        if case.verdict is not None and self.raised_by_verdict(case.verdict):
             yield Finding(self.code, "; ".join(case.verdict.notes)[:500])
 
     def raised_by_verdict(self, verdict: FormVerdict) -> bool:
@@ -255,8 +255,8 @@ class PolicyRule(SignatureRule):
     def check(self, case: Case) -> Iterable[Finding]:
         policy = policy_of(case)
         reasons: list[str] = []
-        for sig in case.verdict.signatures:
-            if getattr(sig, "validated", True):
+        for sig in case.verdict.signatures if case.verdict is not None else ():
+            if sig.validated:
                 reasons.extend(self.reasons(sig, policy, case))
         if reasons:
             yield Finding(self.code, "; ".join(dict.fromkeys(reasons))[:500])
@@ -315,11 +315,11 @@ def policy_codes(case: Case) -> tuple[tuple[str, ...], ...]:
     what staff see beside the verifier's own codes of that signature (``pasts show``)."""
     rules = [rule for rule in RULES if isinstance(rule, PolicyRule)]
     if case.verdict is None or not all(rule.applies(case) for rule in rules):
-        return tuple(() for _ in getattr(case.verdict, "signatures", ()))
+        return tuple(() for _ in (case.verdict.signatures if case.verdict is not None else ()))
     policy = policy_of(case)
     return tuple(
         tuple(sorted(rule.code for rule in rules
-                     if getattr(sig, "validated", True)
+                     if sig.validated
                      and next(iter(rule.reasons(sig, policy, case)), None) is not None))
         for sig in case.verdict.signatures
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from rules import Case
+from rules import Case, judge
 from rules.signature import RULES, Policy, status_codes, timestamp_codes, verdict_codes
 from signing.status import FileTimestamp, FormVerdict, SignatureStatus
 
@@ -49,11 +49,6 @@ def verifier_codes(found: Any) -> tuple[str, ...]:
         codes = timestamp_codes(found)
     else:
         codes = verdict_codes(found if isinstance(found, FormVerdict) else found.verdict)
-    legacy = getattr(found, "codes", None)
-    if legacy is not None and tuple(legacy) != codes:
-        with open("/tmp/r9_mismatch.txt", "a") as f:
-            import os
-            f.write(f"{os.environ.get('PYTEST_CURRENT_TEST')}: {legacy} {codes}\n")
     return codes
 
 
@@ -61,3 +56,9 @@ def verifier_ok(found: Any) -> bool:
     """A verdict with at least one signature whose facts raise no code."""
     verdict = found if isinstance(found, FormVerdict) else found.verdict
     return bool(verdict.signatures) and not verifier_codes(verdict)
+
+
+def unreadable_codes(error: Exception) -> tuple[str, ...]:
+    """The codes a submission whose form raised ``error`` (``UnreadableInput``) gets: the
+    pipeline records it as the form's ``form_error`` and the rules answer it."""
+    return judge(Case(workflow=None, form_present=True, form_error=str(error))).codes

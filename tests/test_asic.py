@@ -30,7 +30,7 @@ from signing.testing.pki import QUALIFIED_2_PERSONAL_CODE, QUALIFIED_PERSONAL_CO
 from signing.testing.xades import async_sign_xades, make_asice, pack_asice
 from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
-from tests.judged import verifier_codes, verifier_ok
+from tests.judged import unreadable_codes, verifier_codes, verifier_ok
 from tests.shared import CORPUS
 
 FORM = "pieteikums.pdf"
@@ -391,7 +391,7 @@ def test_unreadable_containers_raise(pki: PkiFixture, kind: str) -> None:
         settings["max_pdf_bytes"] = 1000
     with pytest.raises(UnreadableInput) as excinfo:
         verify(pki, data, **settings)
-    assert excinfo.value.code == "FORM-UNREADABLE"
+    assert unreadable_codes(excinfo.value) == ("FORM-UNREADABLE",)
 
 
 _ENTITY_ATTACK = b"""<?xml version="1.0"?>

@@ -77,7 +77,7 @@ def signature(*codes: str, notes: tuple[str, ...] = ()) -> SignatureStatus:
         signing_time=datetime(2026, 1, 5, tzinfo=UTC), timestamp_present="TS-MISSING" not in codes,
         timestamp_valid="TS-INVALID" not in codes, timestamp_trusted="TS-UNTRUSTED" not in codes,
         timestamp_time=stamped, modified_after="SIG-MODIFIED" in codes,
-        covered_bytes=1000, codes=given, notes=notes or tuple(f"{c}!" for c in given),
+        covered_bytes=1000, notes=notes or tuple(f"{c}!" for c in given),
         qualification=NOT_QUALIFIED if "SIG-NOT-QUALIFIED" in codes else QUALIFIED,
         timestamp_qualification=NO_QTST if "TS-NOT-QUALIFIED" in codes else QTST,
         chain_problem=problems[0] if problems else None,
@@ -86,9 +86,8 @@ def signature(*codes: str, notes: tuple[str, ...] = ()) -> SignatureStatus:
 
 def verdict(*codes: str) -> FormVerdict:
     if codes == ("SIG-MISSING",):
-        return FormVerdict(signatures=(), codes=codes, signer=None)
-    return FormVerdict(signatures=(signature(*codes),),
-                       codes=tuple(sorted(set(codes) - POLICY_CODES)), signer=None)
+        return FormVerdict(signatures=(), signer=None)
+    return FormVerdict(signatures=(signature(*codes),), signer=None)
 
 
 def csr_report(*codes: str) -> CsrReport:
@@ -212,7 +211,7 @@ def test_a_good_case_has_no_findings_in_every_workflow(workflow: WorkflowConfig)
 def test_verdict_findings_carry_the_signature_notes() -> None:
     case = good(verdict=FormVerdict(
         signatures=(signature("SIG-CERT-REVOKED", notes=("revoked on 2026-01-01",)),),
-        codes=("SIG-CERT-REVOKED",), signer=None))
+        signer=None))
     [finding] = judge(case).findings
     assert finding == Finding("SIG-CERT-REVOKED", "revoked on 2026-01-01")
 
@@ -371,7 +370,7 @@ def _stamped(days_ago: int) -> Case:
     """A good e-address case whose one signature was time-stamped ``days_ago`` days ago."""
     now = datetime(2026, 11, 22, tzinfo=UTC)
     sig = replace(signature(), timestamp_time=now - timedelta(days=days_ago))
-    return good(verdict=FormVerdict(signatures=(sig,), codes=(), signer=None), judged_at=now)
+    return good(verdict=FormVerdict(signatures=(sig,), signer=None), judged_at=now)
 
 
 def test_workflow_max_age_days_judges_sig_too_old_itself() -> None:

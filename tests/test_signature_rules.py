@@ -25,7 +25,7 @@ SIGNED = datetime(2026, 1, 5, tzinfo=UTC)
 SOUND = SignatureStatus(
     field_name="Signature1", kind="pades", intact=True, valid=True, trusted=True, signer=None,
     signing_time=SIGNED, timestamp_present=True, timestamp_valid=True, timestamp_trusted=True,
-    timestamp_time=SIGNED, modified_after=False, covered_bytes=1000, codes=(),
+    timestamp_time=SIGNED, modified_after=False, covered_bytes=1000,
     notes=("a note",),
 )
 
@@ -33,14 +33,14 @@ SOUND = SignatureStatus(
 def stamp(**facts: Any) -> FileTimestamp:
     values: dict[str, Any] = dict(
         source="tsd", index=0, time=SIGNED, imprint_matches=True, valid=True, trusted=True,
-        tsa=None, qualification=None, codes=(), notes=("stamp note",))
+        tsa=None, qualification=None, notes=("stamp note",))
     values.update(facts)
     return FileTimestamp(**values)
 
 
 def case(*signatures: SignatureStatus, timestamps: tuple[FileTimestamp, ...] = (),
          **changes: Any) -> Case:
-    verdict = FormVerdict(signatures=signatures, codes=(), signer=None, timestamps=timestamps)
+    verdict = FormVerdict(signatures=signatures, signer=None, timestamps=timestamps)
     return replace(Case(workflow=None, form_present=True, verdict=verdict), **changes)
 
 
@@ -119,7 +119,7 @@ def test_an_unmodified_signature_is_not_sig_modified() -> None:
 
 def test_a_verdict_without_signatures_is_sig_missing_with_its_notes() -> None:
     judged = replace(case(), verdict=FormVerdict(
-        signatures=(), codes=(), signer=None, notes=("only document time-stamps found",)))
+        signatures=(), signer=None, notes=("only document time-stamps found",)))
     assert found("SIG-MISSING", judged) == [
         Finding("SIG-MISSING", "only document time-stamps found")]
     assert found("SIG-MISSING", case(SOUND)) == []

@@ -18,7 +18,7 @@ from signing.status import FormVerdict, UnreadableInput
 from signing.testing.pki import QUALIFIED_PERSONAL_CODE
 from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
-from tests.judged import verifier_codes, verifier_ok
+from tests.judged import unreadable_codes, verifier_codes, verifier_ok
 
 
 def verify(pki: PkiFixture, data: bytes, **settings: object) -> FormVerdict:
@@ -260,7 +260,7 @@ def test_unreadable_inputs_raise(pki: PkiFixture, kind: str) -> None:
         settings["max_pdf_bytes"] = 1000
     with pytest.raises(UnreadableInput) as excinfo:
         verify(pki, data, **settings)
-    assert excinfo.value.code == "FORM-UNREADABLE"
+    assert unreadable_codes(excinfo.value) == ("FORM-UNREADABLE",)
 
 
 def _detached(pki: PkiFixture, content: bytes, signer: str = "qualified") -> bytes:
