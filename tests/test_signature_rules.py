@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from rules import Case, Finding
-from rules.signature import RULES
-from signing.status import FileTimestamp, FormVerdict, SignatureStatus
+from rules.signature import RULES, status_codes, timestamp_codes, verdict_codes
+from signing.status import FileTimestamp, FormVerdict, SignatureStatus, SignedFile
 
 RULE = {rule.code: rule for rule in RULES}
 SIGNED = datetime(2026, 1, 5, tzinfo=UTC)
@@ -51,8 +51,8 @@ def found(code: str, judged: Case) -> list[Finding]:
 
 
 def test_a_sound_signature_raises_no_fact_code() -> None:
-    for code in ("TS-INVALID", "TS-UNTRUSTED"):
-        assert found(code, case(SOUND)) == []
+    assert status_codes(SOUND) == ()
+    assert verdict_codes(FormVerdict(signatures=(SOUND,), signer=None)) == ()
 
 
 # -- TS-INVALID, TS-UNTRUSTED ------------------------------------------------------------------
@@ -167,3 +167,30 @@ def test_a_broken_signature_is_not_also_untrusted() -> None:
 def test_a_trusted_chain_raises_no_chain_code() -> None:
     for code in CHAIN.values():
         assert found(code, case(SOUND)) == []
+
+
+# -- what the pipeline records: the codes of the facts, whatever the policy --------------------
+
+
+def test_verdict_codes_are_the_fact_rules_codes_of_every_signature_and_stamp() -> None:
+    revoked = replace(SOUND, trusted=False, chain_problem="revoked")
+    unsorted = replace(SOUND, signed_attributes_der=False, timestamp_valid=False)
+    verdict = FormVerdict(signatures=(revoked, unsorted), signer=None,
+                          timestamps=(stamp(trusted=False),))
+    assert status_codes(revoked) == ("SIG-CERT-REVOKED",)
+    assert status_codes(unsorted) == ("SIG-INVALID", "TS-INVALID")
+    assert timestamp_codes(stamp(trusted=False)) == ("TS-UNTRUSTED",)
+    assert verdict_codes(verdict) == ("SIG-CERT-REVOKED", "SIG-INVALID", "TS-INVALID",
+                                      "TS-UNTRUSTED")
+    # the policy's codes are not among them (no time-stamp here, yet no TS-MISSING).
+    assert verdict_codes(FormVerdict(signatures=(replace(
+        SOUND, timestamp_present=False, timestamp_valid=False, timestamp_trusted=False),),
+        signer=None)) == ()
+
+
+def test_a_signed_file_hands_its_whole_file_time_stamps_to_the_rules() -> None:
+    broken = stamp(valid=False, trusted=False)
+    signed = SignedFile(container="tsd", levels=(), timestamps=(broken,), content=b"%PDF",
+                        content_type="pdf")
+    assert signed.verdict.timestamps == (broken,)
+    assert verdict_codes(signed.verdict) == ("SIG-MISSING", "TS-INVALID")
