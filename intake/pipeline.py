@@ -29,10 +29,12 @@ from intake.forms.read import read_form_fields
 from intake.mime.types import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 from rules.form import FORM_ID_FIELD
-from rules.signature import policy_codes
+from rules.signature import policy_codes, status_codes, verdict_codes
 from rules.workflow import Role, WorkflowConfig, field_value
 
 if TYPE_CHECKING:
+    from signing.status import FormVerdict, SignerIdentity
+    from signing.trust.qualification import Qualification, TimestampQualification
     from signing.verifier import Verifier
 
 log = logging.getLogger(__name__)
@@ -174,7 +176,7 @@ class Pipeline:
             return replace(sub, case=case, verdict_record=record)
         return _verified(replace(sub, form_data=asic.form_bytes), asic.verdict, record)
 
-    def detached_form_signature(self, mail: ParsedMail, form: Attachment) -> Any:
+    def detached_form_signature(self, mail: ParsedMail, form: Attachment) -> FormVerdict | None:
         """The verdict of a signature outside an unsigned form PDF, or ``None``.
 
         A ``.p7s`` counts when it is over the form (``form.pdf.p7s``, or any
@@ -213,7 +215,7 @@ class Pipeline:
             return {"codes": ["SIG-INVALID"], "notes": [str(exc)], "signer": None}
         # Several signers of one .p7s are told together (codes of all, the last signer).
         return {
-            "codes": list(verdict.codes),
+            "codes": list(verdict_codes(verdict)),
             "notes": [note for status in verdict.signatures for note in status.notes],
             "signer": signer_to_record(verdict.signer),
         }
@@ -227,7 +229,7 @@ class Pipeline:
         verdict = sub.case.verdict
         # The values we act on are the values the signature covers: read them
         # from the signed revision, never from a later update.
-        signed = getattr(verdict, "signed_revision", None)
+        signed = verdict.signed_revision if verdict is not None else None
         try:
             fields = read_form_fields(signed or data, max_pages=max_pages)
             changed = False
@@ -300,7 +302,7 @@ def _unreadable(sub: Submission, error: str, *, unopened: bool = False) -> Submi
     return replace(sub, case=replace(sub.case, form_error=error, unopened=unopened))
 
 
-def _verified(sub: Submission, verdict: Any, record: dict[str, Any]) -> Submission:
+def _verified(sub: Submission, verdict: FormVerdict, record: dict[str, Any]) -> Submission:
     """The submission with its form's signature verdict and its signer's personal code."""
     signer = verdict.signer
     return replace(
@@ -330,7 +332,7 @@ def _with_policy_codes(record: dict[str, Any] | None, case: Case) -> dict[str, A
     return {**record, "signatures": signatures, "codes": sorted(every)}
 
 
-def verdict_to_record(verdict: Any) -> dict[str, Any]:
+def verdict_to_record(verdict: FormVerdict) -> dict[str, Any]:
     """The verdict as JSON-able data for the application row and `pasts show`."""
     sigs = []
     for s in verdict.signatures:
@@ -344,27 +346,26 @@ def verdict_to_record(verdict: Any) -> dict[str, Any]:
                 "timestamp": s.timestamp_time.isoformat() if s.timestamp_time else None,
                 "signing_time": s.signing_time.isoformat() if s.signing_time else None,
                 "modified_after": s.modified_after,
-                "codes": list(s.codes),
+                "codes": list(status_codes(s)),
                 "notes": list(s.notes),
-                "qualification": _record_of(getattr(s, "qualification", None)),
-                "timestamp_qualification": _record_of(
-                    getattr(s, "timestamp_qualification", None)),
+                "qualification": _record_of(s.qualification),
+                "timestamp_qualification": _record_of(s.timestamp_qualification),
             }
         )
-    reports = [s.report_xml for s in verdict.signatures if getattr(s, "report_xml", None)]
-    record: dict[str, Any] = {"codes": list(verdict.codes), "signatures": sigs}
+    reports = [s.report_xml for s in verdict.signatures if s.report_xml]
+    record: dict[str, Any] = {"codes": list(verdict_codes(verdict)), "signatures": sigs}
     if reports:
         # The ETSI TS 119 102-2 reports, for `pasts show REF --report FILE`.
         record["reports"] = reports
     return record
 
 
-def _record_of(fact: Any) -> dict[str, Any] | None:
+def _record_of(fact: Qualification | TimestampQualification | None) -> dict[str, Any] | None:
     """A qualification fact of :mod:`signing.trust.qualification` as JSON-able data."""
     return fact.to_record() if fact is not None else None
 
 
-def signer_to_record(signer: Any) -> dict[str, Any] | None:
+def signer_to_record(signer: SignerIdentity | None) -> dict[str, Any] | None:
     if signer is None:
         return None
     return {

@@ -201,6 +201,7 @@ class Runtime:
     def run_forever(self) -> int:
         stop = threading.Event()
         wake_outbox = threading.Event()
+        fatal: list[ConfigurationError] = []
 
         def on_signal(signum: int, _frame: Any) -> None:
             log.info("signal %s: finishing the message in hand, then stopping", signum)
@@ -211,7 +212,7 @@ class Runtime:
         signal.signal(signal.SIGINT, on_signal)
 
         threads = [
-            threading.Thread(target=self._mailbox_loop, args=(mb, stop, wake_outbox),
+            threading.Thread(target=self._mailbox_loop, args=(mb, stop, wake_outbox, fatal),
                              name=f"mailbox:{mb.name}", daemon=True)
             for mb in self.config.mailboxes
         ]
@@ -238,11 +239,14 @@ class Runtime:
             web.shutdown()
             for t in threads:
                 t.join(timeout=30)
+        if fatal:
+            # The operator's mistake stops the command naming the key (exit 2).
+            raise fatal[0]
         log.info("pasts stopped")
         return 0
 
     def _mailbox_loop(self, mailbox: MailboxConfig, stop: threading.Event,
-                      wake_outbox: threading.Event) -> None:
+                      wake_outbox: threading.Event, fatal: list[ConfigurationError]) -> None:
         intake = self.intake()
         intake.stop = stop
         delay = 1.0
@@ -257,6 +261,16 @@ class Runtime:
                         if intake.drain(polled):
                             wake_outbox.set()
                         source.wait(mailbox.poll_seconds)
+            except ConfigurationError as exc:
+                # Not the mailbox's failure, and no reconnecting mends it: every
+                # mailbox would meet it again. The daemon stops (intake/errors.py);
+                # the mail stays in the ledger, its attempt not counted.
+                self.polls.failed(mailbox.name, str(exc))
+                log.error("mailbox %s: configuration error: %s; stopping", mailbox.name, exc)
+                fatal.append(exc)
+                stop.set()
+                wake_outbox.set()
+                return
             except TransientError as exc:
                 self.polls.failed(mailbox.name, str(exc))
                 log.error("mailbox %s: %s; reconnecting in %.0f s", mailbox.name, exc, delay)
