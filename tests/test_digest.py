@@ -461,7 +461,12 @@ def test_the_same_numbers_on_postgresql(tmp_path: Path, imap_account: Any,
 
 
 def test_mail_that_needs_a_person_is_listed_with_its_application(deployment: Deployment) -> None:
-    from intake.store.models import IssuedCertificateRow, Outbox, ReceivedMessage
+    from intake.store.models import (
+        CertificateNotice,
+        IssuedCertificateRow,
+        Outbox,
+        ReceivedMessage,
+    )
 
     seed(deployment, [
         {"ref": "EA-2026-000401", "extra": {"undeliverable": {"address": "bad@@x",
@@ -477,10 +482,16 @@ def test_mail_that_needs_a_person_is_listed_with_its_application(deployment: Dep
                      sender="pasts@agency.test", recipients=["anna@example.lv"],
                      to_addr="anna@example.lv", raw=b"x", status="failed",
                      last_error="550 mailbox unavailable"))
-        s.add(IssuedCertificateRow(application_id=app.id, serial_hex="ab" * 16,
-                                   subject="CN=ergli-connector.example.lv",
-                                   not_before=ago(days=340), not_after=NOW + timedelta(days=20),
-                                   pem="", chain_pem=""))
+        cert = IssuedCertificateRow(application_id=app.id, serial_hex="ab" * 16,
+                                    subject="CN=ergli-connector.example.lv",
+                                    not_before=ago(days=340), not_after=NOW + timedelta(days=20),
+                                    pem="", chain_pem="")
+        s.add(cert)
+        s.flush()
+        # The certificate-lifecycle job's notice, queued within the last day: listed.
+        s.add(CertificateNotice(certificate_id=cert.id, threshold_days=30,
+                                recipient="anna@example.lv", message_id="<n-1@agency.test>",
+                                queued_at=ago(hours=3)))
         s.add(ReceivedMessage(mailbox="applications", uidvalidity=1, uid="7",
                               message_id="<poison@example.lv>", sha256="0" * 64, raw=b"x",
                               sender="mallory@example.lv", subject="Pieteikums\x1b[2J",
@@ -497,6 +508,9 @@ def test_mail_that_needs_a_person_is_listed_with_its_application(deployment: Dep
     [expiring] = section(text, "Certificates expiring within 30 days")
     assert "abababababababab…  CN=ergli-connector.example.lv  expires" in expiring
     assert "EA-2026-000402  in-review" in expiring
+    [notice] = section(text, "Certificate expiry notices sent since the last digest")
+    assert "abababababababab…  expires" in notice and "30-day notice to anna@example.lv" in notice
+    assert "EA-2026-000402  in-review" in notice
     [quarantined] = section(text, "Quarantined messages")
     assert "<poison@example.lv>" in quarantined and "parse timeout" in quarantined
     assert "\x1b" not in text and "Pieteikums\\x1b[2J" in quarantined

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intake import trust
+from intake.app import expiry
 from intake.app.bound import WAITING
 from intake.app.replies import now_utc
 from intake.app.services import Services
@@ -265,14 +266,18 @@ def daily(s: Session, today: date) -> Daily:
     return Daily(days, tuple((o, tuple(counts[o])) for o in OUTCOMES))
 
 
-def notices_sent(s: Session, since: datetime) -> tuple[str, ...]:
-    """Certificate expiry notices sent since the last digest, one row each.
-
-    The certificate-lifecycle job (issue 13, "Jobs") records its notices;
-    until it lands there are none to list. Wire its table in here: one
-    ``safe()`` row per notice naming the serial, the reference and the day.
-    """
-    return ()
+def notices_sent(rt: Services, s: Session, since: datetime, until: datetime) -> tuple[str, ...]:
+    """The certificate expiry notices queued since the last digest, one row each."""
+    rows = []
+    for notice in expiry.notices_sent(s, since, until):
+        app = s.scalars(select(Application).where(
+            Application.reference == notice.reference)).first()
+        about = show_line(rt, app) if app is not None else notice.reference
+        rows.append(safe(
+            f"{notice.serial_hex[:16]}…  expires {notice.not_after:%Y-%m-%d}  "
+            f"{notice.threshold_days}-day notice to {notice.recipient} "
+            f"{notice.queued_at:%Y-%m-%d %H:%M}  {about}"))
+    return tuple(rows)
 
 
 def collect(rt: Services, *, now: datetime | None = None) -> DigestFacts:
@@ -351,7 +356,7 @@ def collect(rt: Services, *, now: datetime | None = None) -> DigestFacts:
                 ("refused", tuple(safe(r) for r in refused)),
                 ("conflicts", conflicts),
                 ("expiring", expiring),
-                ("notices", notices_sent(s, since)),
+                ("notices", notices_sent(rt, s, since, now)),
                 ("quarantined", quarantined),
                 ("failed", failed),
                 ("waiting", waiting),
