@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -125,7 +125,7 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         if sig:
             for i, one in enumerate(sig.get("signatures", []), 1):
                 codes = ", ".join(one["codes"]) or "ok"
-                where = one.get("field") or {"cms": ".p7s", "smime": "S/MIME", "xades": "ASiC-E"}.get(one.get("kind"))
+                where = one.get("field") or {"cms": ".p7s", "smime": "S/MIME", "xades": "ASiC-E", "p7m": ".p7m"}.get(one.get("kind"))
                 p(f"  signature {i} ({where}): {codes}; time-stamp {one.get('timestamp')}")
                 for note in one.get("notes", []):
                     p(f"    - {note}")
@@ -160,6 +160,8 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             if container:
                 p(f"  container {container['name']}: form {container.get('form')}; "
                   f"files {', '.join(container.get('files', []))}")
+            show_signed_file(sig.get("signed_file"), p)
+            show_pec(sig.get("pec"), p)
         if verdicts.get("csr"):
             csr = verdicts["csr"]
             p(f"  csr: {', '.join(csr['codes']) or 'ok'}; CN={csr.get('common_name')} "
@@ -205,6 +207,44 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
                     extra += f" [PEC: {', '.join(receipts[link.message_id])}]"
             p(f"  {link.at:%Y-%m-%d %H:%M:%S} {link.direction:>3} {link.message_id}  {link.summary}{extra}")
     return 0
+
+
+def show_signed_file(signed: dict[str, Any] | None, p: Callable[..., None]) -> None:
+    """An Italian signed file's levels and the time-stamps over the whole file."""
+    if not signed:
+        return
+    levels = signed.get("levels", [])
+    encodings = ", ".join(str(level.get("encoding")) for level in levels)
+    p(f"  {signed.get('name')}: .{signed.get('container')}, {len(levels)} level(s)"
+      + (f" ({encodings})" if encodings else "") + f", content {signed.get('content')}"
+      + (f", with {signed['tsr']}" if signed.get("tsr") else ""))
+    for stamp in signed.get("timestamps", []):
+        p(f"    time-stamp over the file ({stamp.get('source')}): "
+          f"{', '.join(stamp.get('codes', [])) or 'ok'} at {stamp.get('time')} "
+          f"by {stamp.get('tsa') or 'unknown TSA'}")
+        for note in stamp.get("notes", []):
+            p(f"      - {note}")
+    for note in signed.get("notes", []):
+        p(f"    - {note}")
+
+
+def show_pec(pec: dict[str, Any] | None, p: Callable[..., None]) -> None:
+    """The PEC transport an application arrived in (evidence, not the applicant's signature)."""
+    if not pec:
+        return
+    daticert = pec.get("daticert") or {}
+    p(f"  PEC envelope {pec.get('envelope_message_id')} from {pec.get('envelope_from')}: "
+      f"certified sender {daticert.get('sender')}, identifier {daticert.get('identifier')}, "
+      f"at {daticert.get('time')}, provider {daticert.get('provider')}")
+    transport = pec.get("transport_signature")
+    if transport:
+        signer = transport.get("signer") or {}
+        p(f"    provider's signature (transport evidence): "
+          f"{'intact' if transport.get('intact') else 'NOT intact'}, "
+          f"{'trusted' if transport.get('trusted') else 'not trusted'} "
+          f"({signer.get('name') or 'signer unknown'})")
+    for note in pec.get("notes", []):
+        p(f"    - {note}")
 
 
 def show_organisation(s: Session, app: Application, p: Callable[..., None],

@@ -86,7 +86,7 @@ class Pipeline:
     def run(self, mail: ParsedMail, mailbox: MailboxConfig, *,
             resubmits: str | None = None) -> Submission:
         """Judge one mail; ``resubmits`` names the application it is a resubmission to."""
-        signed = mail.form or mail.asice
+        signed = mail.form or mail.asice or mail.signed_file
         sub = Submission(
             mail=mail,
             mailbox=mailbox,
@@ -115,6 +115,8 @@ class Pipeline:
             return _unreadable(sub, error, unopened=True)
         if form is None and mail.asice is not None:
             return self.verify_container(sub, mail.asice)
+        if form is None and mail.signed_file is not None:
+            return self.verify_signed_file(sub, mail.signed_file)
         if form is None:
             return sub
         from signing.status import UnreadableInput
@@ -133,6 +135,9 @@ class Pipeline:
             # An unsigned (or broken) copy of the PDF beside the signed container:
             # the container is what was signed.
             return self.verify_container(sub, mail.asice)
+        if (verdict is None or not verdict.signatures) and mail.signed_file is not None:
+            # The same for an unsigned PDF beside its signed .p7m.
+            return self.verify_signed_file(sub, mail.signed_file)
         assert verdict is not None
         record = verdict_to_record(verdict)
         kinds = {s.kind for s in verdict.signatures}
@@ -173,6 +178,55 @@ class Pipeline:
             case = replace(sub.case, form_present=False, verdict=asic.verdict)
             return replace(sub, case=case, verdict_record=record)
         return _verified(replace(sub, form_data=asic.form_bytes), asic.verdict, record)
+
+    def verify_signed_file(self, sub: Submission, signed: Attachment) -> Submission:
+        """Judge an Italian ``.p7m``/``.tsd``/``.m7m``: every level, and the PDF inside as a form.
+
+        Every enveloping level's signers are judged as a ``.p7s`` is (strictness,
+        trust, qualification, time-stamps, revocation); a ``.tsr`` beside a
+        ``.p7m`` is paired with it; the innermost PDF is read as if it had
+        arrived alone, its own PAdES signature judged beside the levels'.
+        """
+        from signing.status import FormVerdict, UnreadableInput
+
+        name = signed.filename or "signed file"
+        if signed.dropped_size is not None:
+            return _unreadable(sub, self.over_limit(name, signed))
+        tsr = sub.mail.timestamp_reply
+        try:
+            found = self.verifier.verify_signed_file_sync(
+                signed.data, timestamp=tsr.data if tsr is not None else None)
+        except UnreadableInput as exc:
+            return _unreadable(sub, f"{name} cannot be read: {exc}")
+        verdict = found.verdict
+        sub = replace(sub, form_sha256=hashlib.sha256(signed.data).hexdigest())
+        if found.content_type != "pdf":
+            # A signed file around something else is a mail without the form;
+            # its signatures are still judged, as a container's are.
+            record = verdict_to_record(verdict)
+            record["signed_file"] = signed_file_record(name, found, tsr)
+            case = replace(sub.case, form_present=False, verdict=verdict)
+            return replace(sub, case=case, verdict_record=record)
+        try:
+            inner = self.verifier.verify_pdf_sync(found.content)
+        except UnreadableInput as exc:
+            return _unreadable(sub, f"the PDF inside {name} cannot be read: {exc}")
+        if inner.signatures:
+            # The PDF's own PAdES signature is judged too (SPEC section 2).
+            codes = {*inner.codes, *verdict.codes} - (
+                {"SIG-MISSING"} if found.levels else set())
+            verdict = FormVerdict(
+                signatures=(*inner.signatures, *verdict.signatures),
+                codes=tuple(sorted(codes)),
+                signer=verdict.signer or inner.signer,
+                # Inside a .p7m every byte of the PDF is signed; under a .tsd alone
+                # only the PAdES signature's revision is.
+                signed_revision=None if found.levels else inner.signed_revision,
+                notes=(*inner.notes, *verdict.notes),
+            )
+        record = verdict_to_record(verdict)
+        record["signed_file"] = signed_file_record(name, found, tsr)
+        return _verified(replace(sub, form_data=found.content), verdict, record)
 
     def detached_form_signature(self, mail: ParsedMail, form: Attachment) -> Any:
         """The verdict of a signature outside an unsigned form PDF, or ``None``.
@@ -357,6 +411,28 @@ def verdict_to_record(verdict: Any) -> dict[str, Any]:
         # The ETSI TS 119 102-2 reports, for `pasts show REF --report FILE`.
         record["reports"] = reports
     return record
+
+
+def signed_file_record(name: str, found: Any, tsr: Attachment | None) -> dict[str, Any]:
+    """What ``pasts show`` tells of an Italian signed file: its levels and time-stamps."""
+    return {
+        "name": name,
+        "container": found.container,
+        "content": found.content_type,
+        "levels": [{"depth": level.depth, "encoding": level.encoding,
+                    "content_type": level.content_type, "content_size": level.content_size}
+                   for level in found.levels],
+        "timestamps": [{
+            "source": stamp.source, "index": stamp.index,
+            "time": stamp.time.isoformat() if stamp.time else None,
+            "valid": stamp.valid, "trusted": stamp.trusted,
+            "tsa": stamp.tsa.common_name if stamp.tsa is not None else None,
+            "qualification": _record_of(stamp.qualification),
+            "codes": list(stamp.codes), "notes": list(stamp.notes),
+        } for stamp in found.timestamps],
+        "tsr": tsr.filename if tsr is not None else None,
+        "notes": list(found.notes),
+    }
 
 
 def _record_of(fact: Any) -> dict[str, Any] | None:
