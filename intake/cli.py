@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from intake.app import staff
 from intake.app.bound import WAITING
 from intake.app.digest import build_digest, queue_digest
+from intake.app.receipts import receipt_lines
 from intake.app.registry import import_registry
 from intake.app.replies import load_application
 from intake.app.steering import held_counts, show_steering
@@ -161,7 +162,7 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
                 p(f"  container {container['name']}: form {container.get('form')}; "
                   f"files {', '.join(container.get('files', []))}")
             show_signed_file(sig.get("signed_file"), p)
-            show_pec(sig.get("pec"), p)
+        show_pec(verdicts.get("pec"), p)
         if verdicts.get("csr"):
             csr = verdicts["csr"]
             p(f"  csr: {', '.join(csr['codes']) or 'ok'}; CN={csr.get('common_name')} "
@@ -192,20 +193,16 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         p("mails:")
         outbox = {o.message_id: o for o in s.scalars(
             select(Outbox).where(Outbox.application_id == app.id))}
-        # PEC receipts name the reply they are about (proof of delivery).
-        receipts: dict[str, list[str]] = {}
-        for link in app.links:
-            if link.direction == "in" and link.summary.startswith("PEC receipt "):
-                kind, _, about = link.summary[len("PEC receipt "):].partition(" for ")
-                receipts.setdefault(about, []).append(f"{kind} {link.at:%Y-%m-%d %H:%M:%S}")
         for link in app.links:
             extra = ""
-            if link.message_id in outbox:
-                o = outbox[link.message_id]
-                extra = f" [{o.status}]"
-                if link.message_id in receipts:
-                    extra += f" [PEC: {', '.join(receipts[link.message_id])}]"
+            o = outbox.get(link.message_id)
+            if o is not None:
+                extra = f" [{o.status}]" + (f" [PEC {o.pec_status}]" if o.pec_status else "")
             p(f"  {link.at:%Y-%m-%d %H:%M:%S} {link.direction:>3} {link.message_id}  {link.summary}{extra}")
+            if o is not None and link.direction == "out":
+                # PEC receipts kept on the reply they name: proof of delivery or failure.
+                for line in receipt_lines(o):
+                    p(f"      {line}")
     return 0
 
 

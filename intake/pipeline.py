@@ -64,15 +64,21 @@ class Submission:
     judgement: Judgement | None = None
     #: The application this mail resubmits to, if any (its own form is no duplicate).
     resubmits: str | None = None
+    #: The PEC envelope it arrived in: daticert.xml and the provider's signature
+    #: judged as transport evidence (never the applicant's signature).
+    pec_record: dict[str, Any] | None = None
 
 
 class Pipeline:
     """Runs the stages with the verifier, key policy and lookups it was given."""
 
-    def __init__(self, config: Config, verifier: Verifier, lookups: Lookups):
+    def __init__(self, config: Config, verifier: Verifier, lookups: Lookups, *,
+                 transport: Callable[[], Verifier] | None = None):
         self.config = config
         self.verifier = verifier
         self.lookups = lookups
+        #: Makes the verifier of PEC providers' signatures (``signing.pec_anchors``).
+        self.transport = transport
         self.stages: tuple[tuple[str, Callable[[Submission], Submission]], ...] = (
             ("verify-signature", self.verify_signature),
             ("read-form", self.read_form),
@@ -97,6 +103,7 @@ class Pipeline:
                       judged_at=datetime.now(UTC), signing=self.config.signing),
             form_data=mail.form.data if mail.form is not None else None,
             form_sha256=hashlib.sha256(signed.data).hexdigest() if signed is not None else None,
+            pec_record=self.pec_record(mail),
         )
         for name, stage in self.stages:
             sub = stage(sub)
@@ -149,6 +156,47 @@ class Pipeline:
                 side = self.side_signature_record(target.data, mail.p7s.data, kind="cms")
                 record["attachment_signature"] = {**side, "over": target.filename}
         return _verified(sub, verdict, record)
+
+    def pec_record(self, mail: ParsedMail) -> dict[str, Any] | None:
+        """The PEC envelope ``mail`` was unwrapped from, with the provider's signature judged.
+
+        The provider's S/MIME signature is checked against ``signing.pec_anchors``
+        by a verifier of its own and recorded as transport evidence; it never
+        judges the form nor counts as the applicant's signature (SPEC section 2).
+        """
+        pec = mail.pec
+        if pec is None or pec.kind != "envelope":
+            return None
+        record: dict[str, Any] = {
+            "transport": pec.transport, "envelope_message_id": pec.envelope_message_id,
+            "envelope_from": pec.envelope_from, "daticert": pec.daticert,
+            "notes": list(pec.notes), "transport_signature": None,
+        }
+        record["transport_signature"] = self.transport_signature(pec.signed)
+        return record
+
+    def transport_signature(self, signed: tuple[bytes, bytes] | None) -> dict[str, Any] | None:
+        """A PEC provider's S/MIME signature judged against ``signing.pec_anchors``
+        (``None``: unsigned, or no transport verifier)."""
+        if signed is None or self.transport is None:
+            return None
+        from signing.status import UnreadableInput
+
+        content, signature = signed
+        try:
+            verdict = self.transport().verify_detached_sync(content, signature, kind="smime")
+        except UnreadableInput as exc:
+            return {"intact": False, "valid": False, "trusted": False, "signer": None,
+                    "codes": ["SIG-INVALID"], "notes": [str(exc)]}
+        statuses = verdict.signatures
+        return {
+            "intact": bool(statuses) and all(s.intact for s in statuses),
+            "valid": bool(statuses) and all(s.valid for s in statuses),
+            "trusted": bool(statuses) and all(s.trusted for s in statuses),
+            "signer": signer_to_record(verdict.signer),
+            "codes": list(verdict.codes),
+            "notes": [note for s in statuses for note in s.notes],
+        }
 
     def over_limit(self, what: str, attachment: Attachment) -> str:
         limit = self.config.limits.max_attachment_bytes

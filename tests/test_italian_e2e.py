@@ -149,3 +149,97 @@ def test_italian_signed_files_are_judged_like_a_signed_pdf(
     assert "dated by the time-stamp over the whole file" in shown
     assert "time-stamp over the file (tsr)" in shown
     assert "service_name: Verifica dei permessi di costruzione" in shown
+
+
+# -- PEC -------------------------------------------------------------------------------------
+
+APPLICANT = "protocollo@pec.comune.example.it"
+
+
+def pec_sections(pki: Any) -> dict[str, Any]:
+    return {"signing": {"pec_anchors": [str(p) for p in pki.trust_roots]},
+            "verification": {"required": False}}
+
+
+def test_pec_envelope_is_answered_once_to_the_inner_sender_and_receipts_are_recorded(
+        tmp_path: Path, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any,
+        pki: Any) -> None:
+    from intake.demo.samples import pec_envelope, pec_receipt
+    from tests.daemon_env import make_deployment
+
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
+                          **pec_sections(pki))
+    inner = application_mail(
+        sender=f"Comune di Prova <{APPLICANT}>", to=TO, subject="Domanda di pubblicazione",
+        attachments=[("modulo.pdf.p7m", "application/pkcs7-mime", p7m(pki, form()))])
+    # The provider's seal is not a qualified e-signature: judged as the applicant's,
+    # it would be SIG-NOT-QUALIFIED (and the mail's signer the provider).
+    envelope = pec_envelope(inner, provider_signer=pki.signer("nonqualified"), to=TO,
+                            identifier="opec21.20261203.1@pec.gestore.example.it")
+    dep.deliver(envelope)
+    assert dep.run_once() == 0
+    inner_id = message_id_of(inner)
+    assert dep.replies_to(message_id_of(envelope)) == []
+    (reply,) = dep.replies()
+    assert reply["To"] == APPLICANT  # the applicant's PEC address, not the provider's
+    assert reply["In-Reply-To"] == inner_id  # in the thread of the original
+    assert codes_of(reply) == [] and reply["X-Pasts-Status"] == "in-review"
+    reference = reply["X-Pasts-Reference"]
+    status, shown = dep.cli("show", reference)
+    assert status == 0
+    assert f"applicant:  {APPLICANT}" in shown
+    assert "PEC envelope <opec21.20261203.1@pec.gestore.example.it>" in shown
+    assert f"certified sender {APPLICANT}" in shown
+    assert "provider's signature (transport evidence): intact, trusted" in shown
+    # The applicant's signer is the .p7m's, not the provider's (the nonqualified test signer).
+    signer = shown.split("signer:")[1].split("verdicts:")[0]
+    assert "PNOLV-010190-12345" in signer and "Kalniņš" not in signer
+    assert "(PEC provider" not in shown.split("verdicts:")[1].split("PEC envelope")[0]
+
+    # Seen again (a second delivery of the same envelope): not answered twice.
+    dep.deliver(envelope)
+    assert dep.run_once() == 0
+    assert len(dep.replies()) == 1
+
+    # The receipts of our reply: recorded on it, never answered.
+    ours = str(reply["Message-ID"])
+    provider = pki.signer("nonqualified")
+    for kind in ("accettazione", "avvenuta-consegna"):
+        dep.deliver(pec_receipt(kind, refers_to=ours, provider_signer=provider, to=TO,
+                                delivered_to=APPLICANT))
+    dep.deliver(pec_receipt("errore-consegna", refers_to="<unknown@agency.test>",
+                            provider_signer=provider, to=TO))
+    assert dep.run_once() == 0
+    assert len(dep.replies()) == 1
+    status, shown = dep.cli("show", reference)
+    assert f"{ours}" in shown and "[PEC delivered]" in shown
+    assert "PEC avvenuta-consegna" in shown and f"to {APPLICANT}" in shown
+    assert "PEC accettazione" in shown
+    assert "provider's signature not trusted" not in shown
+
+
+def test_a_failure_receipt_is_recorded_and_shown_to_staff(
+        tmp_path: Path, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any,
+        pki: Any) -> None:
+    from intake.demo.samples import pec_envelope, pec_receipt
+    from tests.daemon_env import make_deployment
+
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
+                          **pec_sections(pki))
+    inner = application_mail(sender=APPLICANT, to=TO, subject="Domanda",
+                             attachments=[("modulo.pdf.p7m", "application/pkcs7-mime",
+                                           p7m(pki, form(), timestamp=False))])
+    dep.deliver(pec_envelope(inner, provider_signer=pki.signer("nonqualified"), to=TO))
+    assert dep.run_once() == 0
+    (reply,) = dep.replies()
+    assert codes_of(reply) == ["TS-MISSING"]  # the applicant's signature, judged
+    # A receipt whose provider is not under signing.pec_anchors is kept, marked.
+    dep.deliver(pec_receipt("errore-consegna", refers_to=str(reply["Message-ID"]),
+                            provider_signer=pki.signer("untrusted"), to=TO))
+    assert dep.run_once() == 0
+    assert len(dep.replies()) == 1
+    status, shown = dep.cli("show", reply["X-Pasts-Reference"])
+    assert "[PEC failed]" in shown and "provider's signature not trusted" in shown
+    status, digest = dep.cli("digest")
+    assert status == 0
+    assert f"{reply['Message-ID']}  to {APPLICANT}  PEC errore-consegna" in digest

@@ -66,6 +66,12 @@ def collect(rt: Services) -> tuple[tuple[str, tuple[str, ...]], ...]:
         failed = tuple(
             f"{o.message_id}  to {', '.join(o.recipients)}  {(o.last_error or '')[:80]}"
             for o in s.scalars(select(Outbox).where(Outbox.status == "failed").order_by(Outbox.id))
+        ) + tuple(
+            # Sent, but a PEC receipt says it did not reach the applicant (SPEC section 2).
+            f"{o.message_id}  to {', '.join(o.recipients)}  PEC "
+            + ", ".join(str(r.get("kind")) for r in o.pec_receipts or [])
+            for o in s.scalars(select(Outbox).where(Outbox.pec_status == "failed")
+                               .order_by(Outbox.id))
         )
 
         held, refused = digest_rows(s)

@@ -216,6 +216,9 @@ def proposal(app: Application, sub: Any) -> tuple[dict[str, Any], bytes | None]:
     values["signer"] = signer_to_record(getattr(case.verdict, "signer", None))
     values["verdicts"] = {"signature": sub.verdict_record, "csr": csr_record(case.csr),
                           "form_error": case.form_error}
+    if getattr(sub, "pec_record", None) is not None:
+        # The PEC envelope it came in: transport evidence beside the verdicts.
+        values["verdicts"]["pec"] = sub.pec_record
     values["codes"] = list(judgement.codes)
     values["passed"] = list(judgement.passed)
     values["findings"] = [[f.code, f.detail] for f in judgement.findings]
