@@ -197,7 +197,8 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             extra = ""
             o = outbox.get(link.message_id)
             if o is not None:
-                extra = f" [{o.status}]" + (f" [PEC {o.pec_status}]" if o.pec_status else "")
+                kinds = ", ".join(str(r.get("kind")) for r in o.pec_receipts or [])
+                extra = f" [{o.status}]" + (f" [PEC: {kinds}; {o.pec_status}]" if kinds else "")
             p(f"  {link.at:%Y-%m-%d %H:%M:%S} {link.direction:>3} {link.message_id}  {link.summary}{extra}")
             if o is not None and link.direction == "out":
                 # PEC receipts kept on the reply they name: proof of delivery or failure.

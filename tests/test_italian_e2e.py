@@ -212,7 +212,7 @@ def test_pec_envelope_is_answered_once_to_the_inner_sender_and_receipts_are_reco
     assert dep.run_once() == 0
     assert len(dep.replies()) == 1
     status, shown = dep.cli("show", reference)
-    assert f"{ours}" in shown and "[PEC delivered]" in shown
+    assert f"{ours}" in shown and "[PEC: accettazione, avvenuta-consegna; delivered]" in shown
     assert "PEC avvenuta-consegna" in shown and f"to {APPLICANT}" in shown
     assert "PEC accettazione" in shown
     assert "provider's signature not trusted" not in shown
@@ -239,7 +239,7 @@ def test_a_failure_receipt_is_recorded_and_shown_to_staff(
     assert dep.run_once() == 0
     assert len(dep.replies()) == 1
     status, shown = dep.cli("show", reply["X-Pasts-Reference"])
-    assert "[PEC failed]" in shown and "provider's signature not trusted" in shown
+    assert "[PEC: errore-consegna; failed]" in shown and "provider's signature not trusted" in shown
     status, digest = dep.cli("digest")
     assert status == 0
     assert f"{reply['Message-ID']}  to {APPLICANT}  PEC errore-consegna" in digest

@@ -250,7 +250,9 @@ def _with_pec(raw: bytes, mail: ParsedMail, limit: int) -> ParsedMail:
         kind="envelope", transport=found.transport, envelope_message_id=found.message_id,
         envelope_from=found.envelope_from, daticert=daticert, signed=found.signed,
         notes=found.notes)
-    if found.inner is None:
+    if found.inner is None or found.transport != "posta-certificata":
+        # An anomaly envelope (X-Trasporto: errore) stays the provider's notice:
+        # automatic mail, never answered (mime.autoreply).
         return replace(mail, pec=transport,
                        defects=(*mail.defects, *(f"PEC: {note}" for note in found.notes)))
     inner = _parse(found.inner, limit, unwrap_pec=False)
