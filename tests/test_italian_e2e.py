@@ -34,6 +34,15 @@ SERVICE = {
 NO_VERIFICATION = pytest.mark.sections(verification={"required": False})
 
 
+def _workflows_with(wid: str, **changes: Any) -> list[dict[str, Any]]:
+    import tomllib
+
+    from tests.daemon_env import ROOT
+
+    tables = tomllib.loads((ROOT / "rules" / "workflows.toml").read_text("utf-8"))["workflow"]
+    return [{**t, **changes} if t["id"] == wid else t for t in tables]
+
+
 def p7m(pki: Any, content: bytes, signer: str = "qualified", *, timestamp: bool = True,
         timestamper: Any = None) -> bytes:
     ts = (timestamper or pki.timestamper) if timestamp else None
@@ -151,6 +160,55 @@ def test_italian_signed_files_are_judged_like_a_signed_pdf(
     assert "service_name: Verifica dei permessi di costruzione" in shown
 
 
+def old_tsa(pki: Any) -> Any:
+    """The trusted TSA, answering with a time three days ago (tests/test_codes_e2e.py)."""
+    from datetime import UTC, datetime
+
+    from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    from tests.test_codes_e2e import TOO_OLD
+
+    demo = pki.pki
+    chain = [demo.asn1_certificate(n) for n in ("tsa", "root")]
+    return DummyTimeStamper(tsa_cert=demo.asn1_certificate("tsa"), tsa_key=demo.asn1_key("tsa"),
+                            certs_to_embed=SimpleCertificateStore.from_certs(chain),
+                            fixed_dt=datetime.now(UTC) - TOO_OLD)
+
+
+@pytest.mark.sections(verification={"required": False},
+                      workflow=_workflows_with("service-publication", max_age_days=1))
+def test_time_stamps_of_italian_files_feed_the_age_rule(deployment: Deployment, pki: Any) -> None:
+    """SIG-TOO-OLD from the signer's own time-stamp, and from a .tsr that dates the file."""
+    from tests.test_p7m import m7m_bundle
+
+    def variant(n: int) -> bytes:
+        return filled_form(SP, {**SERVICE, "department": f"Ufficio {n}"})
+
+    stale = old_tsa(pki)
+    bare = p7m(pki, variant(2), timestamp=False)
+    bundled = p7m(pki, variant(3), timestamp=False)
+    armoured = b"-----BEGIN PKCS7-----\n" + base64.encodebytes(p7m(pki, variant(4))) + (
+        b"-----END PKCS7-----\n")
+    mails = {
+        "too-old": italian_mail("old@comune.example.it",
+                                ("modulo.pdf.p7m", p7m(pki, variant(1), timestamper=stale))),
+        "tsr-too-old": italian_mail("oldtsr@comune.example.it", ("modulo.pdf.p7m", bare),
+                                    ("modulo.pdf.p7m.tsr", tsr_over(pki, bare, stale))),
+        "m7m": italian_mail("m7m@comune.example.it", ("modulo.pdf.m7m", m7m_bundle(
+            bundled, tsr_over(pki, bundled)))),
+        "pem": italian_mail("pem@comune.example.it", ("modulo.pdf.p7m", armoured)),
+    }
+    for raw in mails.values():
+        deployment.deliver(raw)
+    assert deployment.run_once() == 0
+    replies = {key: one_reply(deployment, raw) for key, raw in mails.items()}
+    assert codes_of(replies["too-old"]) == ["SIG-TOO-OLD"]
+    assert codes_of(replies["tsr-too-old"]) == ["SIG-TOO-OLD"]
+    assert codes_of(replies["m7m"]) == []
+    assert codes_of(replies["pem"]) == []
+
+
 # -- PEC -------------------------------------------------------------------------------------
 
 APPLICANT = "protocollo@pec.comune.example.it"
@@ -243,3 +301,20 @@ def test_a_failure_receipt_is_recorded_and_shown_to_staff(
     status, digest = dep.cli("digest")
     assert status == 0
     assert f"{reply['Message-ID']}  to {APPLICANT}  PEC errore-consegna" in digest
+
+
+def test_pec_anchors_is_read_and_a_missing_file_names_the_key(tmp_path: Path) -> None:
+    from intake.config import parse_config
+    from intake.errors import ConfigurationError
+    from tests.test_operations import base_config
+
+    anchor = tmp_path / "gestore.pem"
+    anchor.write_text("-----BEGIN CERTIFICATE-----\n")
+    config = parse_config(base_config(tmp_path, signing={"pec_anchors": [str(anchor)]}),
+                          tmp_path / "c.toml")
+    assert config.signing.pec_anchors == (anchor,)
+    assert parse_config(base_config(tmp_path), tmp_path / "c.toml").signing.pec_anchors == ()
+    with pytest.raises(ConfigurationError) as caught:
+        parse_config(base_config(tmp_path, signing={"pec_anchors": [str(tmp_path / "none.pem")]}),
+                     tmp_path / "c.toml")
+    assert "signing.pec_anchors" in str(caught.value)
