@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from intake.config import Config, MailboxConfig
 from intake.errors import PermanentError
 from intake.forms.read import read_form_fields
+from intake.italian import pec_record, signed_file_record, transport_signature, with_inner_pdf
 from intake.mime.types import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 from rules.form import FORM_ID_FIELD
@@ -158,45 +159,12 @@ class Pipeline:
         return _verified(sub, verdict, record)
 
     def pec_record(self, mail: ParsedMail) -> dict[str, Any] | None:
-        """The PEC envelope ``mail`` was unwrapped from, with the provider's signature judged.
-
-        The provider's S/MIME signature is checked against ``signing.pec_anchors``
-        by a verifier of its own and recorded as transport evidence; it never
-        judges the form nor counts as the applicant's signature (SPEC section 2).
-        """
-        pec = mail.pec
-        if pec is None or pec.kind != "envelope":
-            return None
-        record: dict[str, Any] = {
-            "transport": pec.transport, "envelope_message_id": pec.envelope_message_id,
-            "envelope_from": pec.envelope_from, "daticert": pec.daticert,
-            "notes": list(pec.notes), "transport_signature": None,
-        }
-        record["transport_signature"] = self.transport_signature(pec.signed)
-        return record
+        """The PEC envelope ``mail`` came in, the provider's signature judged (:mod:`intake.italian`)."""
+        return pec_record(mail, self.transport)
 
     def transport_signature(self, signed: tuple[bytes, bytes] | None) -> dict[str, Any] | None:
-        """A PEC provider's S/MIME signature judged against ``signing.pec_anchors``
-        (``None``: unsigned, or no transport verifier)."""
-        if signed is None or self.transport is None:
-            return None
-        from signing.status import UnreadableInput
-
-        content, signature = signed
-        try:
-            verdict = self.transport().verify_detached_sync(content, signature, kind="smime")
-        except UnreadableInput as exc:
-            return {"intact": False, "valid": False, "trusted": False, "signer": None,
-                    "codes": ["SIG-INVALID"], "notes": [str(exc)]}
-        statuses = verdict.signatures
-        return {
-            "intact": bool(statuses) and all(s.intact for s in statuses),
-            "valid": bool(statuses) and all(s.valid for s in statuses),
-            "trusted": bool(statuses) and all(s.trusted for s in statuses),
-            "signer": signer_to_record(verdict.signer),
-            "codes": list(verdict.codes),
-            "notes": [note for s in statuses for note in s.notes],
-        }
+        """A PEC provider's signature judged against ``signing.pec_anchors`` (:mod:`intake.italian`)."""
+        return transport_signature(self.transport, signed)
 
     def over_limit(self, what: str, attachment: Attachment) -> str:
         limit = self.config.limits.max_attachment_bytes
@@ -235,7 +203,7 @@ class Pipeline:
         ``.p7m`` is paired with it; the innermost PDF is read as if it had
         arrived alone, its own PAdES signature judged beside the levels'.
         """
-        from signing.status import FormVerdict, UnreadableInput
+        from signing.status import UnreadableInput
 
         name = signed.filename or "signed file"
         if signed.dropped_size is not None:
@@ -259,19 +227,7 @@ class Pipeline:
             inner = self.verifier.verify_pdf_sync(found.content)
         except UnreadableInput as exc:
             return _unreadable(sub, f"the PDF inside {name} cannot be read: {exc}")
-        if inner.signatures:
-            # The PDF's own PAdES signature is judged too (SPEC section 2).
-            codes = {*inner.codes, *verdict.codes} - (
-                {"SIG-MISSING"} if found.levels else set())
-            verdict = FormVerdict(
-                signatures=(*inner.signatures, *verdict.signatures),
-                codes=tuple(sorted(codes)),
-                signer=verdict.signer or inner.signer,
-                # Inside a .p7m every byte of the PDF is signed; under a .tsd alone
-                # only the PAdES signature's revision is.
-                signed_revision=None if found.levels else inner.signed_revision,
-                notes=(*inner.notes, *verdict.notes),
-            )
+        verdict = with_inner_pdf(found, inner)
         record = verdict_to_record(verdict)
         record["signed_file"] = signed_file_record(name, found, tsr)
         return _verified(replace(sub, form_data=found.content), verdict, record)
@@ -459,28 +415,6 @@ def verdict_to_record(verdict: Any) -> dict[str, Any]:
         # The ETSI TS 119 102-2 reports, for `pasts show REF --report FILE`.
         record["reports"] = reports
     return record
-
-
-def signed_file_record(name: str, found: Any, tsr: Attachment | None) -> dict[str, Any]:
-    """What ``pasts show`` tells of an Italian signed file: its levels and time-stamps."""
-    return {
-        "name": name,
-        "container": found.container,
-        "content": found.content_type,
-        "levels": [{"depth": level.depth, "encoding": level.encoding,
-                    "content_type": level.content_type, "content_size": level.content_size}
-                   for level in found.levels],
-        "timestamps": [{
-            "source": stamp.source, "index": stamp.index,
-            "time": stamp.time.isoformat() if stamp.time else None,
-            "valid": stamp.valid, "trusted": stamp.trusted,
-            "tsa": stamp.tsa.common_name if stamp.tsa is not None else None,
-            "qualification": _record_of(stamp.qualification),
-            "codes": list(stamp.codes), "notes": list(stamp.notes),
-        } for stamp in found.timestamps],
-        "tsr": tsr.filename if tsr is not None else None,
-        "notes": list(found.notes),
-    }
 
 
 def _record_of(fact: Any) -> dict[str, Any] | None:
