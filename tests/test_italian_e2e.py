@@ -318,3 +318,40 @@ def test_pec_anchors_is_read_and_a_missing_file_names_the_key(tmp_path: Path) ->
         parse_config(base_config(tmp_path, signing={"pec_anchors": [str(tmp_path / "none.pem")]}),
                      tmp_path / "c.toml")
     assert "signing.pec_anchors" in str(caught.value)
+
+
+def test_a_receipt_is_kept_once_and_a_failure_outweighs_a_delivery(tmp_path: Path, pki: Any) -> None:
+    from intake.app.receipts import record_receipt
+    from intake.demo.samples import pec_receipt
+    from intake.store.engine import open_store
+    from intake.store.models import Outbox
+
+    store = open_store(f"sqlite:///{tmp_path / 'pasts.db'}")
+    ours = "<pasts.1@agency.test>"
+    with store.session() as s, s.begin():
+        s.add(Outbox(key="in:1", message_id=ours, sender=TO, recipients=[APPLICANT],
+                     to_addr=APPLICANT, raw=b"x", status="sent"))
+    provider = pki.signer("nonqualified")
+    delivered = parse_message(pec_receipt("avvenuta-consegna", refers_to=ours,
+                                          provider_signer=provider, to=TO, delivered_to=APPLICANT))
+    failed = parse_message(pec_receipt("errore-consegna", refers_to=ours,
+                                       provider_signer=provider, to=TO))
+    assert delivered.no_reply_reason is not None and delivered.pec is not None
+    with store.session() as s, s.begin():
+        row = record_receipt(s, delivered, {"trusted": True})
+        assert row is not None and row.pec_status == "delivered"
+        record_receipt(s, delivered, {"trusted": True})  # the same receipt again
+    with store.session() as s, s.begin():
+        row = record_receipt(s, failed)
+        assert row is not None
+    with store.session() as s:
+        (row,) = s.query(Outbox).all()
+        assert [r["kind"] for r in row.pec_receipts] == ["avvenuta-consegna", "errore-consegna"]
+        assert row.pec_status == "failed"
+        assert row.pec_receipts[0]["delivered_to"] == APPLICANT
+        assert row.pec_receipts[0]["trusted"] and not row.pec_receipts[1]["trusted"]
+    # A receipt about a mail pasts never sent is recorded nowhere.
+    other = parse_message(pec_receipt("accettazione", refers_to="<someone@else>",
+                                      provider_signer=provider, to=TO))
+    with store.session() as s, s.begin():
+        assert record_receipt(s, other) is None
