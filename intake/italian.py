@@ -15,6 +15,7 @@ calls these; they hold no state and open no session.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from intake.mime.types import Attachment, ParsedMail
 if TYPE_CHECKING:
     from signing.status import FormVerdict, SignedFile
     from signing.verifier import Verifier
+
+log = logging.getLogger(__name__)
 
 
 def with_inner_pdf(found: SignedFile, inner: FormVerdict) -> FormVerdict:
@@ -73,11 +76,16 @@ def pec_record(mail: ParsedMail, transport: Callable[[], Verifier] | None) -> di
     pec = mail.pec
     if pec is None or pec.kind != "envelope":
         return None
+    signature = transport_signature(transport, pec.signed)
+    log.info("message %s from %s came in the PEC envelope %s of %s; provider's signature %s",
+             mail.message_id, mail.from_addr, pec.envelope_message_id, pec.envelope_from,
+             "missing" if signature is None else
+             "trusted" if signature["trusted"] else "intact, not trusted" if signature["intact"]
+             else "broken")
     return {
         "transport": pec.transport, "envelope_message_id": pec.envelope_message_id,
         "envelope_from": pec.envelope_from, "daticert": pec.daticert,
-        "notes": list(pec.notes),
-        "transport_signature": transport_signature(transport, pec.signed),
+        "notes": list(pec.notes), "transport_signature": signature,
     }
 
 

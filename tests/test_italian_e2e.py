@@ -355,3 +355,12 @@ def test_a_receipt_is_kept_once_and_a_failure_outweighs_a_delivery(tmp_path: Pat
                                       provider_signer=provider, to=TO))
     with store.session() as s, s.begin():
         assert record_receipt(s, other) is None
+
+
+def test_an_over_limit_p7m_is_still_the_applicants_signed_file(pki: Any) -> None:
+    """Answered FORM-UNREADABLE ('over limits'), not FORM-MISSING."""
+    der = p7m(pki, form())
+    mail = parse_message(italian_mail("big@comune.example.it", ("modulo.pdf.p7m", der)),
+                         max_attachment_bytes=len(der) - 1)
+    assert mail.signed_file is not None and mail.signed_file.dropped_size == len(der)
+    assert mail.carries_form

@@ -11,6 +11,7 @@ receipt (by its Message-ID) is kept once.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +20,8 @@ from sqlalchemy.orm import Session
 from intake.mime.pec import FAILURE_KINDS
 from intake.mime.types import ParsedMail
 from intake.store.models import Outbox
+
+log = logging.getLogger(__name__)
 
 #: ``Outbox.pec_status`` by the receipts so far: a failure outweighs a delivery,
 #: a delivery an acceptance.
@@ -48,6 +51,8 @@ def record_receipt(s: Session, mail: ParsedMail,
         return None
     row = s.scalars(select(Outbox).where(Outbox.message_id == pec.refers_to)).first()
     if row is None:
+        log.info("PEC receipt %s %s is about %s, which pasts did not send: not recorded",
+                 pec.transport, mail.message_id, pec.refers_to)
         return None
     daticert = pec.daticert or {}
     receipt = {
@@ -69,6 +74,9 @@ def record_receipt(s: Session, mail: ParsedMail,
     # A new list, so that the JSON column is written.
     row.pec_receipts = kept
     row.pec_status = status_of([str(r.get("kind")) for r in kept])
+    log.info("PEC receipt %s %s recorded on reply %s (outbox #%s, %s): %s",
+             pec.transport, mail.message_id, row.message_id, row.id,
+             row.application.reference if row.application else "no application", row.pec_status)
     return row
 
 
