@@ -17,12 +17,19 @@ from intake.app.digest import build_digest, queue_digest
 from intake.app.receipts import receipt_lines
 from intake.app.registry import import_registry
 from intake.app.replies import load_application
+from intake.app.retention import purge
 from intake.app.steering import held_counts, show_steering
 from intake.display import safe
 from intake.errors import ConfigurationError
 from intake.forms.render import render_form
 from intake.runtime import Runtime
-from intake.store.models import Application, IssuedCertificateRow, Organisation, Outbox
+from intake.store.models import (
+    Application,
+    CertificateNotice,
+    IssuedCertificateRow,
+    Organisation,
+    Outbox,
+)
 from rules.workflow import Role, WorkflowConfig, field_value
 
 log = logging.getLogger(__name__)
@@ -86,7 +93,9 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         if report is not None:
             stored = ((app.verdicts or {}).get("signature") or {}).get("reports") or []
             if not stored:
-                print(f"pasts: {reference} has no stored validation report", file=sys.stderr)
+                why = (f" (purged {app.purged_at:%Y-%m-%d}, daemon.retention_days)"
+                       if app.purged_at else "")
+                print(f"pasts: {reference} has no stored validation report{why}", file=sys.stderr)
                 return 1
             report.write_bytes(merge_reports(list(stored)))
         # Nearly every value shown comes from a mail or a signed form: each line
@@ -107,6 +116,10 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
               f"(smtp.rate_limit_per_hour), sent when it allows: "
               + ", ".join(o.message_id for o in held))
         p(f"  created:    {app.created_at:%Y-%m-%d %H:%M:%S %Z}")
+        if app.purged_at:
+            p(f"  purged:     {app.purged_at:%Y-%m-%d %H:%M:%S %Z}: raw mail, reply copies, "
+              "validation reports and CSR removed (daemon.retention_days); the decision "
+              "record stays")
         if app.codes:
             p(f"  open codes: {', '.join(app.codes)}")
         p("fields:")
@@ -186,6 +199,10 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             for c in certs:
                 status = f"revoked {c.revoked_at:%Y-%m-%d} ({c.revocation_reason})" if c.revoked_at else "valid"
                 p(f"  serial {c.serial_hex}  {c.subject}  until {c.not_after:%Y-%m-%d}  {status}")
+                for n in s.scalars(select(CertificateNotice).where(
+                        CertificateNotice.certificate_id == c.id).order_by(CertificateNotice.id)):
+                    p(f"    expiry notice ({n.threshold_days} days) to {n.recipient} "
+                      f"queued {n.queued_at:%Y-%m-%d %H:%M}")
         p("history:")
         for t in app.transitions:
             p(f"  {t.at:%Y-%m-%d %H:%M:%S}  {t.from_state or '-':>22} -> {t.to_state:<22} "
@@ -289,6 +306,23 @@ def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str 
     if action in ("approve", "reject", "restrict"):
         sent, failed = rt.flush_outbox()
         print(f"outbox: {sent} sent, {failed} failed", file=out)
+    return 0
+
+
+def cmd_purge(rt: Runtime, *, dry_run: bool, out: TextIO) -> int:
+    """``pasts purge [--dry-run]``: what the retention purge removes, application by application."""
+    items = purge(rt, dry_run=dry_run)
+    verb = "would purge" if dry_run else "purged"
+    for i in items:
+        print(safe(f"{i.reference}  {i.state:<20} closed {i.closed_at:%Y-%m-%d}  "
+                   f"{i.raw_mails} raw mail(s) ({i.raw_bytes} bytes), {i.replies} reply "
+                   f"copies ({i.reply_bytes} bytes), {i.reports} validation report(s), "
+                   f"{i.csrs + i.held_csrs} CSR(s)"), file=out)
+    print(f"{verb}: {len(items)} application(s), {sum(i.raw_mails for i in items)} raw mail(s) "
+          f"({sum(i.raw_bytes for i in items)} bytes), {sum(i.replies for i in items)} reply "
+          f"copies, {sum(i.reports for i in items)} validation report(s), "
+          f"{sum(i.csrs + i.held_csrs for i in items)} CSR(s); retention "
+          f"{rt.config.daemon.retention_days} days", file=out)
     return 0
 
 

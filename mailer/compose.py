@@ -81,6 +81,8 @@ EVENTS = (
     "restricted",
     "verify-email",
     "verification-expired",
+    "verify-reminder",
+    "certificate-expiry",
     "confirm-change",
     "change-held",
     "digest",

@@ -172,6 +172,20 @@ def test_qc_compliance_without_a_qc_type_reads_as_e_signature() -> None:
     assert not from_qc_statements(plain, "trust-roots").qualified
 
 
+def test_a_certificate_listing_several_qc_types_is_read_not_refused() -> None:
+    # pyHanko's own assessor raises NotImplementedError on more than one QcType;
+    # our reader of the same ASN.1 keeps every type and stays total.
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.sign.ades.qualified_asn1 import QcCertificateType, QcStatements
+
+    two = QcStatements([{"statement_id": "qc_compliance"},
+                        {"statement_id": "qc_type",
+                         "statement_info": QcCertificateType(["qct_eseal", "qct_web"])}]).dump()
+    info = qc_info(asn1_x509.Certificate.load(_cert(two)))
+    assert info.compliance and not info.esign and not info.garbled
+    assert info.types == ("0.4.0.1862.1.6.2", "0.4.0.1862.1.6.3")
+
+
 def test_the_scheduled_refresh_runs_when_due(tmp_path: Path) -> None:
     lists = build_lists(TrustPki.create(), tmp_path / "lists")
     data = {"trust": {"lotl": str(lists.lotl_path), "lotl_signers": [str(lists.lotl_signer_pem)],

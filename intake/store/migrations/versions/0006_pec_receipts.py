@@ -5,14 +5,14 @@ X-Riferimento-Message-ID is proof of delivery (or of failure); SPEC section 2
 wants it kept on that reply and shown by `pasts show`.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-03 13:40:00
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
