@@ -364,3 +364,47 @@ def test_an_over_limit_p7m_is_still_the_applicants_signed_file(pki: Any) -> None
                          max_attachment_bytes=len(der) - 1)
     assert mail.signed_file is not None and mail.signed_file.dropped_size == len(der)
     assert mail.carries_form
+
+
+def test_a_pec_certified_sender_may_change_its_application(
+        tmp_path: Path, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any,
+        pki: Any) -> None:
+    """A resubmission by PEC whose provider (under signing.pec_anchors) certifies one of
+    the application's addresses is authenticated, as a DMARC pass is; one whose
+    provider is not trusted is held for the contact's confirmation."""
+    from intake.demo.samples import pec_envelope
+    from tests.daemon_env import make_deployment
+
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
+                          **pec_sections(pki))
+
+    def by_pec(values: dict[str, str], *, provider: str = "nonqualified",
+               in_reply_to: str | None = None, subject: str = "Domanda") -> bytes:
+        signed = p7m(pki, filled_form(SP, {**SERVICE, **values}), timestamp=False)
+        inner = application_mail(sender=APPLICANT, to=TO, subject=subject,
+                                 in_reply_to=in_reply_to,
+                                 attachments=[("modulo.pdf.p7m", "application/pkcs7-mime",
+                                               signed)])
+        return pec_envelope(inner, provider_signer=pki.signer(provider), to=TO)
+
+    dep.deliver(by_pec({"privacy_url": "http://comune.example.it/privacy"}))
+    assert dep.run_once() == 0
+    (first,) = dep.replies()
+    assert codes_of(first) == ["FORM-FIELD-INVALID:privacy_url", "TS-MISSING"]
+    reference = first["X-Pasts-Reference"]
+
+    # Not signature-authenticated (TS-MISSING), but certified by a trusted PEC provider.
+    dep.deliver(by_pec({}, in_reply_to=str(first["Message-ID"]),
+                       subject=f"Re: {first['Subject']}"))
+    assert dep.run_once() == 0
+    status, shown = dep.cli("show", reference)
+    assert "privacy_url: https://comune.example.it/privacy" in shown
+    assert codes_of(dep.replies()[-1]) == ["TS-MISSING"]
+
+    # A provider outside signing.pec_anchors certifies nothing: the change is held.
+    dep.deliver(by_pec({"department": "Altro ufficio"}, provider="untrusted",
+                       in_reply_to=str(first["Message-ID"]), subject=f"Re: {first['Subject']}"))
+    assert dep.run_once() == 0
+    status, shown = dep.cli("show", reference)
+    assert "department: Ufficio servizi digitali" in shown
+    assert "change-held to protocollo@pec.comune.example.it" in shown

@@ -132,6 +132,25 @@ def dmarc_authenticated(config: Config, row: ReceivedMessage, mail: ParsedMail,
     return None
 
 
+def pec_authenticated(mail: ParsedMail, app: Application, sub: Any) -> Authentication | None:
+    """A PEC envelope whose provider (trusted under ``signing.pec_anchors``, its seal intact)
+    certifies that one of ``app``'s addresses sent the mail, or None.
+
+    The provider authenticated the sender before certifying it in ``daticert.xml``
+    (its ``mittente``): as strong as a DMARC pass for that address.
+    """
+    record = getattr(sub, "pec_record", None) or {}
+    seal = record.get("transport_signature") or {}
+    certified = str((record.get("daticert") or {}).get("sender") or "").strip().lower()
+    if not (seal.get("intact") and seal.get("valid") and seal.get("trusted")):
+        return None
+    if not certified or certified != mail.from_addr or certified not in (app.addresses or []):
+        return None
+    provider = (record.get("daticert") or {}).get("provider") or record.get("envelope_from")
+    return Authentication(True, f"PEC: {certified} certified by {provider} "
+                                f"({(record.get('daticert') or {}).get('identifier')})")
+
+
 def last_change(app: Application) -> datetime:
     """When the application last changed (state, form, anything)."""
     times = [app.created_at, app.updated_at]
@@ -184,6 +203,9 @@ def sender_authenticated(config: Config, s: Session, row: ReceivedMessage, mail:
     dmarc = dmarc_authenticated(config, row, mail, app)
     if dmarc is not None:
         return dmarc
+    certified = pec_authenticated(mail, app, sub) if sub is not None else None
+    if certified is not None:
+        return certified
     mailbox = config.mailbox(row.mailbox)
     if mailbox is None or not mailbox.authserv_id:
         why = ("no form newly signed by an authorised signer, and no Authentication-Results "
