@@ -408,3 +408,24 @@ def test_a_pec_certified_sender_may_change_its_application(
     status, shown = dep.cli("show", reference)
     assert "department: Ufficio servizi digitali" in shown
     assert "change-held to protocollo@pec.comune.example.it" in shown
+
+
+def test_a_broken_provider_seal_is_recorded_and_the_applicant_still_answered(
+        tmp_path: Path, imap_account: Any, imap_mailbox_config: Any, smtp_server: Any,
+        pki: Any) -> None:
+    from intake.demo.samples import pec_envelope
+    from tests.daemon_env import make_deployment
+
+    dep = make_deployment(tmp_path, imap_account, imap_mailbox_config, smtp_server, pki,
+                          **pec_sections(pki))
+    inner = application_mail(sender=APPLICANT, to=TO, subject="Domanda",
+                             attachments=[("modulo.pdf.p7m", "application/pkcs7-mime",
+                                           p7m(pki, form()))])
+    dep.deliver(pec_envelope(inner, provider_signer=pki.signer("nonqualified"), to=TO,
+                             tamper=True))
+    assert dep.run_once() == 0
+    (reply,) = dep.replies()
+    # The applicant's own signature is what is judged; the seal is only evidence.
+    assert reply["To"] == APPLICANT and codes_of(reply) == []
+    status, shown = dep.cli("show", reply["X-Pasts-Reference"])
+    assert "provider's signature (transport evidence): NOT intact" in shown
