@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from intake.app import staff
 from intake.app.bound import WAITING
 from intake.app.digest import build_digest, queue_digest
+from intake.app.receipts import receipt_lines
 from intake.app.registry import import_registry
 from intake.app.replies import load_application
 from intake.app.retention import purge
@@ -138,7 +139,7 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         if sig:
             for i, one in enumerate(sig.get("signatures", []), 1):
                 codes = ", ".join(one["codes"]) or "ok"
-                where = one.get("field") or {"cms": ".p7s", "smime": "S/MIME", "xades": "ASiC-E"}.get(one.get("kind"))
+                where = one.get("field") or {"cms": ".p7s", "smime": "S/MIME", "xades": "ASiC-E", "p7m": ".p7m"}.get(one.get("kind"))
                 p(f"  signature {i} ({where}): {codes}; time-stamp {one.get('timestamp')}")
                 for note in one.get("notes", []):
                     p(f"    - {note}")
@@ -173,6 +174,8 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             if container:
                 p(f"  container {container['name']}: form {container.get('form')}; "
                   f"files {', '.join(container.get('files', []))}")
+            show_signed_file(sig.get("signed_file"), p)
+        show_pec(verdicts.get("pec"), p)
         if verdicts.get("csr"):
             csr = verdicts["csr"]
             p(f"  csr: {', '.join(csr['codes']) or 'ok'}; CN={csr.get('common_name')} "
@@ -207,21 +210,56 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         p("mails:")
         outbox = {o.message_id: o for o in s.scalars(
             select(Outbox).where(Outbox.application_id == app.id))}
-        # PEC receipts name the reply they are about (proof of delivery).
-        receipts: dict[str, list[str]] = {}
-        for link in app.links:
-            if link.direction == "in" and link.summary.startswith("PEC receipt "):
-                kind, _, about = link.summary[len("PEC receipt "):].partition(" for ")
-                receipts.setdefault(about, []).append(f"{kind} {link.at:%Y-%m-%d %H:%M:%S}")
         for link in app.links:
             extra = ""
-            if link.message_id in outbox:
-                o = outbox[link.message_id]
-                extra = f" [{o.status}]"
-                if link.message_id in receipts:
-                    extra += f" [PEC: {', '.join(receipts[link.message_id])}]"
+            o = outbox.get(link.message_id)
+            if o is not None:
+                kinds = ", ".join(str(r.get("kind")) for r in o.pec_receipts or [])
+                extra = f" [{o.status}]" + (f" [PEC: {kinds}; {o.pec_status}]" if kinds else "")
             p(f"  {link.at:%Y-%m-%d %H:%M:%S} {link.direction:>3} {link.message_id}  {link.summary}{extra}")
+            if o is not None and link.direction == "out":
+                # PEC receipts kept on the reply they name: proof of delivery or failure.
+                for line in receipt_lines(o):
+                    p(f"      {line}")
     return 0
+
+
+def show_signed_file(signed: dict[str, Any] | None, p: Callable[..., None]) -> None:
+    """An Italian signed file's levels and the time-stamps over the whole file."""
+    if not signed:
+        return
+    levels = signed.get("levels", [])
+    encodings = ", ".join(str(level.get("encoding")) for level in levels)
+    p(f"  {signed.get('name')}: .{signed.get('container')}, {len(levels)} level(s)"
+      + (f" ({encodings})" if encodings else "") + f", content {signed.get('content')}"
+      + (f", with {signed['tsr']}" if signed.get("tsr") else ""))
+    for stamp in signed.get("timestamps", []):
+        p(f"    time-stamp over the file ({stamp.get('source')}): "
+          f"{', '.join(stamp.get('codes', [])) or 'ok'} at {stamp.get('time')} "
+          f"by {stamp.get('tsa') or 'unknown TSA'}")
+        for note in stamp.get("notes", []):
+            p(f"      - {note}")
+    for note in signed.get("notes", []):
+        p(f"    - {note}")
+
+
+def show_pec(pec: dict[str, Any] | None, p: Callable[..., None]) -> None:
+    """The PEC transport an application arrived in (evidence, not the applicant's signature)."""
+    if not pec:
+        return
+    daticert = pec.get("daticert") or {}
+    p(f"  PEC envelope {pec.get('envelope_message_id')} from {pec.get('envelope_from')}: "
+      f"certified sender {daticert.get('sender')}, identifier {daticert.get('identifier')}, "
+      f"at {daticert.get('time')}, provider {daticert.get('provider')}")
+    transport = pec.get("transport_signature")
+    if transport:
+        signer = transport.get("signer") or {}
+        p(f"    provider's signature (transport evidence): "
+          f"{'intact' if transport.get('intact') else 'NOT intact'}, "
+          f"{'trusted' if transport.get('trusted') else 'not trusted'} "
+          f"({signer.get('name') or 'signer unknown'})")
+    for note in pec.get("notes", []):
+        p(f"    - {note}")
 
 
 def show_organisation(s: Session, app: Application, p: Callable[..., None],

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from intake.config import Config, MailboxConfig
 from intake.errors import PermanentError
 from intake.forms.read import read_form_fields
+from intake.italian import pec_record, signed_file_record, transport_signature, with_inner_pdf
 from intake.mime.types import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 from rules.form import FORM_ID_FIELD
@@ -66,15 +67,21 @@ class Submission:
     judgement: Judgement | None = None
     #: The application this mail resubmits to, if any (its own form is no duplicate).
     resubmits: str | None = None
+    #: The PEC envelope it arrived in: daticert.xml and the provider's signature
+    #: judged as transport evidence (never the applicant's signature).
+    pec_record: dict[str, Any] | None = None
 
 
 class Pipeline:
     """Runs the stages with the verifier, key policy and lookups it was given."""
 
-    def __init__(self, config: Config, verifier: Verifier, lookups: Lookups):
+    def __init__(self, config: Config, verifier: Verifier, lookups: Lookups, *,
+                 transport: Callable[[], Verifier] | None = None):
         self.config = config
         self.verifier = verifier
         self.lookups = lookups
+        #: Makes the verifier of PEC providers' signatures (``signing.pec_anchors``).
+        self.transport = transport
         self.stages: tuple[tuple[str, Callable[[Submission], Submission]], ...] = (
             ("verify-signature", self.verify_signature),
             ("read-form", self.read_form),
@@ -88,7 +95,7 @@ class Pipeline:
     def run(self, mail: ParsedMail, mailbox: MailboxConfig, *,
             resubmits: str | None = None) -> Submission:
         """Judge one mail; ``resubmits`` names the application it is a resubmission to."""
-        signed = mail.form or mail.asice
+        signed = mail.form or mail.asice or mail.signed_file
         sub = Submission(
             mail=mail,
             mailbox=mailbox,
@@ -99,6 +106,7 @@ class Pipeline:
                       judged_at=datetime.now(UTC), signing=self.config.signing),
             form_data=mail.form.data if mail.form is not None else None,
             form_sha256=hashlib.sha256(signed.data).hexdigest() if signed is not None else None,
+            pec_record=self.pec_record(mail),
         )
         for name, stage in self.stages:
             sub = stage(sub)
@@ -117,6 +125,8 @@ class Pipeline:
             return _unreadable(sub, error, unopened=True)
         if form is None and mail.asice is not None:
             return self.verify_container(sub, mail.asice)
+        if form is None and mail.signed_file is not None:
+            return self.verify_signed_file(sub, mail.signed_file)
         if form is None:
             return sub
         from signing.status import UnreadableInput
@@ -135,6 +145,9 @@ class Pipeline:
             # An unsigned (or broken) copy of the PDF beside the signed container:
             # the container is what was signed.
             return self.verify_container(sub, mail.asice)
+        if (verdict is None or not verdict.signatures) and mail.signed_file is not None:
+            # The same for an unsigned PDF beside its signed .p7m.
+            return self.verify_signed_file(sub, mail.signed_file)
         assert verdict is not None
         record = verdict_to_record(verdict)
         kinds = {s.kind for s in verdict.signatures}
@@ -146,6 +159,14 @@ class Pipeline:
                 side = self.side_signature_record(target.data, mail.p7s.data, kind="cms")
                 record["attachment_signature"] = {**side, "over": target.filename}
         return _verified(sub, verdict, record)
+
+    def pec_record(self, mail: ParsedMail) -> dict[str, Any] | None:
+        """The PEC envelope ``mail`` came in, the provider's signature judged (:mod:`intake.italian`)."""
+        return pec_record(mail, self.transport)
+
+    def transport_signature(self, signed: tuple[bytes, bytes] | None) -> dict[str, Any] | None:
+        """A PEC provider's signature judged against ``signing.pec_anchors`` (:mod:`intake.italian`)."""
+        return transport_signature(self.transport, signed)
 
     def over_limit(self, what: str, attachment: Attachment) -> str:
         limit = self.config.limits.max_attachment_bytes
@@ -175,6 +196,43 @@ class Pipeline:
             case = replace(sub.case, form_present=False, verdict=asic.verdict)
             return replace(sub, case=case, verdict_record=record)
         return _verified(replace(sub, form_data=asic.form_bytes), asic.verdict, record)
+
+    def verify_signed_file(self, sub: Submission, signed: Attachment) -> Submission:
+        """Judge an Italian ``.p7m``/``.tsd``/``.m7m``: every level, and the PDF inside as a form.
+
+        Every enveloping level's signers are judged as a ``.p7s`` is (strictness,
+        trust, qualification, time-stamps, revocation); a ``.tsr`` beside a
+        ``.p7m`` is paired with it; the innermost PDF is read as if it had
+        arrived alone, its own PAdES signature judged beside the levels'.
+        """
+        from signing.status import UnreadableInput
+
+        name = signed.filename or "signed file"
+        if signed.dropped_size is not None:
+            return _unreadable(sub, self.over_limit(name, signed))
+        tsr = sub.mail.timestamp_reply
+        try:
+            found = self.verifier.verify_signed_file_sync(
+                signed.data, timestamp=tsr.data if tsr is not None else None)
+        except UnreadableInput as exc:
+            return _unreadable(sub, f"{name} cannot be read: {exc}")
+        verdict = found.verdict
+        sub = replace(sub, form_sha256=hashlib.sha256(signed.data).hexdigest())
+        if found.content_type != "pdf":
+            # A signed file around something else is a mail without the form;
+            # its signatures are still judged, as a container's are.
+            record = verdict_to_record(verdict)
+            record["signed_file"] = signed_file_record(name, found, tsr)
+            case = replace(sub.case, form_present=False, verdict=verdict)
+            return replace(sub, case=case, verdict_record=record)
+        try:
+            inner = self.verifier.verify_pdf_sync(found.content)
+        except UnreadableInput as exc:
+            return _unreadable(sub, f"the PDF inside {name} cannot be read: {exc}")
+        verdict = with_inner_pdf(found, inner)
+        record = verdict_to_record(verdict)
+        record["signed_file"] = signed_file_record(name, found, tsr)
+        return _verified(replace(sub, form_data=found.content), verdict, record)
 
     def detached_form_signature(self, mail: ParsedMail, form: Attachment) -> FormVerdict | None:
         """The verdict of a signature outside an unsigned form PDF, or ``None``.

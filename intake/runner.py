@@ -31,6 +31,7 @@ import hashlib
 import logging
 import threading
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -74,12 +75,15 @@ class Intake:
     """Reads mailboxes and hands each message to the decider, exactly once."""
 
     def __init__(
-        self, config: Config, store: Store, verifier: Verifier, *, worker: str | None = None
+        self, config: Config, store: Store, verifier: Verifier, *, worker: str | None = None,
+        transport_verifier: Callable[[], Verifier] | None = None,
     ):
         self.config = config
         self.store = store
         self.worker = worker or worker_id()
         self.verifier = verifier
+        #: Makes the verifier of PEC providers' signatures (only when one arrives).
+        self.transport_verifier = transport_verifier
         self.stop = threading.Event()
         self.decider = Decider(config)
 
@@ -341,6 +345,7 @@ class Intake:
                 organisation=lambda reg_no: organisation_record(session, reg_no),
                 duplicate=lambda sha, exclude: duplicate_reference(session, sha, exclude),
             ),
+            transport=self.transport_verifier,
         )
         return self.decider.decide(session, pipeline, mailbox, row, mail)
 

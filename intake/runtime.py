@@ -37,8 +37,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def make_verifier(config: Config) -> IsolatedVerifier:
-    """The verifier the pipeline uses: in child processes bounded in time and memory."""
+def make_verifier(config: Config, *, transport: bool = False) -> IsolatedVerifier:
+    """The verifier the pipeline uses: in child processes bounded in time and memory.
+
+    ``transport``: the one for PEC providers' signatures, anchored only in
+    ``signing.pec_anchors`` and without the trusted lists.
+    """
     from signing.isolation import IsolatedVerifier
     from signing.settings import VerifierSettings
 
@@ -46,11 +50,11 @@ def make_verifier(config: Config) -> IsolatedVerifier:
     memory_mb = config.limits.verify_memory_mb
     return IsolatedVerifier(
         VerifierSettings(
-            trust_roots=sc.trust_roots,
+            trust_roots=sc.pec_anchors if transport else sc.trust_roots,
             revocation=sc.revocation,
             allow_fetching=sc.allow_fetching,
             validation_report=sc.validation_report,
-            trust=config.trust.settings() if config.trust is not None else None,
+            trust=config.trust.settings() if config.trust is not None and not transport else None,
             fetch_timeout_seconds=sc.fetch_timeout_seconds,
             fetch_budget_seconds=sc.fetch_budget_seconds,
             fetch_cache_seconds=sc.fetch_cache_seconds,
@@ -81,6 +85,7 @@ class Runtime:
     store: Store
     worker: str | None = None
     _verifier: Verifier | None = field(default=None, repr=False)
+    _transport_verifier: Verifier | None = field(default=None, repr=False)
     # Mailbox threads ask for the verifier at once; one must be made, not two.
     _verifier_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: Each mailbox's last successful poll in this process (/readyz, /metrics).
@@ -133,8 +138,10 @@ class Runtime:
         """Stop the verification processes (the store needs no closing)."""
         with self._verifier_lock:
             verifier, self._verifier = self._verifier, None
-        if verifier is not None:
-            verifier.close()
+            transport, self._transport_verifier = self._transport_verifier, None
+        for one in (verifier, transport):
+            if one is not None:
+                one.close()
 
     def __enter__(self) -> Runtime:
         return self
@@ -150,8 +157,18 @@ class Runtime:
                 self._verifier = TimedVerifier(make_verifier(self.config))
             return self._verifier
 
+    @property
+    def transport_verifier(self) -> Verifier:
+        """The verifier of PEC providers' signatures (``signing.pec_anchors``); its
+        children start only when a PEC envelope arrives."""
+        with self._verifier_lock:
+            if self._transport_verifier is None:
+                self._transport_verifier = make_verifier(self.config, transport=True)
+            return self._transport_verifier
+
     def intake(self) -> Intake:
-        return Intake(self.config, self.store, self.verifier, worker=self.worker)
+        return Intake(self.config, self.store, self.verifier, worker=self.worker,
+                      transport_verifier=lambda: self.transport_verifier)
 
     def flush_outbox(self) -> tuple[int, int]:
         async def go() -> tuple[int, int]:

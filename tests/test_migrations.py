@@ -38,6 +38,14 @@ def _check_round_trip(engine: Engine) -> None:
     assert _tables(engine) == set(Base.metadata.tables)
     assert "job_run" not in _tables(engine)
 
+    # Down to 0005 removes what 0006 added (PEC receipts on the outbox).
+    command.downgrade(cfg, "0005")
+    assert _head(engine) == "0005"
+    assert not {"pec_receipts", "pec_status"} & {
+        c["name"] for c in inspect(engine).get_columns("outbox")}
+    command.upgrade(cfg, "head")
+    assert _differences(engine) == []
+
     # Down to 0004 removes what 0005 added (reminders, expiry notices, purge marks).
     command.downgrade(cfg, "0004")
     assert _head(engine) == "0004"

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from intake.app.backscatter import answers_anchored, echo_subject, junk_reason
 from intake.app.links import Verification
 from intake.app.outcome import Outcome
+from intake.app.receipts import record_receipt
 from intake.app.replies import (
     BRACKETED_RE,
     STATUS_RE,
@@ -153,6 +154,11 @@ class Decider:
                 if mail.pec_receipt is not None:
                     kind, about = mail.pec_receipt
                     summary = f"PEC receipt {kind} for {about or '(no X-Riferimento-Message-ID)'}"
+                    signed = mail.pec.signed if mail.pec is not None else None
+                    reply = record_receipt(s, mail, pipeline.transport_signature(signed))
+                    if reply is not None:
+                        summary += f" (recorded on the reply: {reply.pec_status})"
+                        app = app or reply.application
                 if app is not None:
                     link_mail(s, app, mail.message_id, "in", summary)
                 return Outcome("ignored", f"not answered: {reason}", app.id if app else None)

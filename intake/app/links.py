@@ -18,10 +18,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.app.authentication import sender_authenticated
 from intake.app.backscatter import answers_anchored
 from intake.app.outcome import Outcome
 from intake.app.replies import Replies, link_mail, now_utc, transition
-from intake.app.steering import Steering, link_allowed, note_refused, sender_authenticated
+from intake.app.steering import Steering, link_allowed, note_refused
 from intake.app.tokens import LINK_PLACEHOLDER, hash_token, link_key, link_token, person_key
 from intake.config import Config
 from intake.errors import DeliveryError

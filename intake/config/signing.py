@@ -38,6 +38,9 @@ class SigningConfig:
     fetch_budget_seconds: float = 15.0
     #: How long a fetched OCSP response or CRL is reused (less when its nextUpdate is sooner).
     fetch_cache_seconds: float = 300.0
+    #: PEM files or directories of the PEC providers' anchors: their transport
+    #: signatures are judged against these only, never the applicants'.
+    pec_anchors: tuple[Path, ...] = ()
 
     @classmethod
     def from_toml(cls, s: Section) -> SigningConfig:
@@ -55,7 +58,11 @@ class SigningConfig:
             fetch_timeout_seconds=s.positive("fetch_timeout_seconds", float, 5.0),
             fetch_budget_seconds=s.positive("fetch_budget_seconds", float, 15.0),
             fetch_cache_seconds=s.positive("fetch_cache_seconds", float, 300.0),
+            pec_anchors=tuple(resolve_path(p, s.path) for p in s.str_list("pec_anchors", [])),
         )
+        for path in cfg.pec_anchors:
+            if not path.exists():
+                raise s.error("pec_anchors", f"no such file or directory: {path}")
         s.finish()
         return cfg
 

@@ -201,6 +201,14 @@ class Outbox(Base):
     #: When the row counted against the bound (left ``waiting``, or queued
     #: within it); a ``waiting`` row has none yet.
     released_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    #: PEC receipts (X-Ricevuta) that name this reply (X-Riferimento-Message-ID),
+    #: in arrival order: kind, time, PEC identifier, delivered-to, error, the
+    #: receipt's Message-ID (intake.app.receipts). Proof of delivery, or of failure.
+    pec_receipts: Mapped[list[Any] | None] = mapped_column(JSON)
+    #: What the receipts say so far: ``accepted`` (by the sender's provider),
+    #: ``delivered`` (avvenuta-consegna) or ``failed`` (a failure kind); staff's
+    #: digest lists the failed ones.
+    pec_status: Mapped[str | None] = mapped_column(String(20), index=True)
 
     application: Mapped[Application | None] = relationship()
 

@@ -334,7 +334,11 @@ def collect(rt: Services, *, now: datetime | None = None) -> DigestFacts:
             return safe(f"{o.message_id}  to {', '.join(o.recipients)}  {what}  {about}")
 
         failed = tuple(reply_row(o, (o.last_error or "")[:80]) for o in s.scalars(
-            select(Outbox).where(Outbox.status == "failed").order_by(Outbox.id)))
+            select(Outbox).where(Outbox.status == "failed").order_by(Outbox.id))) + tuple(
+            # Sent, but a PEC receipt says it did not reach the applicant (SPEC section 2).
+            reply_row(o, "PEC " + ", ".join(str(r.get("kind")) for r in o.pec_receipts or []))
+            for o in s.scalars(select(Outbox).where(Outbox.pec_status == "failed")
+                               .order_by(Outbox.id)))
         waiting = tuple(reply_row(o, f"queued {o.created_at:%Y-%m-%d %H:%M}") for o in s.scalars(
             select(Outbox).where(Outbox.status == WAITING).order_by(Outbox.id)))
         held, refused = digest_rows(s)
