@@ -28,12 +28,14 @@ demo: $(STAMP)
 
 # Test servers come from Debian's packages: Dovecot (IMAP), PostgreSQL
 # (the multi-worker path) and the openssl command line (an independent
-# implementation the CSR and CA tests check against).
+# implementation the CSR and CA tests check against), and Chromium (the
+# digest test renders the staff digest's HTML headless and checks the screenshot).
 test-deps:
 	@missing=""; \
 	command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-imapd"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(APT) update -qq && $(APT) install -y -qq $$missing; \

@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     dig.add_argument("--send", action="store_true", help="mail it to digest.recipients")
     dig.add_argument("--html", type=Path, metavar="FILE", help="also write the HTML version here")
 
+    purge = sub.add_parser(
+        "purge", help="purge raw mail of applications closed longer than daemon.retention_days",
+        description="GDPR retention: removes the raw mail, reply copies, validation reports and "
+        "CSRs of applications closed (approved, active, rejected, restricted, "
+        "verification-expired) longer than daemon.retention_days, keeping the decision record "
+        "(state, history, codes, reference, dates). Lists each application with counts.")
+    purge.add_argument("--dry-run", action="store_true",
+                       help="list what would be purged, with counts; change nothing")
+
     trust = sub.add_parser("trust", help="the EU trusted lists ([trust])")
     trust_sub = trust.add_subparsers(dest="trust_command", metavar="ACTION", required=True)
     trust_sub.add_parser("refresh", help="fetch and verify the LOTL and the national lists, cache them",
@@ -213,6 +222,8 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
                 return cli.cmd_registry_import(rt, args.file, out=out)
             if args.command == "digest":
                 return cli.cmd_digest(rt, send=args.send, html=args.html, out=out)
+            if args.command == "purge":
+                return cli.cmd_purge(rt, dry_run=args.dry_run, out=out)
             if args.command == "forms":
                 return cli.cmd_forms_render(rt, args.workflow, args.output, out=out)
         parser.error(f"unknown command {args.command}")

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 
+from rules.signature import verdict_codes
 from signing.isolation import IsolatedVerifier
 from signing.settings import VerifierSettings
 from signing.testing.pdfs import make_form_pdf, sign_pdf
@@ -61,12 +62,12 @@ def main() -> int:
 
         def in_process() -> int:
             async def run() -> int:
-                return sum([(await verifier.verify_pdf(data)).ok for data in forms])
+                return sum([not verdict_codes(await verifier.verify_pdf(data)) for data in forms])
 
             return asyncio.run(run())
 
         def in_child() -> int:
-            return sum(isolated.verify_pdf_sync(data).ok for data in forms)
+            return sum(not verdict_codes(isolated.verify_pdf_sync(data)) for data in forms)
 
         def bare() -> int:
             ok = 0

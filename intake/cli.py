@@ -6,18 +6,26 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.app.bound import WAITING
+from intake.app.receipts import receipt_lines
 from intake.app.replies import load_application
+from intake.app.retention import purge
 from intake.app.steering import held_counts, show_steering
 from intake.display import safe
 from intake.errors import ConfigurationError
 from intake.runtime import Runtime
-from intake.store.models import Application, IssuedCertificateRow, Organisation, Outbox
+from intake.store.models import (
+    Application,
+    CertificateNotice,
+    IssuedCertificateRow,
+    Organisation,
+    Outbox,
+)
 from rules.workflow import Role, WorkflowConfig, field_value
 
 log = logging.getLogger(__name__)
@@ -81,7 +89,9 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         if report is not None:
             stored = ((app.verdicts or {}).get("signature") or {}).get("reports") or []
             if not stored:
-                print(f"pasts: {reference} has no stored validation report", file=sys.stderr)
+                why = (f" (purged {app.purged_at:%Y-%m-%d}, daemon.retention_days)"
+                       if app.purged_at else "")
+                print(f"pasts: {reference} has no stored validation report{why}", file=sys.stderr)
                 return 1
             report.write_bytes(merge_reports(list(stored)))
         # Nearly every value shown comes from a mail or a signed form: each line
@@ -102,6 +112,10 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
               f"(smtp.rate_limit_per_hour), sent when it allows: "
               + ", ".join(o.message_id for o in held))
         p(f"  created:    {app.created_at:%Y-%m-%d %H:%M:%S %Z}")
+        if app.purged_at:
+            p(f"  purged:     {app.purged_at:%Y-%m-%d %H:%M:%S %Z}: raw mail, reply copies, "
+              "validation reports and CSR removed (daemon.retention_days); the decision "
+              "record stays")
         if app.codes:
             p(f"  open codes: {', '.join(app.codes)}")
         p("fields:")
@@ -121,7 +135,7 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         if sig:
             for i, one in enumerate(sig.get("signatures", []), 1):
                 codes = ", ".join(one["codes"]) or "ok"
-                where = one.get("field") or {"cms": ".p7s", "smime": "S/MIME", "xades": "ASiC-E"}.get(one.get("kind"))
+                where = one.get("field") or {"cms": ".p7s", "smime": "S/MIME", "xades": "ASiC-E", "p7m": ".p7m"}.get(one.get("kind"))
                 p(f"  signature {i} ({where}): {codes}; time-stamp {one.get('timestamp')}")
                 for note in one.get("notes", []):
                     p(f"    - {note}")
@@ -156,6 +170,8 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             if container:
                 p(f"  container {container['name']}: form {container.get('form')}; "
                   f"files {', '.join(container.get('files', []))}")
+            show_signed_file(sig.get("signed_file"), p)
+        show_pec(verdicts.get("pec"), p)
         if verdicts.get("csr"):
             csr = verdicts["csr"]
             p(f"  csr: {', '.join(csr['codes']) or 'ok'}; CN={csr.get('common_name')} "
@@ -179,6 +195,10 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
             for c in certs:
                 status = f"revoked {c.revoked_at:%Y-%m-%d} ({c.revocation_reason})" if c.revoked_at else "valid"
                 p(f"  serial {c.serial_hex}  {c.subject}  until {c.not_after:%Y-%m-%d}  {status}")
+                for n in s.scalars(select(CertificateNotice).where(
+                        CertificateNotice.certificate_id == c.id).order_by(CertificateNotice.id)):
+                    p(f"    expiry notice ({n.threshold_days} days) to {n.recipient} "
+                      f"queued {n.queued_at:%Y-%m-%d %H:%M}")
         p("history:")
         for t in app.transitions:
             p(f"  {t.at:%Y-%m-%d %H:%M:%S}  {t.from_state or '-':>22} -> {t.to_state:<22} "
@@ -186,21 +206,56 @@ def cmd_show(rt: Runtime, reference: str, *, out: TextIO, report: Path | None = 
         p("mails:")
         outbox = {o.message_id: o for o in s.scalars(
             select(Outbox).where(Outbox.application_id == app.id))}
-        # PEC receipts name the reply they are about (proof of delivery).
-        receipts: dict[str, list[str]] = {}
-        for link in app.links:
-            if link.direction == "in" and link.summary.startswith("PEC receipt "):
-                kind, _, about = link.summary[len("PEC receipt "):].partition(" for ")
-                receipts.setdefault(about, []).append(f"{kind} {link.at:%Y-%m-%d %H:%M:%S}")
         for link in app.links:
             extra = ""
-            if link.message_id in outbox:
-                o = outbox[link.message_id]
-                extra = f" [{o.status}]"
-                if link.message_id in receipts:
-                    extra += f" [PEC: {', '.join(receipts[link.message_id])}]"
+            o = outbox.get(link.message_id)
+            if o is not None:
+                kinds = ", ".join(str(r.get("kind")) for r in o.pec_receipts or [])
+                extra = f" [{o.status}]" + (f" [PEC: {kinds}; {o.pec_status}]" if kinds else "")
             p(f"  {link.at:%Y-%m-%d %H:%M:%S} {link.direction:>3} {link.message_id}  {link.summary}{extra}")
+            if o is not None and link.direction == "out":
+                # PEC receipts kept on the reply they name: proof of delivery or failure.
+                for line in receipt_lines(o):
+                    p(f"      {line}")
     return 0
+
+
+def show_signed_file(signed: dict[str, Any] | None, p: Callable[..., None]) -> None:
+    """An Italian signed file's levels and the time-stamps over the whole file."""
+    if not signed:
+        return
+    levels = signed.get("levels", [])
+    encodings = ", ".join(str(level.get("encoding")) for level in levels)
+    p(f"  {signed.get('name')}: .{signed.get('container')}, {len(levels)} level(s)"
+      + (f" ({encodings})" if encodings else "") + f", content {signed.get('content')}"
+      + (f", with {signed['tsr']}" if signed.get("tsr") else ""))
+    for stamp in signed.get("timestamps", []):
+        p(f"    time-stamp over the file ({stamp.get('source')}): "
+          f"{', '.join(stamp.get('codes', [])) or 'ok'} at {stamp.get('time')} "
+          f"by {stamp.get('tsa') or 'unknown TSA'}")
+        for note in stamp.get("notes", []):
+            p(f"      - {note}")
+    for note in signed.get("notes", []):
+        p(f"    - {note}")
+
+
+def show_pec(pec: dict[str, Any] | None, p: Callable[..., None]) -> None:
+    """The PEC transport an application arrived in (evidence, not the applicant's signature)."""
+    if not pec:
+        return
+    daticert = pec.get("daticert") or {}
+    p(f"  PEC envelope {pec.get('envelope_message_id')} from {pec.get('envelope_from')}: "
+      f"certified sender {daticert.get('sender')}, identifier {daticert.get('identifier')}, "
+      f"at {daticert.get('time')}, provider {daticert.get('provider')}")
+    transport = pec.get("transport_signature")
+    if transport:
+        signer = transport.get("signer") or {}
+        p(f"    provider's signature (transport evidence): "
+          f"{'intact' if transport.get('intact') else 'NOT intact'}, "
+          f"{'trusted' if transport.get('trusted') else 'not trusted'} "
+          f"({signer.get('name') or 'signer unknown'})")
+    for note in pec.get("notes", []):
+        p(f"    - {note}")
 
 
 def show_organisation(s: Session, app: Application, p: Callable[..., None],
@@ -253,6 +308,23 @@ def cmd_staff(rt: Runtime, action: str, reference: str, *, user: str, code: str 
     if action in ("approve", "reject", "restrict"):
         sent, failed = rt.flush_outbox()
         print(f"outbox: {sent} sent, {failed} failed", file=out)
+    return 0
+
+
+def cmd_purge(rt: Runtime, *, dry_run: bool, out: TextIO) -> int:
+    """``pasts purge [--dry-run]``: what the retention purge removes, application by application."""
+    items = purge(rt, dry_run=dry_run)
+    verb = "would purge" if dry_run else "purged"
+    for i in items:
+        print(safe(f"{i.reference}  {i.state:<20} closed {i.closed_at:%Y-%m-%d}  "
+                   f"{i.raw_mails} raw mail(s) ({i.raw_bytes} bytes), {i.replies} reply "
+                   f"copies ({i.reply_bytes} bytes), {i.reports} validation report(s), "
+                   f"{i.csrs + i.held_csrs} CSR(s)"), file=out)
+    print(f"{verb}: {len(items)} application(s), {sum(i.raw_mails for i in items)} raw mail(s) "
+          f"({sum(i.raw_bytes for i in items)} bytes), {sum(i.replies for i in items)} reply "
+          f"copies, {sum(i.reports for i in items)} validation report(s), "
+          f"{sum(i.csrs + i.held_csrs for i in items)} CSR(s); retention "
+          f"{rt.config.daemon.retention_days} days", file=out)
     return 0
 
 

@@ -1,5 +1,8 @@
 """Scheduled jobs: idempotent sweeps over the store.
 
+Each sweep looks for what is due and not yet done (never what is due exactly
+now), so a daemon back from a downtime does what fell due meanwhile, once.
+
 Each job is one small object with a name, how often it runs, and ``run``
 calling one handler. The daemon schedules them with APScheduler; ``pasts run
 --once`` runs them all once. Every run holds the job's lock (:func:`job_lock`),
@@ -27,8 +30,10 @@ from sqlalchemy import text
 
 from intake.app.certificates import refresh_crl_if_due
 from intake.app.digest import queue_digest
+from intake.app.expiry import send_expiry_notices
 from intake.app.links import Verification
 from intake.app.replies import Replies
+from intake.app.retention import purge
 from intake.app.services import Services
 from intake.trust import refresh_if_due
 from intake.web.metrics import counted
@@ -51,6 +56,54 @@ class ExpireVerificationLinks:
             n = Verification(services.config, Replies(services.config)).expire_due(s)
         if n:
             log.info("expired %d verification link(s)", n)
+
+
+@dataclass(frozen=True)
+class RemindVerificationLinks:
+    """One reminder per link ``verification.remind_hours_before`` before it expires."""
+
+    name: str = "remind-verification-links"
+
+    def trigger(self, services: Services) -> Any:
+        return IntervalTrigger(minutes=5)
+
+    def run(self, services: Services) -> None:
+        with services.store.session() as s:
+            n = Verification(services.config, Replies(services.config)).remind_due(s)
+        if n:
+            log.info("queued %d verification link reminder(s)", n)
+
+
+@dataclass(frozen=True)
+class CertificateExpiryNotices:
+    """A notice to the certificate's contact at each of ``ca.expiry_notice_days``."""
+
+    name: str = "certificate-expiry-notices"
+
+    def trigger(self, services: Services) -> Any:
+        return IntervalTrigger(hours=1)
+
+    def run(self, services: Services) -> None:
+        n = send_expiry_notices(services)
+        if n:
+            log.info("queued %d certificate expiry notice(s)", n)
+
+
+@dataclass(frozen=True)
+class PurgeRetention:
+    """Raw mail of applications closed longer than ``daemon.retention_days`` (off: nothing)."""
+
+    name: str = "purge-retention"
+
+    def trigger(self, services: Services) -> Any:
+        return IntervalTrigger(hours=6)
+
+    def run(self, services: Services) -> None:
+        if services.config.daemon.retention_days is None:
+            return
+        items = purge(services)
+        if items:
+            log.info("retention purge: %d application(s) purged", len(items))
 
 
 @dataclass(frozen=True)
@@ -95,7 +148,9 @@ class StaffDigest:
 
 
 #: What `run --once` runs; the digest goes out on its cron schedule only.
-JOBS = (ExpireVerificationLinks(), RefreshCrl(), RefreshTrustLists())
+#: Links expire before reminders are looked for, so an expired link is never reminded of.
+JOBS = (ExpireVerificationLinks(), RemindVerificationLinks(), CertificateExpiryNotices(),
+        PurgeRetention(), RefreshCrl(), RefreshTrustLists())
 SCHEDULED = (*JOBS, StaffDigest())
 
 

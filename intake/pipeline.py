@@ -25,13 +25,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from intake.config import Config, MailboxConfig
 from intake.errors import PermanentError
+from intake.italian import pec_record, signed_file_record, transport_signature, with_inner_pdf
 from intake.mime.types import Attachment, ParsedMail
 from rules import Case, Judgement, OrganisationRecord, judge
 from rules.form import FORM_ID_FIELD
-from rules.signature import policy_codes
+from rules.signature import policy_codes, status_codes, verdict_codes
 from rules.workflow import Role, WorkflowConfig, field_value
 
 if TYPE_CHECKING:
+    from signing.status import FormVerdict, SignerIdentity
+    from signing.trust.qualification import Qualification, TimestampQualification
     from signing.verifier import Verifier
 
 log = logging.getLogger(__name__)
@@ -75,16 +78,22 @@ class Submission:
     judgement: Judgement | None = None
     #: The application this mail resubmits to, if any (its own form is no duplicate).
     resubmits: str | None = None
+    #: The PEC envelope it arrived in: daticert.xml and the provider's signature
+    #: judged as transport evidence (never the applicant's signature).
+    pec_record: dict[str, Any] | None = None
 
 
 class Pipeline:
     """Runs the stages with the verifier, key policy and lookups it was given."""
 
     def __init__(self, config: Config, verifier: Verifier, lookups: Lookups, *,
+                 transport: Callable[[], Verifier] | None = None,
                  read_fields: FieldReader = read_form_fields):
         self.config = config
         self.verifier = verifier
         self.lookups = lookups
+        #: Makes the verifier of PEC providers' signatures (``signing.pec_anchors``).
+        self.transport = transport
         #: Reads a PDF's form fields (the bounded children read them ahead: intake.prepare).
         self.read_fields = read_fields
         self.stages: tuple[tuple[str, Callable[[Submission], Submission]], ...] = (
@@ -114,7 +123,7 @@ class Pipeline:
     def start(self, mail: ParsedMail, mailbox: MailboxConfig, *,
               resubmits: str | None = None) -> Submission:
         """The submission before any stage has run."""
-        signed = mail.form or mail.asice
+        signed = mail.form or mail.asice or mail.signed_file
         return Submission(
             mail=mail,
             mailbox=mailbox,
@@ -125,6 +134,7 @@ class Pipeline:
                       judged_at=datetime.now(UTC), signing=self.config.signing),
             form_data=mail.form.data if mail.form is not None else None,
             form_sha256=hashlib.sha256(signed.data).hexdigest() if signed is not None else None,
+            pec_record=self.pec_record(mail),
         )
 
     # -- stages -----------------------------------------------------------
@@ -139,6 +149,8 @@ class Pipeline:
             return _unreadable(sub, error, unopened=True)
         if form is None and mail.asice is not None:
             return self.verify_container(sub, mail.asice)
+        if form is None and mail.signed_file is not None:
+            return self.verify_signed_file(sub, mail.signed_file)
         if form is None:
             return sub
         from signing.status import UnreadableInput
@@ -157,6 +169,9 @@ class Pipeline:
             # An unsigned (or broken) copy of the PDF beside the signed container:
             # the container is what was signed.
             return self.verify_container(sub, mail.asice)
+        if (verdict is None or not verdict.signatures) and mail.signed_file is not None:
+            # The same for an unsigned PDF beside its signed .p7m.
+            return self.verify_signed_file(sub, mail.signed_file)
         assert verdict is not None
         record = verdict_to_record(verdict)
         kinds = {s.kind for s in verdict.signatures}
@@ -168,6 +183,14 @@ class Pipeline:
                 side = self.side_signature_record(target.data, mail.p7s.data, kind="cms")
                 record["attachment_signature"] = {**side, "over": target.filename}
         return _verified(sub, verdict, record)
+
+    def pec_record(self, mail: ParsedMail) -> dict[str, Any] | None:
+        """The PEC envelope ``mail`` came in, the provider's signature judged (:mod:`intake.italian`)."""
+        return pec_record(mail, self.transport)
+
+    def transport_signature(self, signed: tuple[bytes, bytes] | None) -> dict[str, Any] | None:
+        """A PEC provider's signature judged against ``signing.pec_anchors`` (:mod:`intake.italian`)."""
+        return transport_signature(self.transport, signed)
 
     def over_limit(self, what: str, attachment: Attachment) -> str:
         limit = self.config.limits.max_attachment_bytes
@@ -198,7 +221,44 @@ class Pipeline:
             return replace(sub, case=case, verdict_record=record)
         return _verified(replace(sub, form_data=asic.form_bytes), asic.verdict, record)
 
-    def detached_form_signature(self, mail: ParsedMail, form: Attachment) -> Any:
+    def verify_signed_file(self, sub: Submission, signed: Attachment) -> Submission:
+        """Judge an Italian ``.p7m``/``.tsd``/``.m7m``: every level, and the PDF inside as a form.
+
+        Every enveloping level's signers are judged as a ``.p7s`` is (strictness,
+        trust, qualification, time-stamps, revocation); a ``.tsr`` beside a
+        ``.p7m`` is paired with it; the innermost PDF is read as if it had
+        arrived alone, its own PAdES signature judged beside the levels'.
+        """
+        from signing.status import UnreadableInput
+
+        name = signed.filename or "signed file"
+        if signed.dropped_size is not None:
+            return _unreadable(sub, self.over_limit(name, signed))
+        tsr = sub.mail.timestamp_reply
+        try:
+            found = self.verifier.verify_signed_file_sync(
+                signed.data, timestamp=tsr.data if tsr is not None else None)
+        except UnreadableInput as exc:
+            return _unreadable(sub, f"{name} cannot be read: {exc}")
+        verdict = found.verdict
+        sub = replace(sub, form_sha256=hashlib.sha256(signed.data).hexdigest())
+        if found.content_type != "pdf":
+            # A signed file around something else is a mail without the form;
+            # its signatures are still judged, as a container's are.
+            record = verdict_to_record(verdict)
+            record["signed_file"] = signed_file_record(name, found, tsr)
+            case = replace(sub.case, form_present=False, verdict=verdict)
+            return replace(sub, case=case, verdict_record=record)
+        try:
+            inner = self.verifier.verify_pdf_sync(found.content)
+        except UnreadableInput as exc:
+            return _unreadable(sub, f"the PDF inside {name} cannot be read: {exc}")
+        verdict = with_inner_pdf(found, inner)
+        record = verdict_to_record(verdict)
+        record["signed_file"] = signed_file_record(name, found, tsr)
+        return _verified(replace(sub, form_data=found.content), verdict, record)
+
+    def detached_form_signature(self, mail: ParsedMail, form: Attachment) -> FormVerdict | None:
         """The verdict of a signature outside an unsigned form PDF, or ``None``.
 
         A ``.p7s`` counts when it is over the form (``form.pdf.p7s``, or any
@@ -237,7 +297,7 @@ class Pipeline:
             return {"codes": ["SIG-INVALID"], "notes": [str(exc)], "signer": None}
         # Several signers of one .p7s are told together (codes of all, the last signer).
         return {
-            "codes": list(verdict.codes),
+            "codes": list(verdict_codes(verdict)),
             "notes": [note for status in verdict.signatures for note in status.notes],
             "signer": signer_to_record(verdict.signer),
         }
@@ -251,7 +311,7 @@ class Pipeline:
         verdict = sub.case.verdict
         # The values we act on are the values the signature covers: read them
         # from the signed revision, never from a later update.
-        signed = getattr(verdict, "signed_revision", None)
+        signed = verdict.signed_revision if verdict is not None else None
         try:
             fields = self.read_fields(signed or data, max_pages=max_pages)
             changed = False
@@ -324,7 +384,7 @@ def _unreadable(sub: Submission, error: str, *, unopened: bool = False) -> Submi
     return replace(sub, case=replace(sub.case, form_error=error, unopened=unopened))
 
 
-def _verified(sub: Submission, verdict: Any, record: dict[str, Any]) -> Submission:
+def _verified(sub: Submission, verdict: FormVerdict, record: dict[str, Any]) -> Submission:
     """The submission with its form's signature verdict and its signer's personal code."""
     signer = verdict.signer
     return replace(
@@ -354,7 +414,7 @@ def _with_policy_codes(record: dict[str, Any] | None, case: Case) -> dict[str, A
     return {**record, "signatures": signatures, "codes": sorted(every)}
 
 
-def verdict_to_record(verdict: Any) -> dict[str, Any]:
+def verdict_to_record(verdict: FormVerdict) -> dict[str, Any]:
     """The verdict as JSON-able data for the application row and `pasts show`."""
     sigs = []
     for s in verdict.signatures:
@@ -368,27 +428,26 @@ def verdict_to_record(verdict: Any) -> dict[str, Any]:
                 "timestamp": s.timestamp_time.isoformat() if s.timestamp_time else None,
                 "signing_time": s.signing_time.isoformat() if s.signing_time else None,
                 "modified_after": s.modified_after,
-                "codes": list(s.codes),
+                "codes": list(status_codes(s)),
                 "notes": list(s.notes),
-                "qualification": _record_of(getattr(s, "qualification", None)),
-                "timestamp_qualification": _record_of(
-                    getattr(s, "timestamp_qualification", None)),
+                "qualification": _record_of(s.qualification),
+                "timestamp_qualification": _record_of(s.timestamp_qualification),
             }
         )
-    reports = [s.report_xml for s in verdict.signatures if getattr(s, "report_xml", None)]
-    record: dict[str, Any] = {"codes": list(verdict.codes), "signatures": sigs}
+    reports = [s.report_xml for s in verdict.signatures if s.report_xml]
+    record: dict[str, Any] = {"codes": list(verdict_codes(verdict)), "signatures": sigs}
     if reports:
         # The ETSI TS 119 102-2 reports, for `pasts show REF --report FILE`.
         record["reports"] = reports
     return record
 
 
-def _record_of(fact: Any) -> dict[str, Any] | None:
+def _record_of(fact: Qualification | TimestampQualification | None) -> dict[str, Any] | None:
     """A qualification fact of :mod:`signing.trust.qualification` as JSON-able data."""
     return fact.to_record() if fact is not None else None
 
 
-def signer_to_record(signer: Any) -> dict[str, Any] | None:
+def signer_to_record(signer: SignerIdentity | None) -> dict[str, Any] | None:
     if signer is None:
         return None
     return {

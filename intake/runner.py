@@ -94,12 +94,15 @@ class Intake:
     """Reads mailboxes and hands each message to the decider, exactly once."""
 
     def __init__(
-        self, config: Config, store: Store, verifier: Verifier, *, worker: str | None = None
+        self, config: Config, store: Store, verifier: Verifier, *, worker: str | None = None,
+        transport_verifier: Callable[[], Verifier] | None = None,
     ):
         self.config = config
         self.store = store
         self.worker = worker or worker_id()
         self.verifier = verifier
+        #: Makes the verifier of PEC providers' signatures (only when one arrives).
+        self.transport_verifier = transport_verifier
         self.stop = threading.Event()
         self.decider = Decider(config)
         #: Wall seconds by stage (persist, decide-and-commit, move, the children's
@@ -467,6 +470,7 @@ class Intake:
                 organisation=lambda reg_no: organisation_record(session, reg_no),
                 duplicate=lambda sha, exclude: duplicate_reference(session, sha, exclude),
             ),
+            transport=self.transport_verifier,
             **({"read_fields": read_fields} if read_fields is not None else {}),
         )
         return self.decider.decide(session, pipeline, mailbox, row, mail)

@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def make_verifier(config: Config) -> IsolatedVerifier:
-    """The verifier the pipeline uses: in child processes bounded in time and memory."""
+def make_verifier(config: Config, *, transport: bool = False) -> IsolatedVerifier:
+    """The verifier the pipeline uses: in child processes bounded in time and memory.
+
+    ``transport``: the one for PEC providers' signatures, anchored only in
+    ``signing.pec_anchors`` and without the trusted lists.
+    """
     from signing.isolation import IsolatedVerifier
     from signing.settings import VerifierSettings
 
@@ -42,11 +46,11 @@ def make_verifier(config: Config) -> IsolatedVerifier:
     memory_mb = config.limits.verify_memory_mb
     return IsolatedVerifier(
         VerifierSettings(
-            trust_roots=sc.trust_roots,
+            trust_roots=sc.pec_anchors if transport else sc.trust_roots,
             revocation=sc.revocation,
             allow_fetching=sc.allow_fetching,
             validation_report=sc.validation_report,
-            trust=config.trust.settings() if config.trust is not None else None,
+            trust=config.trust.settings() if config.trust is not None and not transport else None,
             fetch_timeout_seconds=sc.fetch_timeout_seconds,
             fetch_budget_seconds=sc.fetch_budget_seconds,
             fetch_cache_seconds=sc.fetch_cache_seconds,
@@ -79,6 +83,7 @@ class Runtime:
     store: Store
     worker: str | None = None
     _verifier: Verifier | None = field(default=None, repr=False)
+    _transport_verifier: Verifier | None = field(default=None, repr=False)
     # Mailbox threads ask for the verifier at once; one must be made, not two.
     _verifier_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: Each mailbox's last successful poll in this process (/readyz, /metrics).
@@ -131,8 +136,10 @@ class Runtime:
         """Stop the verification processes (the store needs no closing)."""
         with self._verifier_lock:
             verifier, self._verifier = self._verifier, None
-        if verifier is not None:
-            verifier.close()
+            transport, self._transport_verifier = self._transport_verifier, None
+        for one in (verifier, transport):
+            if one is not None:
+                one.close()
 
     def __enter__(self) -> Runtime:
         return self
@@ -157,8 +164,18 @@ class Runtime:
         if warm_up is not None:
             threading.Thread(target=warm_up, name="verify-warm-up", daemon=True).start()
 
+    @property
+    def transport_verifier(self) -> Verifier:
+        """The verifier of PEC providers' signatures (``signing.pec_anchors``); its
+        children start only when a PEC envelope arrives."""
+        with self._verifier_lock:
+            if self._transport_verifier is None:
+                self._transport_verifier = make_verifier(self.config, transport=True)
+            return self._transport_verifier
+
     def intake(self) -> Intake:
-        return Intake(self.config, self.store, self.verifier, worker=self.worker)
+        return Intake(self.config, self.store, self.verifier, worker=self.worker,
+                      transport_verifier=lambda: self.transport_verifier)
 
     def flush_outbox(self) -> tuple[int, int]:
         from intake.outbox import OutboxSender
@@ -221,6 +238,7 @@ class Runtime:
 
         stop = threading.Event()
         wake_outbox = threading.Event()
+        fatal: list[ConfigurationError] = []
 
         def on_signal(signum: int, _frame: Any) -> None:
             log.info("signal %s: finishing the message in hand, then stopping", signum)
@@ -231,7 +249,7 @@ class Runtime:
         signal.signal(signal.SIGINT, on_signal)
 
         threads = [
-            threading.Thread(target=self._mailbox_loop, args=(mb, stop, wake_outbox),
+            threading.Thread(target=self._mailbox_loop, args=(mb, stop, wake_outbox, fatal),
                              name=f"mailbox:{mb.name}", daemon=True)
             for mb in self.config.mailboxes
         ]
@@ -259,11 +277,14 @@ class Runtime:
             web.shutdown()
             for t in threads:
                 t.join(timeout=30)
+        if fatal:
+            # The operator's mistake stops the command naming the key (exit 2).
+            raise fatal[0]
         log.info("pasts stopped")
         return 0
 
     def _mailbox_loop(self, mailbox: MailboxConfig, stop: threading.Event,
-                      wake_outbox: threading.Event) -> None:
+                      wake_outbox: threading.Event, fatal: list[ConfigurationError]) -> None:
         intake = self.intake()
         intake.stop = stop
         delay = 1.0
@@ -278,6 +299,16 @@ class Runtime:
                         if intake.drain(polled):
                             wake_outbox.set()
                         source.wait(mailbox.poll_seconds)
+            except ConfigurationError as exc:
+                # Not the mailbox's failure, and no reconnecting mends it: every
+                # mailbox would meet it again. The daemon stops (intake/errors.py);
+                # the mail stays in the ledger, its attempt not counted.
+                self.polls.failed(mailbox.name, str(exc))
+                log.error("mailbox %s: configuration error: %s; stopping", mailbox.name, exc)
+                fatal.append(exc)
+                stop.set()
+                wake_outbox.set()
+                return
             except TransientError as exc:
                 self.polls.failed(mailbox.name, str(exc))
                 log.error("mailbox %s: %s; reconnecting in %.0f s", mailbox.name, exc, delay)

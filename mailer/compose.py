@@ -33,6 +33,7 @@ from typing import Any
 import jinja2
 
 from mailer.addresses import UnusableAddress, usable_address
+from mailer.related import add_related
 
 #: Replies are serialised with this policy: CRLF, and header lines folded at
 #: whitespace only past 998 characters, so machine-read headers such as
@@ -81,6 +82,8 @@ EVENTS = (
     "restricted",
     "verify-email",
     "verification-expired",
+    "verify-reminder",
+    "certificate-expiry",
     "confirm-change",
     "change-held",
     "digest",
@@ -143,6 +146,10 @@ class ReplySpec:
     context: Mapping[str, Any] = field(default_factory=dict)
     #: Attachments as (filename, MIME type "a/b", data).
     attachments: tuple[tuple[str, str, bytes], ...] = ()
+    #: Parts the HTML body shows inline, as (Content-ID without <>, MIME type
+    #: "image/png", data): the HTML part becomes multipart/related holding
+    #: them (RFC 2387), referenced from the HTML as ``cid:<Content-ID>``.
+    related: tuple[tuple[str, str, bytes], ...] = ()
     #: RFC 3834 value: "auto-replied", or "auto-generated" for digests and
     #: verification mail.
     auto_submitted: str = "auto-replied"
@@ -255,6 +262,11 @@ def _catalog(language: str) -> dict[str, Any]:
 def _strings(language: str) -> dict[str, Any]:
     with (_TEMPLATES / language / "strings.toml").open("rb") as fh:
         return tomllib.load(fh)
+
+
+def language_strings(language: str) -> dict[str, Any]:
+    """The ``strings.toml`` of ``language`` (a known one; see :func:`normalise_language`)."""
+    return _strings(normalise_language(language))
 
 
 def catalog_codes(language: str) -> frozenset[str]:
@@ -524,6 +536,8 @@ def compose(spec: ReplySpec) -> EmailMessage:
 
     msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    if spec.related:
+        add_related(msg, spec.related)
     for filename, mime_type, data in spec.attachments:
         maintype, sep, subtype = clean_header_text(mime_type, 100).lower().partition("/")
         if (

@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rules.workflow import SigningDefaults, WorkflowConfig
+
+if TYPE_CHECKING:  # rules -> signing for types only
+    from signing.csr import CsrReport
+    from signing.status import FormVerdict
 
 
 @dataclass(frozen=True)
@@ -58,13 +62,14 @@ class Case:
     unopened: bool = False
     #: The form's field values, read from the revision the signature covers.
     fields: Mapping[str, str] = field(default_factory=dict)
-    #: ``signing.verify.FormVerdict`` of the form, or of a signed container
-    #: that holds no form (None when nothing was verified).
-    verdict: Any = None
+    #: The signature verdict of the form, or of a signed container that holds
+    #: no form (an ASiC-E container's or a ``.p7m``'s ``verdict``); None when
+    #: nothing was verified. Facts only: the SIG-*/TS-* codes are the rules'.
+    verdict: FormVerdict | None = None
     #: The latest revision's field values differ from the signed revision's.
     fields_changed_after_signing: bool = False
-    #: ``signing.csr.CsrReport`` (None when the workflow needs no CSR).
-    csr: Any = None
+    #: The CSR report (None when the workflow needs no CSR, or none was attached).
+    csr: CsrReport | None = None
     #: The signer's personal code (e.g. PNOLV-010190-12345), from the verdict.
     signer_code: str | None = None
     #: The organisation in the registry, by the field of role ``org-reg-no`` (None: not found).

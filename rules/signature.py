@@ -1,12 +1,14 @@
 """Rules that read the signature verdict (SIG-* and TS-* codes).
 
-``signing`` returns facts about each signature and the policy-free codes
-(``SIG-INVALID``, ``SIG-UNTRUSTED``, ``TS-INVALID``, ...); each of those is a
-:class:`VerdictRule` here. The codes that depend on the signature policy
-(``SIG-NOT-QUALIFIED``, ``TS-MISSING``, ``TS-NOT-QUALIFIED``, ``SIG-TOO-OLD``)
-are computed only here, from the facts of :mod:`signing.status` and the
-workflow's :class:`Policy` (its overrides, else ``[signing]``), so that every
-code of SPEC section 3 has one place that says what it means and when it applies.
+``signing`` returns facts about each signature (:mod:`signing.status`), never a
+code. Every SIG-*/TS-* code of SPEC section 3 is computed here, by one rule
+object each: the :class:`FactRule` ones from the facts alone (``SIG-MISSING``,
+``SIG-INVALID``, ``SIG-MODIFIED``, the chain's ``SIG-UNTRUSTED``,
+``SIG-CERT-*``, ``SIG-REVOCATION-UNKNOWN``, ``TS-INVALID``, ``TS-UNTRUSTED``),
+the :class:`PolicyRule` ones (``SIG-NOT-QUALIFIED``, ``TS-MISSING``,
+``TS-NOT-QUALIFIED``, ``SIG-TOO-OLD``) from the facts under the workflow's
+:class:`Policy` (its overrides, else ``[signing]``), so that every code has one
+place that says what it means and when it applies.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from typing import TYPE_CHECKING
 from rules.base import Case, Finding
 
 if TYPE_CHECKING:
-    from signing.status import SignatureStatus
+    from signing.status import FileTimestamp, FormVerdict, SignatureStatus
     from signing.trust.qualification import Qualification
 
 
 @dataclass(frozen=True)
-class VerdictRule:
+class SignatureRule:
+    """What every SIG-*/TS-* rule shares: it judges the case's signature verdict."""
+
     code: str
     description: str
 
@@ -34,17 +38,138 @@ class VerdictRule:
         return case.verdict is not None and not case.form_error and not case.unopened
 
     def check(self, case: Case) -> Iterable[Finding]:
-        # Belt and braces: whatever the diff analysis says, values that differ
-        # from the signed revision are a change after signing.
-        if self.code == "SIG-MODIFIED" and case.fields_changed_after_signing:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FactRule(SignatureRule):
+    """A code computed here from each signature's facts alone, whatever the policy.
+
+    The finding's detail is the notes of the signatures (and of the time-stamps over
+    the whole file) that raise it.
+    """
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        notes = None if case.verdict is None else raised_notes(self, case.verdict)
+        if notes is not None:
+            yield Finding(self.code, "; ".join(notes)[:500])
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        """Whether the facts of one signature raise this code."""
+        return False
+
+    def raised_by_timestamp(self, stamp: FileTimestamp) -> bool:
+        """Whether one time-stamp over the whole file raises this code."""
+        return False
+
+    def raised_by_verdict(self, verdict: FormVerdict) -> bool:
+        """Whether the verdict as a whole raises it (beside its signatures)."""
+        return False
+
+
+def raised_notes(rule: FactRule, verdict: FormVerdict) -> list[str] | None:
+    """The notes of what raises ``rule``'s code in ``verdict``; ``None``: nothing does."""
+    notes: list[str] = []
+    raised = rule.raised_by_verdict(verdict)
+    for sig in verdict.signatures:
+        if rule.raised_by(sig):
+            raised = True
+            notes.extend(sig.notes)
+    for stamp in verdict.timestamps:
+        if rule.raised_by_timestamp(stamp):
+            raised = True
+            notes.extend(stamp.notes)
+    return notes if raised else None
+
+
+@dataclass(frozen=True)
+class TimestampInvalid(FactRule):
+    """TS-INVALID: a time-stamp is there (``timestamp_present``) but is broken or does not
+    match (not ``timestamp_valid``); a time-stamp over the whole file that is not ``valid``."""
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return sig.validated and sig.timestamp_present and not sig.timestamp_valid
+
+    def raised_by_timestamp(self, stamp: FileTimestamp) -> bool:
+        return not stamp.valid
+
+
+@dataclass(frozen=True)
+class TimestampUntrusted(FactRule):
+    """TS-UNTRUSTED: a valid time-stamp whose TSA's chain reaches no anchor
+    (``timestamp_trusted`` false, ``timestamp_trust_problem`` says why)."""
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return sig.validated and sig.timestamp_valid and not sig.timestamp_trusted
+
+    def raised_by_timestamp(self, stamp: FileTimestamp) -> bool:
+        return stamp.valid and not stamp.trusted
+
+
+@dataclass(frozen=True)
+class Missing(FactRule):
+    """SIG-MISSING: the verdict holds no signature (a PDF with none, or only document
+    time-stamps; an ASiC-E container without one; a ``.tsd`` over an unsigned file)."""
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        if case.verdict is not None and self.raised_by_verdict(case.verdict):
+            yield Finding(self.code, "; ".join(case.verdict.notes)[:500])
+
+    def raised_by_verdict(self, verdict: FormVerdict) -> bool:
+        return not verdict.signatures
+
+
+@dataclass(frozen=True)
+class Invalid(FactRule):
+    """SIG-INVALID: the signature could not be validated at all (``validated`` false), its
+    digest does not match (``intact``), the signature value does not verify (``valid``),
+    its signed attributes are not DER (``signed_attributes_der``), or it does not cover
+    all it must (``covers_all``: a whole PDF revision, every file of a container)."""
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return not (sig.validated and sig.intact and sig.valid
+                    and sig.signed_attributes_der and sig.covers_all)
+
+
+@dataclass(frozen=True)
+class ChainRule(FactRule):
+    """A code for one outcome of the signer's chain (``chain_problem``): SIG-CERT-REVOKED
+    (``revoked``), SIG-CERT-EXPIRED (``expired``), SIG-REVOCATION-UNKNOWN
+    (``revocation-unknown``), SIG-UNTRUSTED (``untrusted``). Whether a missing revocation
+    status fails the chain is the verifier's setting (``signing.revocation``)."""
+
+    problem: str
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return sig.chain_problem == self.problem
+
+
+@dataclass(frozen=True)
+class Untrusted(ChainRule):
+    """SIG-UNTRUSTED: the chain of a signature that is otherwise sound (``intact``,
+    ``valid``) reaches no configured anchor; a broken signature is only SIG-INVALID."""
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return super().raised_by(sig) and sig.intact and sig.valid
+
+
+@dataclass(frozen=True)
+class Modified(FactRule):
+    """SIG-MODIFIED: a later revision changed the document after a signature
+    (``modified_after``, pyHanko's diff analysis), or the form's values differ from
+    the signed revision's (``Case.fields_changed_after_signing``, read by intake).
+
+    The one judgement of a change after signing: either fact raises it, once.
+    """
+
+    def check(self, case: Case) -> Iterable[Finding]:
+        if case.fields_changed_after_signing:
             yield Finding(self.code, "form values differ from the signed revision")
             return
-        if self.code in case.verdict.codes:
-            notes = []
-            for sig in case.verdict.signatures:
-                if self.code in sig.codes:
-                    notes.extend(sig.notes)
-            yield Finding(self.code, "; ".join(notes)[:500])
+        yield from super().check(case)
+
+    def raised_by(self, sig: SignatureStatus) -> bool:
+        return sig.validated and sig.modified_after
 
 
 @dataclass(frozen=True)
@@ -120,7 +245,7 @@ def signer_problems(q: Qualification | None, policy: Policy) -> list[str]:
 
 
 @dataclass(frozen=True)
-class PolicyRule(VerdictRule):
+class PolicyRule(SignatureRule):
     """A code computed here from each signature's facts and the case's :class:`Policy`.
 
     A signature that could not be validated at all (``validated`` false) is only
@@ -130,8 +255,8 @@ class PolicyRule(VerdictRule):
     def check(self, case: Case) -> Iterable[Finding]:
         policy = policy_of(case)
         reasons: list[str] = []
-        for sig in case.verdict.signatures:
-            if getattr(sig, "validated", True):
+        for sig in case.verdict.signatures if case.verdict is not None else ():
+            if sig.validated:
                 reasons.extend(self.reasons(sig, policy, case))
         if reasons:
             yield Finding(self.code, "; ".join(dict.fromkeys(reasons))[:500])
@@ -190,31 +315,56 @@ def policy_codes(case: Case) -> tuple[tuple[str, ...], ...]:
     what staff see beside the verifier's own codes of that signature (``pasts show``)."""
     rules = [rule for rule in RULES if isinstance(rule, PolicyRule)]
     if case.verdict is None or not all(rule.applies(case) for rule in rules):
-        return tuple(() for _ in getattr(case.verdict, "signatures", ()))
+        return tuple(() for _ in (case.verdict.signatures if case.verdict is not None else ()))
     policy = policy_of(case)
     return tuple(
         tuple(sorted(rule.code for rule in rules
-                     if getattr(sig, "validated", True)
+                     if sig.validated
                      and next(iter(rule.reasons(sig, policy, case)), None) is not None))
         for sig in case.verdict.signatures
     )
 
 
 RULES = (
-    VerdictRule("SIG-MISSING", "The form carries an electronic signature."),
-    VerdictRule("SIG-INVALID", "The signature is cryptographically sound."),
-    VerdictRule("SIG-MODIFIED", "Nothing in the form changed after it was signed."),
-    VerdictRule("SIG-UNTRUSTED", "The signer's certificate chains to a configured trust anchor."),
+    Missing("SIG-MISSING", "The form carries an electronic signature."),
+    Invalid("SIG-INVALID", "The signature is cryptographically sound."),
+    Modified("SIG-MODIFIED", "Nothing in the form changed after it was signed."),
+    Untrusted("SIG-UNTRUSTED", "The signer's certificate chains to a configured trust anchor.",
+              "untrusted"),
     NotQualified("SIG-NOT-QUALIFIED",
                  "The signature is qualified at the signing time (qualified certificate, QSCD)."),
-    VerdictRule("SIG-CERT-EXPIRED", "The signer's certificate was valid when signing."),
-    VerdictRule("SIG-CERT-REVOKED", "The signer's certificate was not revoked when signing."),
-    VerdictRule("SIG-REVOCATION-UNKNOWN",
-                "The signer's certificate's revocation status at the signing time is known."),
+    ChainRule("SIG-CERT-EXPIRED", "The signer's certificate was valid when signing.", "expired"),
+    ChainRule("SIG-CERT-REVOKED", "The signer's certificate was not revoked when signing.",
+              "revoked"),
+    ChainRule("SIG-REVOCATION-UNKNOWN",
+              "The signer's certificate's revocation status at the signing time is known.",
+              "revocation-unknown"),
     TimestampMissing("TS-MISSING", "The signature carries a signature time-stamp."),
-    VerdictRule("TS-INVALID", "The time-stamp token is sound and matches the signature."),
-    VerdictRule("TS-UNTRUSTED", "The time-stamping authority is trusted."),
+    TimestampInvalid("TS-INVALID", "The time-stamp token is sound and matches the signature."),
+    TimestampUntrusted("TS-UNTRUSTED", "The time-stamping authority is trusted."),
     TimestampNotQualified("TS-NOT-QUALIFIED",
                           "The time-stamp is from a qualified time-stamping service."),
     TooOld("SIG-TOO-OLD", "The form was signed recently enough for the procedure."),
 )
+
+#: The rules that read facts alone, whatever the policy.
+FACT_RULES: tuple[FactRule, ...] = tuple(rule for rule in RULES if isinstance(rule, FactRule))
+
+
+def status_codes(sig: SignatureStatus) -> tuple[str, ...]:
+    """The codes one signature's facts raise, whatever the policy (sorted)."""
+    return tuple(sorted(rule.code for rule in FACT_RULES if rule.raised_by(sig)))
+
+
+def timestamp_codes(stamp: FileTimestamp) -> tuple[str, ...]:
+    """The codes one time-stamp over a whole file raises (sorted)."""
+    return tuple(sorted(rule.code for rule in FACT_RULES if rule.raised_by_timestamp(stamp)))
+
+
+def verdict_codes(verdict: FormVerdict) -> tuple[str, ...]:
+    """The codes a verdict's facts raise, whatever the policy (sorted): its signatures',
+    its time-stamps over the whole file, and ``SIG-MISSING`` without a signature. What
+    the pipeline records of a signature it does not judge (a mail's own S/MIME) and
+    what it records beside the policy's codes (:func:`policy_codes`)."""
+    return tuple(sorted(rule.code for rule in FACT_RULES
+                        if raised_notes(rule, verdict) is not None))

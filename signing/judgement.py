@@ -4,11 +4,10 @@ Each format reads its signature its own way and asks pyHanko to validate it;
 what pyHanko reports is then judged here, one way for all of them: integrity,
 the DER rule for signed attributes, the signer's chain (revoked, expired,
 revocation unknown, untrusted), the signer's qualification and the signature
-time-stamp. The functions add SPEC codes and notes to the sets they are given
-and return the :class:`~signing.status.SignatureStatus` fields they decide.
-The codes that depend on a workflow's policy (``SIG-NOT-QUALIFIED``,
-``TS-MISSING``, ``TS-NOT-QUALIFIED``, ``SIG-TOO-OLD``) are not given here:
-:mod:`rules.signature` computes them from the facts returned.
+time-stamp. The functions add notes to the list they are given and return the
+:class:`~signing.status.SignatureStatus` facts they decide. No SPEC code is
+given here: :mod:`rules.signature` computes every SIG-*/TS-* code from these
+facts (and the workflow's policy).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from pyhanko.sign.validation.status import RevocationDetails, StandardCMSSignatu
 from pyhanko_certvalidator.path import ValidationPath
 
 from signing.qc import qc_info
-from signing.status import Kind, SignatureStatus, SignerIdentity
+from signing.status import ChainProblem, Kind, SignatureStatus, SignerIdentity
 from signing.tolerant import NEGATIVE_MODULUS_NOTE, has_negative_modulus
 from signing.trust.context import Revinfo, TrustContext
 from signing.trust.fetching import MessageFetching
@@ -55,8 +54,6 @@ _REVOCATION_PROBLEMS = {"REVOKED", "REVOKED_NO_POE", "REVOKED_CA_NO_POE"}
 _REVINFO_UNAVAILABLE = {"TRY_LATER", "REVOCATION_OUT_OF_BOUNDS_NO_POE"}
 # The trust problem pyHanko reports for missing revocation data, among others.
 _GENERAL_FAILURE = "CERTIFICATE_CHAIN_GENERAL_FAILURE"
-# The SPEC code for a revocation status that could not be established.
-REVOCATION_UNKNOWN = "SIG-REVOCATION-UNKNOWN"
 #: More SignerInfos than this in one signature are not judged one by one.
 MAX_SIGNERS = 8
 
@@ -109,6 +106,7 @@ class TimestampFields(TypedDict):
     timestamp_valid: bool
     timestamp_trusted: bool
     timestamp_time: datetime | None
+    timestamp_trust_problem: str | None
 
 
 class SignerFields(TimestampFields):
@@ -225,15 +223,11 @@ def signer_certificate(signed_data: cms.SignedData) -> asn1_x509.Certificate | N
 # -- integrity ------------------------------------------------------------------------------
 
 
-def judge_integrity(
-    status: ValidationFacts, mismatch: str, codes: set[str], notes: list[str]
-) -> None:
-    """SIG-INVALID unless the digest matches (else note ``mismatch``) and the signature verifies."""
+def judge_integrity(status: ValidationFacts, mismatch: str, notes: list[str]) -> None:
+    """Note ``mismatch`` unless the digest matches, and a note unless the signature verifies."""
     if not status.intact:
-        codes.add("SIG-INVALID")
         notes.append(mismatch)
     if not status.valid:
-        codes.add("SIG-INVALID")
         notes.append("the cryptographic signature does not verify")
 
 
@@ -243,10 +237,8 @@ def _der_ordered(a: bytes, b: bytes) -> bool:
     return a.ljust(size, b"\x00") <= b.ljust(size, b"\x00")
 
 
-def judge_signed_attributes_der(
-    signer_info: cms.SignerInfo, codes: set[str], notes: list[str]
-) -> None:
-    """SIG-INVALID when the signed attributes are not in DER order (RFC 5652 5.4).
+def judge_signed_attributes_der(signer_info: cms.SignerInfo, notes: list[str]) -> bool:
+    """Whether the signed attributes are in DER order (RFC 5652 5.4), with a note if not.
 
     The signature is computed over the DER encoding of the signed attributes;
     a SET OF whose members are not sorted is not DER, and DSS and the ETSI
@@ -254,15 +246,15 @@ def judge_signed_attributes_der(
     """
     attributes = signer_info["signed_attrs"]
     if attributes is None or isinstance(attributes, core.Void) or not len(attributes):
-        return
+        return True
     encodings: list[bytes] = [attribute.dump() for attribute in attributes]
     if all(_der_ordered(a, b) for a, b in zip(encodings, encodings[1:], strict=False)):
-        return
-    codes.add("SIG-INVALID")
+        return True
     notes.append(
         "the signed attributes are not DER-encoded (their SET is not sorted, RFC 5652 5.4); "
         "the signed data is not what DER gives (DSS: HASH_FAILURE)"
     )
+    return False
 
 
 def broken(field_name: str | None, note: str, *, kind: Kind = "pades") -> SignatureStatus:
@@ -281,7 +273,6 @@ def broken(field_name: str | None, note: str, *, kind: Kind = "pades") -> Signat
         timestamp_time=None,
         modified_after=False,
         covered_bytes=None,
-        codes=("SIG-INVALID",),
         notes=(note,),
         validated=False,
     )
@@ -329,32 +320,34 @@ async def only_revocation_unknown(
 
 
 def judge_trust(
-    trust: TrustContext, status: ValidationFacts, codes: set[str], notes: list[str],
+    trust: TrustContext, status: ValidationFacts, notes: list[str],
     moment: datetime, fetching: MessageFetching | None = None, *,
     revocation_unknown: bool = False,
-) -> None:
-    """The signer's chain: SIG-CERT-REVOKED, SIG-CERT-EXPIRED, SIG-REVOCATION-UNKNOWN or
-    SIG-UNTRUSTED, unless it is trusted."""
+) -> ChainProblem | None:
+    """Why the signer's chain is not accepted (``None``: it is trusted), with notes.
+
+    The :attr:`~signing.status.SignatureStatus.chain_problem` fact: revoked, expired,
+    revocation status unknown (``revocation_unknown``: see :func:`only_revocation_unknown`)
+    or untrusted."""
     settings = trust.settings
     if status.trusted:
         if fetching is not None and fetching.failures and settings.revocation == "soft-fail":
             notes.append("accepted under soft-fail although revocation data could not be "
                          "fetched: " + "; ".join(fetching.failures))
-        return
+        return None
     problem = status.trust_problem_indic
     problem_name = getattr(problem, "name", str(problem))
     if status.revoked or problem_name in _REVOCATION_PROBLEMS:
         details = status.revocation_details
         when = f" on {details.revocation_date.isoformat()}" if details is not None else ""
-        codes.add("SIG-CERT-REVOKED")
         notes.append(f"the signer's certificate was revoked{when}")
-    elif problem_name in _EXPIRY_PROBLEMS:
-        codes.add("SIG-CERT-EXPIRED")
+        return "revoked"
+    if problem_name in _EXPIRY_PROBLEMS:
         notes.append(
             f"the signer's certificate was not valid at {moment.isoformat()} ({problem_name})"
         )
-    elif problem_name in _REVINFO_UNAVAILABLE or revocation_unknown:
-        codes.add(REVOCATION_UNKNOWN)
+        return "expired"
+    if problem_name in _REVINFO_UNAVAILABLE or revocation_unknown:
         notes.append(
             "the revocation status of the signer's certificate at "
             f"{moment.isoformat()} could not be established ({problem_name})"
@@ -363,9 +356,10 @@ def judge_trust(
             notes.extend(fetching.failures)
         elif not settings.allow_fetching:
             notes.append("fetching revocation data is off (signing.allow_fetching)")
-    elif status.intact and status.valid:
-        codes.add("SIG-UNTRUSTED")
+        return "revocation-unknown"
+    if status.intact and status.valid:
         notes.append(f"the signer's chain does not reach a configured anchor ({problem_name})")
+    return "untrusted"
 
 
 # -- qualification and the signature time-stamp ----------------------------------------------
@@ -387,7 +381,7 @@ def _qualification(
 
 
 def judge_signer_and_timestamp(
-    trust: TrustContext, status: ValidationFacts, ts_time: datetime | None, codes: set[str],
+    trust: TrustContext, status: ValidationFacts, ts_time: datetime | None,
     notes: list[str], now: datetime, *, fallback: TimestampFacts | None = None,
 ) -> SignerFields:
     """Judge the signer's qualification and the signature time-stamp.
@@ -406,7 +400,7 @@ def judge_signer_and_timestamp(
     stamped = ts.timestamp if ts is not None else ts_time
     moment = stamped if stamped is not None and stamped <= now else now
     qualification = _qualification(trust, status, moment, notes)
-    timestamp = judge_timestamp_status(trust, ts, ts_time, moment, codes, notes)
+    timestamp = judge_timestamp_status(trust, ts, ts_time, moment, notes)
     return SignerFields(
         qualification=qualification,
         intact=bool(status.intact),
@@ -419,20 +413,22 @@ def judge_signer_and_timestamp(
         timestamp_valid=timestamp["timestamp_valid"],
         timestamp_trusted=timestamp["timestamp_trusted"],
         timestamp_time=timestamp["timestamp_time"],
+        timestamp_trust_problem=timestamp["timestamp_trust_problem"],
     )
 
 
 def judge_timestamp_status(
     trust: TrustContext, ts: TimestampFacts | None, ts_time: datetime | None, moment: datetime,
-    codes: set[str], notes: list[str],
+    notes: list[str],
 ) -> TimestampFields:
     """Judge one time-stamp as a signature time-stamp is judged.
 
     ``ts`` is pyHanko's status of the token (``None`` when there is none or
     it could not be validated; ``ts_time`` then tells whether one was
-    there), ``moment`` the time the TSA's qualification is judged at. Adds
-    ``TS-INVALID`` and ``TS-UNTRUSTED`` to ``codes`` and returns the
-    ``timestamp_*`` fields of :class:`~signing.status.SignatureStatus`. Also
+    there), ``moment`` the time the TSA's qualification is judged at. Notes
+    a broken or untrusted token and returns the ``timestamp_*`` fields of
+    :class:`~signing.status.SignatureStatus` (``TS-INVALID`` and ``TS-UNTRUSTED``
+    are the rules' judgement of them). Also
     used for the time-stamps over a whole file (``.tsd``, ``.m7m``, ``.tsr``).
     Whether a time-stamp is required, must be qualified or is too old is
     policy, judged in :mod:`rules.signature` from these facts.
@@ -440,7 +436,7 @@ def judge_timestamp_status(
     ts_present = ts is not None or ts_time is not None
     ts_valid = bool(ts is not None and ts.intact and ts.valid)
     ts_trusted = bool(ts is not None and ts.trusted)
-    _judge_timestamp(ts, ts_present, ts_valid, ts_trusted, codes, notes)
+    _note_timestamp(ts, ts_present, ts_valid, ts_trusted, notes)
     ts_qualification = None
     if ts is not None and ts_valid and ts_trusted:
         ts_qualification = judge_timestamp(
@@ -451,25 +447,25 @@ def judge_timestamp_status(
         timestamp_valid=ts_valid,
         timestamp_trusted=ts_trusted,
         timestamp_time=ts.timestamp if ts is not None else ts_time,
+        timestamp_trust_problem=(
+            _problem_name(ts.trust_problem_indic) or str(ts.trust_problem_indic)
+            if ts is not None and ts_valid and not ts_trusted else None),
     )
 
 
-def _judge_timestamp(
+def _note_timestamp(
     ts: TimestampFacts | None,
     present: bool,
     valid: bool,
     trusted: bool,
-    codes: set[str],
     notes: list[str],
 ) -> None:
     if not present:
         return
     if ts is None or not valid:
-        codes.add("TS-INVALID")
         notes.append("the time-stamp token is broken or does not match the signature")
         return
     if not trusted:
-        codes.add("TS-UNTRUSTED")
         notes.append(
             "the time-stamp authority is not trusted "
             f"({getattr(ts.trust_problem_indic, 'name', ts.trust_problem_indic)})"

@@ -123,7 +123,6 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
             doc_notes.append("only document time-stamps found; they are not signatures")
         return FormVerdict(
             signatures=(),
-            codes=("SIG-MISSING",),
             signer=None,
             signed_revision=None,
             notes=tuple(doc_notes),
@@ -212,11 +211,9 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
             await fetching.close()
 
     last = statuses[last_index]
-    codes = tuple(sorted({code for status in statuses for code in status.codes}))
     signed_revision = data[: last.covered_bytes] if last.covered_bytes else None
     return FormVerdict(
         signatures=tuple(statuses),
-        codes=codes,
         signer=last.signer,
         signed_revision=signed_revision,
         notes=tuple(doc_notes),
@@ -294,7 +291,6 @@ async def _one_pdf_signature(
 ) -> SignatureStatus:
     dss_certs, dss_crls, dss_ocsps = dss
     notes: list[str] = []
-    codes: set[str] = set()
 
     # The byte range must be four non-negative integers starting at 0.
     byte_range = [int(x) for x in emb.byte_range]
@@ -334,20 +330,18 @@ async def _one_pdf_signature(
         emb, signer_validation_context=signer_ctx, ts_validation_context=ts_ctx
     )
 
-    judge_integrity(
-        status, "the signed bytes do not match the signature's digest", codes, notes
-    )
-    judge_signed_attributes_der(emb.signer_info, codes, notes)
-    if status.coverage not in (
+    judge_integrity(status, "the signed bytes do not match the signature's digest", notes)
+    der = judge_signed_attributes_der(emb.signer_info, notes)
+    covers_all = status.coverage in (
         SignatureCoverageLevel.ENTIRE_REVISION,
         SignatureCoverageLevel.ENTIRE_FILE,
-    ):
-        codes.add("SIG-INVALID")
+    )
+    if not covers_all:
         notes.append(f"the byte range does not cover a whole revision ({status.coverage})")
 
     unknown = await only_revocation_unknown(
             trust, status, moment, embedded_certs, revinfo)
-    judge_trust(trust, status, codes, notes, moment, fetching, revocation_unknown=unknown)
+    chain = judge_trust(trust, status, notes, moment, fetching, revocation_unknown=unknown)
 
     # Modifications after signing. pyHanko's FORM_FILLING level is accepted
     # only when the fields it saw change are the fields of later signatures
@@ -368,13 +362,12 @@ async def _one_pdf_signature(
             signed_values = field_values(emb.reader.get_historical_root(emb.signed_revision))
             modified = signed_values != final_values
     if modified:
-        codes.add("SIG-MODIFIED")
         notes.append(
             f"the document was changed after this signature (modification level {level})"
         )
 
     common = judge_signer_and_timestamp(
-            trust, status, ts_time, codes, notes, now, fallback=fallback
+            trust, status, ts_time, notes, now, fallback=fallback
     )
     report_xml = None
     if trust.settings.validation_report:
@@ -386,7 +379,9 @@ async def _one_pdf_signature(
         **common,
         modified_after=modified,
         covered_bytes=covered,
-        codes=tuple(sorted(codes)),
+        chain_problem=chain,
+        signed_attributes_der=der,
+        covers_all=covers_all,
         notes=tuple(notes),
     )
 
@@ -399,7 +394,7 @@ async def _validation_report(
     It is evidence for staff, made with the same anchors, revocation
     policy and embedded certificates as the verdict, never fetching; its
     indication is pyHanko's own (EN 319 102-1) and may be stricter than
-    the codes, which stay the verdict. pyHanko's report generation is
+    the facts and the rules' codes, which stay the verdict. pyHanko's report generation is
     incubating and covers PDF signatures only.
     """
     try:

@@ -1,8 +1,12 @@
 """Qualified-certificate statements (ETSI EN 319 412-5) read from an X.509 certificate.
 
-The parser is deliberately tolerant: an absent, duplicated or garbled
-``qcStatements`` extension yields "not qualified" instead of an exception, so a
-hostile certificate can only ever make a signature *less* acceptable.
+The ASN.1 of ``QCStatements`` is pyHanko's (``pyhanko.sign.ades.qualified_asn1``,
+the definitions its own qualification assessor reads); this module adds what
+pyHanko's reader does not: tolerance. An absent, duplicated or garbled
+``qcStatements`` extension, or a QcType statement that lists several types
+(pyHanko raises ``NotImplementedError`` there), yields facts marked
+``garbled`` instead of an exception, so a hostile certificate can only ever
+make a signature *less* acceptable.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asn1crypto import core, x509
+from pyhanko.sign.ades.qualified_asn1 import QcCertificateType, QcStatements
 
 # The certificate extension that carries the statements (RFC 3739).
 QC_STATEMENTS_OID = "1.3.6.1.5.5.7.1.3"
@@ -25,27 +30,6 @@ QC_TYPE_ESIGN_OID = "0.4.0.1862.1.6.1"
 QC_TYPE_ESEAL_OID = "0.4.0.1862.1.6.2"
 # The qualified type "certificate for website authentication".
 QC_TYPE_WEB_OID = "0.4.0.1862.1.6.3"
-
-
-class _QcStatement(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
-    """One ``QCStatement``: an identifier and optional statement-specific info."""
-
-    _fields = [
-        ("statement_id", core.ObjectIdentifier),
-        ("statement_info", core.Any, {"optional": True}),
-    ]
-
-
-class _QcStatements(core.SequenceOf):  # type: ignore[misc]  # asn1crypto is untyped
-    """The ``QCStatements`` extension value."""
-
-    _child_spec = _QcStatement
-
-
-class _QcTypes(core.SequenceOf):  # type: ignore[misc]  # asn1crypto is untyped
-    """The ``QcType`` statement info: a sequence of qualified-type identifiers."""
-
-    _child_spec = core.ObjectIdentifier
 
 
 @dataclass(frozen=True)
@@ -69,31 +53,33 @@ class QcInfo:
 
 
 NOT_QUALIFIED = QcInfo(compliance=False, esign=False, sscd=False)
+GARBLED = QcInfo(compliance=False, esign=False, sscd=False, garbled=True)
 
 
 def encode_qc_statements(
     *, compliance: bool = True, esign: bool = True, sscd: bool = True
 ) -> bytes:
     """Return the DER of a ``QCStatements`` extension value with the given statements."""
-    statements = []
+    statements: list[dict[str, object]] = []
     if compliance:
-        statements.append({"statement_id": QC_COMPLIANCE_OID})
+        statements.append({"statement_id": "qc_compliance"})
     if esign:
-        types = _QcTypes([QC_TYPE_ESIGN_OID])
-        statements.append({"statement_id": QC_TYPE_OID, "statement_info": types})
+        statements.append(
+            {"statement_id": "qc_type", "statement_info": QcCertificateType(["qct_esign"])}
+        )
     if sscd:
-        statements.append({"statement_id": QC_SSCD_OID})
-    encoded: bytes = _QcStatements(statements).dump()
+        statements.append({"statement_id": "qc_sscd"})
+    encoded: bytes = QcStatements(statements).dump()
     return encoded
 
 
 def parse_qc_statements(extension_value: bytes) -> QcInfo:
     """Parse the DER of a ``QCStatements`` extension value; never raises."""
-    compliance = esign = sscd = False
+    compliance = sscd = False
     types: list[str] = []
     garbled = False
     try:
-        statements = _QcStatements.load(extension_value)
+        statements = QcStatements.load(extension_value)
         for statement in statements:
             statement_id = statement["statement_id"].dotted
             if statement_id == QC_COMPLIANCE_OID:
@@ -105,8 +91,7 @@ def parse_qc_statements(extension_value: bytes) -> QcInfo:
                 if isinstance(info, core.Void):
                     continue
                 try:
-                    for type_oid in _QcTypes.load(info.dump()):
-                        types.append(type_oid.dotted)
+                    types.extend(type_oid.dotted for type_oid in info)
                 except (ValueError, TypeError):
                     garbled = True
     except (ValueError, TypeError, KeyError, IndexError):
@@ -130,15 +115,15 @@ def qc_info(certificate: x509.Certificate | bytes) -> QcInfo:
         extensions = cert["tbs_certificate"]["extensions"]
         found = [ext for ext in extensions if ext["extn_id"].dotted == QC_STATEMENTS_OID]
     except (ValueError, TypeError, KeyError):
-        return QcInfo(compliance=False, esign=False, sscd=False, garbled=True)
+        return GARBLED
     if not found:
         return NOT_QUALIFIED
     if len(found) > 1:
         # RFC 5280 forbids duplicate extensions; refuse to pick one.
-        return QcInfo(compliance=False, esign=False, sscd=False, garbled=True)
+        return GARBLED
     try:
         # The extension's OCTET STRING contents are the DER of the extension value.
         value = bytes(found[0]["extn_value"].contents)
     except (ValueError, TypeError):
-        return QcInfo(compliance=False, esign=False, sscd=False, garbled=True)
+        return GARBLED
     return parse_qc_statements(value)

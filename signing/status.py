@@ -3,14 +3,10 @@
 Every verifier (:class:`signing.verifier.InProcessVerifier`, and
 :class:`signing.isolation.IsolatedVerifier` across a process boundary)
 answers with these types and raises only :class:`UnreadableInput`. They hold
-facts (``intact``, ``valid``, ``trusted``, times, identities, qualification)
-and the SPEC codes computed from them where verification computes them today.
-The codes that depend on a workflow's signature policy (``SIG-NOT-QUALIFIED``,
-``TS-MISSING``, ``TS-NOT-QUALIFIED``, ``SIG-TOO-OLD``) are never among them:
-:mod:`rules.signature` computes them from :attr:`SignatureStatus.validated`,
-``qualification`` (qualified, QcType e-sign / e-seal / web, QSCD, reasons),
-``timestamp_present``, ``timestamp_valid``, ``timestamp_qualification`` and
-``timestamp_time``.
+facts (``intact``, ``valid``, ``trusted``, ``chain_problem``, coverage, times,
+identities, qualification) and notes, never a SPEC code: :mod:`rules.signature`
+computes every SIG-*/TS-* code from them (and from the workflow's signature
+policy), and the ``FORM-UNREADABLE`` of an :class:`UnreadableInput` is intake's.
 """
 
 from __future__ import annotations
@@ -34,12 +30,16 @@ Container = Literal["p7m", "tsd", "m7m"]
 Source = Literal["tsd", "m7m", "tsr"]
 #: Where a signature came from.
 Kind = Literal["pades", "cms", "smime", "xades", "p7m"]
+#: Why the signer's chain was not accepted (see :attr:`SignatureStatus.chain_problem`).
+ChainProblem = Literal["revoked", "expired", "revocation-unknown", "untrusted"]
 
 
 class UnreadableInput(ValueError):
-    """The input cannot be read at all (not a PDF, truncated, encrypted, over limits)."""
+    """The input cannot be read at all (not a PDF, truncated, encrypted, over limits).
 
-    code = "FORM-UNREADABLE"
+    A fact, not a code: intake records it as the form's ``form_error``, which the
+    rules answer with ``FORM-UNREADABLE`` (:mod:`rules.form`).
+    """
 
 
 class VerificationTimeout(UnreadableInput):
@@ -143,11 +143,6 @@ class SignatureStatus:
     covered_bytes: int | None
     """End of the ByteRange: the PDF prefix this signature covers (``None`` for CMS)."""
 
-    codes: tuple[str, ...]
-    """The policy-free SPEC codes (``SIG-INVALID``, ``SIG-MODIFIED``, ``SIG-UNTRUSTED``,
-    ``SIG-CERT-*``, ``SIG-REVOCATION-UNKNOWN``, ``TS-INVALID``, ``TS-UNTRUSTED``) this
-    signature raised, sorted; the policy's codes are :mod:`rules.signature`'s."""
-
     notes: tuple[str, ...]
     """Human-readable reasons for logs and staff."""
 
@@ -162,27 +157,40 @@ class SignatureStatus:
     (``None``: no time-stamp, or one that is not valid and trusted, so not judged)."""
 
     validated: bool = True
-    """The signature could be validated at all (``False``: it is broken beyond reading, only
-    ``SIG-INVALID`` is said of it and no policy applies to its other facts)."""
+    """The signature could be validated at all (``False``: it is broken beyond reading; the
+    rules say only ``SIG-INVALID`` of it and apply no policy to its other facts)."""
+
+    chain_problem: ChainProblem | None = None
+    """Why the signer's chain was not accepted (``None``: ``trusted``, or the signature
+    could not be validated): ``revoked`` (the certificate was revoked), ``expired`` (not
+    valid at the signing time), ``revocation-unknown`` (its revocation status could not
+    be established, under ``signing.revocation`` hard-fail), ``untrusted`` (the chain
+    reaches no configured anchor, or another path problem)."""
+
+    signed_attributes_der: bool = True
+    """The CMS signed attributes are in DER order (RFC 5652 5.4: a sorted SET OF); the
+    signature is computed over their DER encoding, so unsorted ones are ``SIG-INVALID``
+    even when the bytes verify (DSS and the ETSI plug-tests: HASH_FAILURE)."""
+
+    covers_all: bool = True
+    """The signature covers everything it must: a PDF signature's ByteRange a whole
+    revision; an ASiC-E signature every data file of the container (itself or through a
+    counter-signature that verifies). ``False`` is ``SIG-INVALID``."""
+
+    timestamp_trust_problem: str | None = None
+    """Why a valid time-stamp's TSA is not trusted: pyHanko's AdES sub-indication
+    (e.g. ``NO_CERTIFICATE_CHAIN_FOUND``); ``None`` when trusted, absent or not valid."""
 
     report_xml: str | None = field(default=None, repr=False)
     """pyHanko's ETSI TS 119 102-2 validation report of this signature (PAdES only)."""
 
-    @property
-    def ok(self) -> bool:
-        """True when this signature raised no code."""
-        return not self.codes
-
 
 @dataclass(frozen=True)
 class FormVerdict:
-    """The verdict on a signed document: every signature and the union of codes."""
+    """The verdict on a signed document: every signature, and the time-stamps over the whole file."""
 
     signatures: tuple[SignatureStatus, ...]
     """One status per approval signature, in signing order (document time-stamps excluded)."""
-
-    codes: tuple[str, ...]
-    """Sorted union of the signatures' codes; ``("SIG-MISSING",)`` without a signature."""
 
     signer: SignerIdentity | None
     """The identity of the last (outermost) signature's signer."""
@@ -193,10 +201,9 @@ class FormVerdict:
     notes: tuple[str, ...] = ()
     """Document-level notes (document time-stamps, ignored signature fields)."""
 
-    @property
-    def ok(self) -> bool:
-        """True when there is at least one signature and no code was raised."""
-        return bool(self.signatures) and not self.codes
+    timestamps: tuple[FileTimestamp, ...] = ()
+    """Time-stamps over the whole signed file (``.tsd``, ``.m7m``, ``.tsr``; see
+    :attr:`SignedFile.timestamps`), judged by the rules beside the signatures."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +211,8 @@ class AsicVerdict:
     """The verdict on an ASiC-E container: its signatures and the files they sign."""
 
     verdict: FormVerdict
-    """The signatures' verdict, with the codes of a signed PDF (each status has ``kind="xades"``)."""
+    """The signatures' verdict, with the facts of a signed PDF's (each status has
+    ``kind="xades"``, or ``kind="cms"`` for a CAdES signature)."""
 
     documents: tuple[tuple[str, bytes], ...] = field(repr=False)
     """Every data file as ``(name, content)``, in container order (``META-INF`` excluded)."""
@@ -216,19 +224,9 @@ class AsicVerdict:
     """The content of that PDF, or ``None``."""
 
     @property
-    def codes(self) -> tuple[str, ...]:
-        """The verdict's sorted codes."""
-        return self.verdict.codes
-
-    @property
     def signer(self) -> SignerIdentity | None:
         """The identity of the last signature's signer."""
         return self.verdict.signer
-
-    @property
-    def ok(self) -> bool:
-        """True when the container is signed and no code was raised."""
-        return self.verdict.ok
 
 
 @dataclass(frozen=True)
@@ -259,11 +257,6 @@ class FileTimestamp:
     qualification: TimestampQualification | None
     """Whether the TSA is a qualified service (``None``: not judged, token not valid)."""
 
-    codes: tuple[str, ...]
-    """The policy-free codes of this time-stamp (``TS-INVALID``, ``TS-UNTRUSTED``), sorted;
-    ``TS-NOT-QUALIFIED`` and ``SIG-TOO-OLD`` are judged by rules from ``qualification`` and
-    ``time``."""
-
     notes: tuple[str, ...]
     """Human-readable reasons."""
 
@@ -272,6 +265,10 @@ class FileTimestamp:
 
     It dates a signer of the file that has no signature time-stamp of its own;
     it is not kept when the facts cross a process boundary."""
+
+    trust_problem: str | None = None
+    """Why a valid token's TSA is not trusted (pyHanko's AdES sub-indication); ``None``
+    when it is trusted or the token is not valid."""
 
     def __reduce__(self) -> tuple[Callable[[dict[str, object]], FileTimestamp], tuple[object]]:
         # pyHanko's status holds validation paths that need not pickle; the
@@ -334,24 +331,20 @@ class SignedFile:
     def verdict(self) -> FormVerdict:
         """All levels' signatures as one verdict, in signing order (innermost first).
 
-        Its codes are the union of the signatures' codes and the file
-        time-stamps'; ``signer`` is the outermost level's signer. Without a
-        level the verdict is the verifier's "no signature" one.
+        It carries the file time-stamps (``timestamps``) for the rules;
+        ``signer`` is the outermost level's signer. Without a level it holds
+        no signature (``SIG-MISSING`` to the rules).
         """
         statuses: list[SignatureStatus] = []
         for level in reversed(self.levels):
             statuses.extend(level.verdict.signatures)
-        codes = {code for status in statuses for code in status.codes}
-        codes |= {code for stamp in self.timestamps for code in stamp.codes}
         notes = [*self.notes]
         for level in self.levels:
             notes.extend(level.verdict.notes)
-        if not statuses:
-            codes.add("SIG-MISSING")
         return FormVerdict(
             signatures=tuple(statuses),
-            codes=tuple(sorted(codes)),
             signer=self.levels[0].verdict.signer if self.levels else None,
             signed_revision=None,
             notes=tuple(notes),
+            timestamps=self.timestamps,
         )

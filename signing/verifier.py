@@ -9,7 +9,7 @@ module that reads that kind of input -- :mod:`signing.pdf`,
 -- which all judge through :mod:`signing.judgement` under one
 :class:`~signing.trust.context.TrustContext`. Every method raises only
 :class:`~signing.status.UnreadableInput`, and only when the input cannot be
-read at all; every problem with one signature becomes codes and notes on it.
+read at all; every problem with one signature becomes facts and notes on it.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from rules import Case
-from rules.signature import RULES, Policy
+from rules import Case, judge
+from rules.signature import RULES, Policy, status_codes, timestamp_codes, verdict_codes
+from signing.status import FileTimestamp, FormVerdict, SignatureStatus
 
 
 def signature_codes(verdict: Any, *, judged_at: datetime | None = None,
@@ -35,3 +36,29 @@ class _Defaults:
         self.require_qscd = policy.require_qscd
         self.require_qualified_timestamp = policy.require_qualified_timestamp
         self.max_age_days = policy.max_age_days
+
+
+def verifier_codes(found: Any) -> tuple[str, ...]:
+    """The codes the facts of ``found`` raise whatever the policy (:func:`rules.signature.
+    verdict_codes`): what the verifier itself used to list. ``found`` is a
+    :class:`~signing.status.FormVerdict`, an ``AsicVerdict`` or a ``SignedFile`` (their
+    ``verdict``), a :class:`~signing.status.SignatureStatus` or a ``FileTimestamp``."""
+    if isinstance(found, SignatureStatus):
+        codes = status_codes(found)
+    elif isinstance(found, FileTimestamp):
+        codes = timestamp_codes(found)
+    else:
+        codes = verdict_codes(found if isinstance(found, FormVerdict) else found.verdict)
+    return codes
+
+
+def verifier_ok(found: Any) -> bool:
+    """A verdict with at least one signature whose facts raise no code."""
+    verdict = found if isinstance(found, FormVerdict) else found.verdict
+    return bool(verdict.signatures) and not verifier_codes(verdict)
+
+
+def unreadable_codes(error: Exception) -> tuple[str, ...]:
+    """The codes a submission whose form raised ``error`` (``UnreadableInput``) gets: the
+    pipeline records it as the form's ``form_error`` and the rules answer it."""
+    return judge(Case(workflow=None, form_present=True, form_error=str(error))).codes

@@ -16,7 +16,7 @@ import pytest
 from signing.settings import VerifierSettings
 from signing.status import FormVerdict, UnreadableInput
 from signing.verifier import InProcessVerifier
-from tests.judged import signature_codes
+from tests.judged import signature_codes, verifier_codes, verifier_ok
 from tests.shared import CORPUS
 
 PYHANKO_ROOT = CORPUS / "pyhanko" / "certs" / "testing-ca-root.cert.pem"
@@ -59,10 +59,10 @@ def test_every_corpus_pdf_ends_in_a_verdict(path: Path) -> None:
     result = _verify(path)
     assert time.monotonic() - started < TIMEOUT + 5
     if isinstance(result, FormVerdict):
-        assert result.codes == tuple(sorted(set(result.codes)))
+        assert verifier_codes(result) == tuple(sorted(set(verifier_codes(result))))
         # Without anchors nothing outside pyHanko's own files can be fully accepted.
         if path.parent.name != "pdf":
-            assert not result.ok
+            assert not verifier_ok(result)
 
 
 def _by_name(name: str) -> Path:
@@ -73,7 +73,7 @@ def _by_name(name: str) -> Path:
 def test_form_filled_after_signing_is_modified() -> None:
     result = _verify(_by_name("pades-signed-filled-form.pdf"))
     assert isinstance(result, FormVerdict)
-    assert "SIG-MODIFIED" in result.codes
+    assert "SIG-MODIFIED" in verifier_codes(result)
 
 
 @pytest.mark.parametrize(
@@ -89,14 +89,14 @@ def test_form_filled_after_signing_is_modified() -> None:
 def test_tampered_files_are_rejected(name: str) -> None:
     result = _verify(_by_name(name))
     if isinstance(result, FormVerdict):
-        assert not result.ok
-        assert "SIG-INVALID" in result.codes or "SIG-MODIFIED" in result.codes, result.codes
+        assert not verifier_ok(result)
+        assert "SIG-INVALID" in verifier_codes(result) or "SIG-MODIFIED" in verifier_codes(result), verifier_codes(result)
 
 
 def test_pades_bes_lacks_timestamp_and_trust() -> None:
     result = _verify(_by_name("pades-bes.pdf"))
     assert isinstance(result, FormVerdict)
-    assert "SIG-UNTRUSTED" in result.codes and "SIG-INVALID" not in result.codes
+    assert "SIG-UNTRUSTED" in verifier_codes(result) and "SIG-INVALID" not in verifier_codes(result)
     assert not result.signatures[0].timestamp_present
     assert "TS-MISSING" in signature_codes(result)
 
@@ -107,18 +107,18 @@ def test_pyhanko_lta_file_is_valid_and_trusted() -> None:
     (status,) = result.signatures
     assert status.intact and status.valid and status.trusted, status.notes
     assert status.timestamp_present
-    assert "SIG-INVALID" not in result.codes and "SIG-UNTRUSTED" not in result.codes
+    assert "SIG-INVALID" not in verifier_codes(result) and "SIG-UNTRUSTED" not in verifier_codes(result)
 
 
 def test_bb_signature_extended_by_document_timestamp_is_not_modified() -> None:
     """DSS's B-B signature extended to T by a document time-stamp (its own PKI, untrusted here)."""
     result = _verify(_by_name("pades-t-level-extended.pdf"))
     assert isinstance(result, FormVerdict)
-    assert "SIG-MODIFIED" not in result.codes
+    assert "SIG-MODIFIED" not in verifier_codes(result)
     assert "TS-MISSING" not in signature_codes(result)
     (status,) = result.signatures
     assert status.timestamp_present and not status.modified_after
-    assert {"SIG-UNTRUSTED", "TS-UNTRUSTED"} <= set(result.codes)
+    assert {"SIG-UNTRUSTED", "TS-UNTRUSTED"} <= set(verifier_codes(result))
 
 
 # What the corpus README says the source projects expect, in our codes. Files
@@ -153,7 +153,7 @@ def test_one_of_two_signatures_broken_is_told_apart(name: str) -> None:
     result = _verify(_by_name(name))
     assert isinstance(result, FormVerdict)
     assert len(result.signatures) == 2
-    assert sorted("SIG-INVALID" in s.codes for s in result.signatures) == [False, True]
+    assert sorted("SIG-INVALID" in verifier_codes(s) for s in result.signatures) == [False, True]
 
 
 @pytest.mark.parametrize("name", ["pdf-signed-original.pdf", "minimal-two-fields-signed-twice.pdf",
@@ -164,7 +164,7 @@ def test_intact_corpus_signatures_are_neither_invalid_nor_modified(name: str) ->
     result = _verify(_by_name(name))
     assert isinstance(result, FormVerdict)
     assert result.signatures
-    assert not {"SIG-INVALID", "SIG-MODIFIED"} & set(result.codes), result.codes
+    assert not {"SIG-INVALID", "SIG-MODIFIED"} & set(verifier_codes(result)), verifier_codes(result)
 
 
 def test_document_timestamp_typed_as_sig_is_not_an_unsupported_signature() -> None:

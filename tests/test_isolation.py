@@ -22,6 +22,7 @@ from signing.status import UnreadableInput
 from signing.testing.pki import QUALIFIED_PERSONAL_CODE
 from signing.verifier import InProcessVerifier, Verifier
 from tests.fixtures.pki import PkiFixture
+from tests.judged import verifier_codes, verifier_ok
 
 
 @pytest.fixture
@@ -38,17 +39,17 @@ def test_both_verifiers_meet_the_verifier_protocol(
     for verifier in (here, isolated):
         assert isinstance(verifier, Verifier)
     signed = pki.sign(pki.form_pdf())
-    assert isolated.verify_pdf_sync(signed).codes == here.verify_pdf_sync(signed).codes == ()
+    assert verifier_codes(isolated.verify_pdf_sync(signed)) == verifier_codes(here.verify_pdf_sync(signed)) == ()
 
 
 def test_verdict_is_the_in_process_verdict(pki: PkiFixture, isolated: IsolatedVerifier) -> None:
     for signed in (pki.sign(pki.form_pdf()), pki.sign(pki.form_pdf(), "nonqualified")):
         here = InProcessVerifier(pki.settings()).verify_pdf_sync(signed)
         there = isolated.verify_pdf_sync(signed)
-        assert there.codes == here.codes
+        assert verifier_codes(there) == verifier_codes(here)
         assert there.signer == here.signer
         assert there.signed_revision == here.signed_revision
-    assert there.codes == ()
+    assert verifier_codes(there) == ()
     (sig,) = there.signatures
     assert sig.qualification == here.signatures[0].qualification
     assert sig.qualification is not None and not sig.qualification.qualified
@@ -63,7 +64,7 @@ def test_detached_and_unreadable_inputs_cross_the_process_boundary(
     content = "Pieteikums: Jānis Bērziņš".encode()
     signature = detached_signature(content, pki.signer("qualified"), pki.timestamper)
     verdict = isolated.verify_detached_sync(content, signature, kind="smime")
-    assert verdict.codes == ()
+    assert verifier_codes(verdict) == ()
     assert verdict.signatures[0].kind == "smime"
     assert verdict.signer is not None and verdict.signer.personal_code == QUALIFIED_PERSONAL_CODE
     with pytest.raises(UnreadableInput, match="not a PDF"):
@@ -106,7 +107,7 @@ def test_child_out_of_memory_is_form_unreadable_and_the_next_call_works(
         starved.close()
     healthy = IsolatedVerifier(pki.settings(), memory_bytes=1536 * 1024 * 1024)
     try:
-        assert healthy.verify_pdf_sync(pki.sign(pki.form_pdf())).ok
+        assert verifier_ok(healthy.verify_pdf_sync(pki.sign(pki.form_pdf())))
     finally:
         healthy.close()
 
@@ -126,11 +127,11 @@ def test_child_ignores_a_group_stop_signal_and_is_not_blamed_on_the_form(
         pki: PkiFixture, isolated: IsolatedVerifier) -> None:
     """Ctrl-C or systemd signal the whole group: the parent decides when to stop."""
     form = pki.sign(pki.form_pdf())
-    assert isolated.verify_pdf_sync(form).ok
+    assert verifier_ok(isolated.verify_pdf_sync(form))
     [child] = isolated._idle
     os.kill(child.process.pid, signal.SIGTERM)
     os.kill(child.process.pid, signal.SIGINT)
-    assert isolated.verify_pdf_sync(form).ok  # the same child, still serving
+    assert verifier_ok(isolated.verify_pdf_sync(form))  # the same child, still serving
     assert isolated.children_started == 1
 
 
@@ -138,7 +139,7 @@ def test_child_stopped_from_outside_mid_call_is_a_crash_to_retry(
         pki: PkiFixture, isolated: IsolatedVerifier) -> None:
     """A child that dies of SIGHUP says nothing about the form: no FORM-UNREADABLE."""
     form = pki.sign(pki.form_pdf())
-    assert isolated.verify_pdf_sync(form).ok
+    assert verifier_ok(isolated.verify_pdf_sync(form))
     [child] = isolated._idle
     # Paused, with a hang-up pending that strikes as soon as it resumes.
     os.kill(child.process.pid, signal.SIGSTOP)
@@ -157,5 +158,5 @@ def test_child_stopped_from_outside_mid_call_is_a_crash_to_retry(
             isolated.verify_pdf_sync(form)
     finally:
         resume.join()
-    assert isolated.verify_pdf_sync(form).ok  # a fresh child takes over
+    assert verifier_ok(isolated.verify_pdf_sync(form))  # a fresh child takes over
     assert isolated.children_started == 2

@@ -58,6 +58,11 @@ FULL_CONTEXT: dict[str, Any] = {
     "expires_at": "2026-03-17 09:26 UTC",
     "warning_other_person": True,
     "request_hint": "Reply with NEW LINK in the subject.",
+    "serial": "5F3A9C0E11",
+    "certificate_subject": "CN=ergli-connector.example.lv,O=SIA Ērgļu Māja",
+    "not_after": "2026-04-13",
+    "days_left": 30,
+    "form_name": "EA-2026-000042-renewal.pdf",
     "sections": [
         ("Open questions", [("Q-2026-000001", "jautājums par API")]),
         ("Waiting for review", ["EA-2026-000042 Ēriks Ķēniņš"]),

@@ -30,6 +30,7 @@ from signing.status import SignedFile, UnreadableInput
 from signing.testing.pki import QUALIFIED_PERSONAL_CODE
 from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
+from tests.judged import verifier_codes, verifier_ok
 
 
 def enveloping(pki: PkiFixture, content: bytes, signer: str = "qualified", *,
@@ -136,7 +137,7 @@ def test_good_der_p7m_is_judged_like_a_signed_pdf(pki: PkiFixture, form: bytes,
     signed = judge(pki, p7m)
     assert signed.container == "p7m"
     assert signed.content == form and signed.content_type == "pdf"
-    assert signed.verdict.codes == () and signed.verdict.ok
+    assert verifier_codes(signed.verdict) == () and verifier_ok(signed.verdict)
     (level,) = signed.levels
     assert level.depth == 1 and level.encoding == "der" and level.content_type == "data"
     (status,) = level.verdict.signatures
@@ -165,7 +166,7 @@ def test_base64_and_pem_p7m_are_read(pki: PkiFixture, form: bytes) -> None:
     ):
         signed = judge(pki, encoded)
         assert signed.levels[0].encoding == encoding
-        assert signed.verdict.codes == ()
+        assert verifier_codes(signed.verdict) == ()
         assert signed.content == form
 
 
@@ -176,7 +177,7 @@ def test_same_codes_as_the_detached_p7s_judgement(pki: PkiFixture, form: bytes) 
         p7s = detached_signature(form, pki.signer(signer), pki.timestamper if timestamp else None)
         detached = verifier.verify_detached_sync(form, p7s)
         enveloped = verifier.verify_signed_file_sync(p7m).verdict
-        assert enveloped.codes == detached.codes, signer
+        assert verifier_codes(enveloped) == verifier_codes(detached), signer
 
 
 # -- verdicts ----------------------------------------------------------------------------
@@ -184,7 +185,7 @@ def test_same_codes_as_the_detached_p7s_judgement(pki: PkiFixture, form: bytes) 
 
 def test_altered_econtent_is_an_invalid_signature(pki: PkiFixture, form: bytes) -> None:
     signed = judge(pki, altered(enveloping(pki, form), form))
-    assert "SIG-INVALID" in signed.verdict.codes
+    assert "SIG-INVALID" in verifier_codes(signed.verdict)
     (status,) = signed.levels[0].verdict.signatures
     assert not status.intact
     assert "does not match the signature's digest" in " ".join(status.notes)
@@ -193,21 +194,21 @@ def test_altered_econtent_is_an_invalid_signature(pki: PkiFixture, form: bytes) 
 def test_signature_without_timestamp_has_no_timestamp(pki: PkiFixture, form: bytes) -> None:
     # The fact; TS-MISSING is the rules' (tests/test_qualification_rules.py).
     signed = judge(pki, enveloping(pki, form, timestamp=False))
-    assert signed.verdict.codes == ()
+    assert verifier_codes(signed.verdict) == ()
     assert not signed.levels[0].verdict.signatures[0].timestamp_present
 
 
 def test_non_qualified_and_untrusted_signers(pki: PkiFixture, form: bytes) -> None:
     nonqualified = judge(pki, enveloping(pki, form, "nonqualified")).verdict
-    assert nonqualified.codes == ()
+    assert verifier_codes(nonqualified) == ()
     (sig,) = nonqualified.signatures
     assert sig.trusted and sig.qualification is not None and not sig.qualification.qualified
     untrusted = judge(pki, enveloping(pki, form, "untrusted"))
-    assert untrusted.verdict.codes == ("SIG-UNTRUSTED",)
+    assert verifier_codes(untrusted.verdict) == ("SIG-UNTRUSTED",)
 
 
 def test_revoked_signer_is_revoked(pki: PkiFixture, form: bytes) -> None:
-    assert "SIG-CERT-REVOKED" in judge(pki, enveloping(pki, form, "revoked")).verdict.codes
+    assert "SIG-CERT-REVOKED" in verifier_codes(judge(pki, enveloping(pki, form, "revoked")).verdict)
 
 
 def test_nested_p7m_judges_every_level(pki: PkiFixture, form: bytes) -> None:
@@ -216,8 +217,8 @@ def test_nested_p7m_judges_every_level(pki: PkiFixture, form: bytes) -> None:
     signed = judge(pki, base64.encodebytes(outer))
     assert [level.depth for level in signed.levels] == [1, 2]
     assert [level.encoding for level in signed.levels] == ["base64", "der"]
-    assert signed.levels[0].verdict.codes == ()
-    assert signed.levels[1].verdict.codes == ()
+    assert verifier_codes(signed.levels[0].verdict) == ()
+    assert verifier_codes(signed.levels[1].verdict) == ()
     qualified = [(s.qualification is not None and s.qualification.qualified)
                  for s in signed.verdict.signatures]
     assert qualified == [False, True]  # the inner (nonqualified) signer first
@@ -231,8 +232,8 @@ def test_nested_p7m_judges_every_level(pki: PkiFixture, form: bytes) -> None:
 def test_altered_inner_level_is_caught_at_its_level(pki: PkiFixture, form: bytes) -> None:
     inner = altered(enveloping(pki, form), form)
     signed = judge(pki, enveloping(pki, inner, "qualified-2"))
-    assert signed.levels[0].verdict.codes == ()
-    assert signed.levels[1].verdict.codes == ("SIG-INVALID",)
+    assert verifier_codes(signed.levels[0].verdict) == ()
+    assert verifier_codes(signed.levels[1].verdict) == ("SIG-INVALID",)
 
 
 def test_nesting_is_bounded(pki: PkiFixture, form: bytes) -> None:
@@ -261,7 +262,7 @@ def test_tsd_dates_a_p7m_without_its_own_timestamp(pki: PkiFixture, form: bytes,
     assert parsed.content == p7m and parsed.file_name == "modulo.pdf.p7m"
     signed = judge(pki, data)
     assert signed.container == "tsd" and signed.file_name == "modulo.pdf.p7m"
-    assert signed.verdict.codes == ()
+    assert verifier_codes(signed.verdict) == ()
     (stamp,) = signed.timestamps
     assert stamp.source == "tsd" and stamp.imprint_matches and stamp.valid and stamp.trusted
     assert stamp.qualification is not None and stamp.qualification.qualified
@@ -282,12 +283,12 @@ def test_tsd_dates_a_p7m_without_its_own_timestamp(pki: PkiFixture, form: bytes,
 
 def test_tsd_with_hash_protected_metadata(pki: PkiFixture, form: bytes) -> None:
     data = tsd_file(pki, enveloping(pki, form, timestamp=False), hash_protected=True)
-    assert judge(pki, data).verdict.codes == ()
+    assert verifier_codes(judge(pki, data).verdict) == ()
     # The file name is protected: renaming it breaks the imprint.
     renamed = data.replace(b"modulo.pdf.p7m", b"modulo.pdf.p7x", 1)
     signed = judge(pki, renamed)
     assert not signed.timestamps[0].imprint_matches
-    assert "TS-INVALID" in signed.verdict.codes
+    assert "TS-INVALID" in verifier_codes(signed.verdict)
 
 
 def test_tsd_over_other_content_is_ts_invalid(pki: PkiFixture, form: bytes) -> None:
@@ -296,25 +297,25 @@ def test_tsd_over_other_content_is_ts_invalid(pki: PkiFixture, form: bytes) -> N
     swapped = good.replace(p7m, altered(p7m, form))  # the content changed after stamping
     assert len(swapped) == len(good) and swapped != good
     signed = judge(pki, swapped)
-    assert signed.timestamps[0].codes == ("TS-INVALID",)
+    assert verifier_codes(signed.timestamps[0]) == ("TS-INVALID",)
     assert not signed.timestamps[0].imprint_matches
     # It dated the signer, whose own signature is broken too.
-    assert signed.levels[0].verdict.codes == ("SIG-INVALID", "TS-INVALID")
+    assert verifier_codes(signed.levels[0].verdict) == ("SIG-INVALID", "TS-INVALID")
 
 
 def test_tsd_from_untrusted_tsa_is_ts_untrusted(pki: PkiFixture, form: bytes) -> None:
     data = tsd_file(pki, enveloping(pki, form, timestamp=False),
                     timestamper=pki.untrusted_timestamper)
     signed = judge(pki, data)
-    assert "TS-UNTRUSTED" in signed.timestamps[0].codes
-    assert "TS-UNTRUSTED" in signed.verdict.codes
+    assert "TS-UNTRUSTED" in verifier_codes(signed.timestamps[0])
+    assert "TS-UNTRUSTED" in verifier_codes(signed.verdict)
 
 
 def test_tsd_around_a_bare_pdf_has_no_enveloping_signature(pki: PkiFixture, form: bytes) -> None:
     signed = judge(pki, tsd_file(pki, form, file_name="modulo.pdf"))
     assert signed.levels == () and signed.content == form and signed.content_type == "pdf"
     assert signed.timestamps[0].valid
-    assert signed.verdict.codes == ("SIG-MISSING",)
+    assert verifier_codes(signed.verdict) == ("SIG-MISSING",)
 
 
 def test_tsd_without_embedded_content_is_unreadable(pki: PkiFixture) -> None:
@@ -335,7 +336,7 @@ def test_m7m_bundle_is_read_and_paired(pki: PkiFixture, form: bytes, tmp_path: P
     assert sniff(bundle) == "m7m"
     signed = judge(pki, bundle)
     assert signed.container == "m7m"
-    assert signed.verdict.codes == ()
+    assert verifier_codes(signed.verdict) == ()
     assert signed.timestamps[0].source == "m7m" and signed.timestamps[0].valid
     assert signed.content == form
     (tmp_path / "x.tsr").write_bytes(tsr)
@@ -349,19 +350,19 @@ def test_m7m_bundle_is_read_and_paired(pki: PkiFixture, form: bytes, tmp_path: P
 def test_detached_tsr_is_paired_with_its_p7m(pki: PkiFixture, form: bytes) -> None:
     p7m = enveloping(pki, form, timestamp=False)
     alone = judge(pki, p7m).verdict
-    assert alone.codes == () and not alone.signatures[0].timestamp_present
+    assert verifier_codes(alone) == () and not alone.signatures[0].timestamp_present
     paired = judge(pki, p7m, timestamp=tsr_over(pki, p7m))
-    assert paired.verdict.codes == ()
+    assert verifier_codes(paired.verdict) == ()
     # The .tsr dates the signer that has no signature time-stamp of its own.
     assert paired.verdict.signatures[0].timestamp_present
     assert paired.timestamps[0].source == "tsr"
     # A bare token (not a TimeStampResp) is accepted too.
-    assert judge(pki, p7m, timestamp=token_over(pki, p7m).dump()).verdict.codes == ()
+    assert verifier_codes(judge(pki, p7m, timestamp=token_over(pki, p7m).dump()).verdict) == ()
     # A .tsr over other bytes does not date this file.
     wrong = judge(pki, p7m, timestamp=tsr_over(pki, form))
-    assert "TS-INVALID" in wrong.verdict.codes
+    assert "TS-INVALID" in verifier_codes(wrong.verdict)
     garbage = judge(pki, p7m, timestamp=b"not a time-stamp")
-    assert "TS-INVALID" in garbage.verdict.codes
+    assert "TS-INVALID" in verifier_codes(garbage.verdict)
 
 
 def test_signature_timestamp_wins_over_the_file_timestamp(pki: PkiFixture, form: bytes) -> None:
@@ -369,8 +370,8 @@ def test_signature_timestamp_wins_over_the_file_timestamp(pki: PkiFixture, form:
     signed = judge(pki, p7m, timestamp=tsr_over(pki, p7m, pki.untrusted_timestamper))
     (status,) = signed.levels[0].verdict.signatures
     assert status.timestamp_trusted  # its own token, not the file's
-    assert signed.levels[0].verdict.codes == ()
-    assert signed.timestamps[0].codes == ("TS-UNTRUSTED",)  # still reported
+    assert verifier_codes(signed.levels[0].verdict) == ()
+    assert verifier_codes(signed.timestamps[0]) == ("TS-UNTRUSTED",)  # still reported
 
 
 def test_isolated_verifier_returns_the_same_facts(pki: PkiFixture, form: bytes) -> None:
@@ -380,7 +381,7 @@ def test_isolated_verifier_returns_the_same_facts(pki: PkiFixture, form: bytes) 
         signed = verifier.verify_signed_file_sync(tsd_file(pki, p7m))
     finally:
         verifier.close()
-    assert signed.verdict.codes == ()
+    assert verifier_codes(signed.verdict) == ()
     assert signed.content == form and signed.timestamps[0].valid
 
 
@@ -414,12 +415,12 @@ def test_openssl_streamed_ber_p7m_is_read(pki: PkiFixture, form: bytes, tmp_path
     assert data[1:2] == b"\x80"  # indefinite length: BER, not DER
     signed = judge(pki, data)
     assert signed.content == form and signed.content_type == "pdf"
-    assert signed.verdict.codes == ()
+    assert verifier_codes(signed.verdict) == ()
     status = signed.verdict.signatures[0]
     assert status.intact and status.valid and status.trusted
     assert not status.timestamp_present  # the rules' TS-MISSING
     altered_ber = altered(data, form[:512])
-    assert "SIG-INVALID" in judge(pki, altered_ber).verdict.codes
+    assert "SIG-INVALID" in verifier_codes(judge(pki, altered_ber).verdict)
 
 
 def test_countersignature_is_noted_not_judged(pki: PkiFixture, form: bytes) -> None:
@@ -432,5 +433,5 @@ def test_countersignature_is_noted_not_judged(pki: PkiFixture, form: bytes) -> N
     unsigned.append(cms.CMSAttribute({"type": "counter_signature", "values": [counter]}))
     signer_info["unsigned_attrs"] = cms.CMSAttributes(unsigned)
     signed = judge(pki, info.dump(force=True))
-    assert signed.verdict.codes == ()  # the signer's own signature still holds
+    assert verifier_codes(signed.verdict) == ()  # the signer's own signature still holds
     assert any("countersignature" in note for note in signed.verdict.notes)

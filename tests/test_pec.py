@@ -26,6 +26,7 @@ from intake.mime.pec import (
 )
 from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
+from tests.judged import verifier_codes
 
 APPLICANT = "protocollo@pec.comune.example.it"
 PASTS = "pasts@pec.agenzia.example.it"
@@ -86,14 +87,14 @@ def test_tampered_envelope_breaks_the_provider_signature(pki: PkiFixture, inner:
     pec = _checked(pki, pec_envelope(inner, provider_signer=pki.signer("nonqualified"),
                                      to=PASTS, tamper=True))
     assert pec.transport_signature is not None
-    assert "SIG-INVALID" in pec.transport_signature.codes
+    assert "SIG-INVALID" in verifier_codes(pec.transport_signature)
     assert not pec.transport_signature.signatures[0].intact
 
 
 def test_forged_provider_is_untrusted(pki: PkiFixture, inner: bytes) -> None:
     pec = _checked(pki, pec_envelope(inner, provider_signer=pki.signer("untrusted"), to=PASTS))
     assert pec.transport_signature is not None
-    assert "SIG-UNTRUSTED" in pec.transport_signature.codes
+    assert "SIG-UNTRUSTED" in verifier_codes(pec.transport_signature)
 
 
 def test_applicant_signed_inner_mail_keeps_its_own_signature(pki: PkiFixture) -> None:
@@ -106,7 +107,7 @@ def test_applicant_signed_inner_mail_keeps_its_own_signature(pki: PkiFixture) ->
     mail = parse_message(pec.inner)
     assert mail.smime is not None
     verdict = InProcessVerifier(pki.settings()).verify_detached_sync(*mail.smime, kind="smime")
-    assert verdict.codes == ()
+    assert verifier_codes(verdict) == ()
     assert verdict.signer is not None and verdict.signer.common_name == "Anna Ozola"
 
 

@@ -27,6 +27,7 @@ from signing.qc import QC_STATEMENTS_OID, qc_info
 from signing.status import FormVerdict
 from signing.trust.qualification import Qualification, TimestampQualification, from_qc_statements
 from tests.fixtures.trustlist import TrustPki, _qc_statements, build_lists
+from tests.judged import verifier_codes
 from tests.test_rules import EA, JUDGED_AT, QTST, QUALIFIED, SP, good, signature, verdict
 
 SIGNING = SigningConfig()
@@ -122,8 +123,8 @@ def test_sig_too_old_is_judged_from_a_valid_time_stamp_at_the_judgement_time() -
     assert judge(case).codes == ("SIG-TOO-OLD",)
     assert judge(replace(case, judged_at=JUDGED_AT - timedelta(days=2))).codes == ()
     assert judge(replace(case, judged_at=None)).codes == ()  # no "now": not judged
-    broken_ts = replace(old, timestamp_valid=False, codes=("TS-INVALID",))
-    case = good(verdict=FormVerdict(signatures=(broken_ts,), codes=("TS-INVALID",), signer=None))
+    broken_ts = replace(old, timestamp_valid=False, timestamp_trusted=False)
+    case = good(verdict=FormVerdict(signatures=(broken_ts,), signer=None))
     assert judge(case).codes == ("TS-INVALID",)  # an invalid token proves no time
 
 
@@ -172,6 +173,20 @@ def test_qc_compliance_without_a_qc_type_reads_as_e_signature() -> None:
     assert not from_qc_statements(plain, "trust-roots").qualified
 
 
+def test_a_certificate_listing_several_qc_types_is_read_not_refused() -> None:
+    # pyHanko's own assessor raises NotImplementedError on more than one QcType;
+    # our reader of the same ASN.1 keeps every type and stays total.
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.sign.ades.qualified_asn1 import QcCertificateType, QcStatements
+
+    two = QcStatements([{"statement_id": "qc_compliance"},
+                        {"statement_id": "qc_type",
+                         "statement_info": QcCertificateType(["qct_eseal", "qct_web"])}]).dump()
+    info = qc_info(asn1_x509.Certificate.load(_cert(two)))
+    assert info.compliance and not info.esign and not info.garbled
+    assert info.types == ("0.4.0.1862.1.6.2", "0.4.0.1862.1.6.3")
+
+
 def test_the_scheduled_refresh_runs_when_due(tmp_path: Path) -> None:
     lists = build_lists(TrustPki.create(), tmp_path / "lists")
     data = {"trust": {"lotl": str(lists.lotl_path), "lotl_signers": [str(lists.lotl_signer_pem)],
@@ -215,7 +230,7 @@ def test_the_validation_report_can_be_switched_off(tmp_path: Path) -> None:
         verifier = InProcessVerifier(VerifierSettings(trust_roots=pki.trust_roots, allow_fetching=False,
                                              validation_report=wanted))
         (sig,) = verifier.verify_pdf_sync(signed).signatures
-        assert sig.codes == ()
+        assert verifier_codes(sig) == ()
         assert (sig.report_xml is not None) is wanted
     config = parse_config({"signing": {"validation_report": False}}, tmp_path / "config.toml")
     assert config.signing.validation_report is False

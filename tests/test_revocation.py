@@ -27,6 +27,7 @@ from signing.trust.fetching import CACHE, RevocationCache
 from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
 from tests.fixtures.revocation import BlackHole, Chain, CountingServer, issue_chain
+from tests.judged import verifier_codes
 from tests.shared import CORPUS
 
 
@@ -60,7 +61,7 @@ def test_untrusted_certificate_makes_no_request(pki: PkiFixture, with_chain: boo
         pdf = signed_by(pki, chain, with_chain=with_chain)
         for mode in ("soft-fail", "hard-fail"):
             verdict, seconds = verify(pki, pdf, revocation=mode)
-            assert verdict.codes == ("SIG-UNTRUSTED",), verdict.signatures[0].notes
+            assert verifier_codes(verdict) == ("SIG-UNTRUSTED",), verdict.signatures[0].notes
             assert seconds < 2
         # Neither OCSP, nor the CRL, nor the issuer's certificate (AIA) was asked for.
         assert server.total == 0, server.requests
@@ -73,7 +74,7 @@ def test_black_hole_responder_is_revocation_unknown_within_the_timeout(
         pdf = signed_by(pki, issue_chain(pki.pki, ocsp_url=f"{hole.url}/ocsp"))
         verdict, seconds = verify(pki, pdf, revocation="hard-fail", fetch_timeout_seconds=1.0)
         assert hole.connections >= 1
-    assert verdict.codes == ("SIG-REVOCATION-UNKNOWN",), verdict.signatures[0].notes
+    assert verifier_codes(verdict) == ("SIG-REVOCATION-UNKNOWN",), verdict.signatures[0].notes
     assert seconds < 3
     notes = " ".join(verdict.signatures[0].notes)
     assert "no answer within 1 s" in notes
@@ -83,7 +84,7 @@ def test_black_hole_responder_under_soft_fail_is_accepted_with_a_note(pki: PkiFi
     with BlackHole() as hole:
         pdf = signed_by(pki, issue_chain(pki.pki, ocsp_url=f"{hole.url}/ocsp"))
         verdict, seconds = verify(pki, pdf, revocation="soft-fail", fetch_timeout_seconds=1.0)
-    assert verdict.codes == ()
+    assert verifier_codes(verdict) == ()
     assert seconds < 3
     assert any("soft-fail" in note for note in verdict.signatures[0].notes)
 
@@ -99,7 +100,7 @@ def test_several_black_hole_signatures_stay_within_the_budget(pki: PkiFixture) -
                                   fetch_budget_seconds=2.0)
     assert len(verdict.signatures) == signatures
     for status in verdict.signatures:
-        assert status.codes == ("SIG-REVOCATION-UNKNOWN",), status.notes
+        assert verifier_codes(status) == ("SIG-REVOCATION-UNKNOWN",), status.notes
     # 1.5 s per signature would be six; the budget holds the document to two.
     assert seconds < 4.5
     assert any("budget" in note for status in verdict.signatures for note in status.notes)
@@ -115,7 +116,7 @@ def test_two_messages_of_one_signer_cost_the_responder_one_request(pki: PkiFixtu
         first, second = signed_by(pki, chain), signed_by(pki, chain)
         for pdf in (first, second):
             verdict, _ = verify(pki, pdf, revocation="hard-fail")
-            assert verdict.codes == (), verdict.signatures[0].notes
+            assert verifier_codes(verdict) == (), verdict.signatures[0].notes
         assert server.requests["/ocsp"] == 1, server.requests
 
 
@@ -128,7 +129,7 @@ def test_the_daemon_s_verification_process_keeps_the_cache(pki: PkiFixture) -> N
         verifier = IsolatedVerifier(pki.settings(revocation="hard-fail"))
         try:
             for pdf in (first, second):
-                assert verifier.verify_pdf_sync(pdf).codes == ()
+                assert verifier_codes(verifier.verify_pdf_sync(pdf)) == ()
         finally:
             verifier.close()
         # The mailbox thread's calls go to the same child, which remembers the answer.
@@ -159,7 +160,7 @@ def test_ocsp_response_must_be_produced_after_the_time_stamp(
     assert stamped is not None
     pdf = with_embedded_ocsp(pdf, chain.ocsp_response(produced_at=stamped + offset))
     verdict, _ = verify(pki, pdf, revocation="hard-fail")
-    assert verdict.codes == expected, verdict.signatures[0].notes
+    assert verifier_codes(verdict) == expected, verdict.signatures[0].notes
     if expected:
         assert any("before the signature time-stamp" in n for n in verdict.signatures[0].notes)
 

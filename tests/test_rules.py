@@ -68,23 +68,26 @@ def signature(*codes: str, notes: tuple[str, ...] = ()) -> SignatureStatus:
     stamped = datetime(2025, 1, 5, tzinfo=UTC) if "SIG-TOO-OLD" in codes else \
         datetime(2026, 1, 5, tzinfo=UTC)
     given = tuple(sorted(set(codes) - POLICY_CODES))
+    chain = {"SIG-CERT-REVOKED": "revoked", "SIG-CERT-EXPIRED": "expired",
+             "SIG-REVOCATION-UNKNOWN": "revocation-unknown", "SIG-UNTRUSTED": "untrusted"}
+    problems = [chain[code] for code in codes if code in chain]
     return SignatureStatus(
         field_name="Signature1", kind="pades", intact="SIG-INVALID" not in codes,
         valid="SIG-INVALID" not in codes, trusted=not codes, signer=None,
         signing_time=datetime(2026, 1, 5, tzinfo=UTC), timestamp_present="TS-MISSING" not in codes,
-        timestamp_valid=True, timestamp_trusted=True,
+        timestamp_valid="TS-INVALID" not in codes, timestamp_trusted="TS-UNTRUSTED" not in codes,
         timestamp_time=stamped, modified_after="SIG-MODIFIED" in codes,
-        covered_bytes=1000, codes=given, notes=notes or tuple(f"{c}!" for c in given),
+        covered_bytes=1000, notes=notes or tuple(f"{c}!" for c in given),
         qualification=NOT_QUALIFIED if "SIG-NOT-QUALIFIED" in codes else QUALIFIED,
         timestamp_qualification=NO_QTST if "TS-NOT-QUALIFIED" in codes else QTST,
+        chain_problem=problems[0] if problems else None,
     )
 
 
 def verdict(*codes: str) -> FormVerdict:
     if codes == ("SIG-MISSING",):
-        return FormVerdict(signatures=(), codes=codes, signer=None)
-    return FormVerdict(signatures=(signature(*codes),),
-                       codes=tuple(sorted(set(codes) - POLICY_CODES)), signer=None)
+        return FormVerdict(signatures=(), signer=None)
+    return FormVerdict(signatures=(signature(*codes),), signer=None)
 
 
 def csr_report(*codes: str) -> CsrReport:
@@ -208,7 +211,7 @@ def test_a_good_case_has_no_findings_in_every_workflow(workflow: WorkflowConfig)
 def test_verdict_findings_carry_the_signature_notes() -> None:
     case = good(verdict=FormVerdict(
         signatures=(signature("SIG-CERT-REVOKED", notes=("revoked on 2026-01-01",)),),
-        codes=("SIG-CERT-REVOKED",), signer=None))
+        signer=None))
     [finding] = judge(case).findings
     assert finding == Finding("SIG-CERT-REVOKED", "revoked on 2026-01-01")
 
@@ -367,7 +370,7 @@ def _stamped(days_ago: int) -> Case:
     """A good e-address case whose one signature was time-stamped ``days_ago`` days ago."""
     now = datetime(2026, 11, 22, tzinfo=UTC)
     sig = replace(signature(), timestamp_time=now - timedelta(days=days_ago))
-    return good(verdict=FormVerdict(signatures=(sig,), codes=(), signer=None), judged_at=now)
+    return good(verdict=FormVerdict(signatures=(sig,), signer=None), judged_at=now)
 
 
 def test_workflow_max_age_days_judges_sig_too_old_itself() -> None:

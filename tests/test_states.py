@@ -75,8 +75,12 @@ def test_every_route_is_declared_once_in_order() -> None:
     ("incomplete", f"Re: [{REF}] corrected", APPLICANT, True, None, Route.RESUBMISSION),
     ("awaiting-verification", f"Re: [{REF}] NEW LINK", APPLICANT, False, None, Route.NEW_LINK),
     ("in-review", f"Re: [{REF}] any news?", APPLICANT, False, None, Route.STATUS),
-    # A form on a reference in review is not a resubmission: the status is the answer.
-    ("approved", f"Re: [{REF}] again", APPLICANT, True, None, Route.STATUS),
+    # A form on an approved reference renews it (the answer to an expiry notice):
+    # a new application in the same thread.
+    ("approved", f"Re: [{REF}] again", APPLICANT, True, None, Route.RENEWAL),
+    ("active", f"Re: [{REF}] renewal", APPLICANT, True, None, Route.RENEWAL),
+    # A form on a rejected reference is neither: the status is the answer.
+    ("rejected", f"Re: [{REF}] again", APPLICANT, True, None, Route.STATUS),
     ("in-review", f"Re: [{REF}] any news?", "other@example.org", False, None,
      Route.STATUS_UNKNOWN),
     ("in-review", "Re: [EAP-2026-999999] probing", APPLICANT, False, None, Route.STATUS_UNKNOWN),

@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 from intake.config import default_workflows
-from intake.demo.samples import application_mail, filled_form, make_csr
+from intake.demo.samples import application_mail, enveloping_signature, filled_form, make_csr
 from signing.testing.pdfs import sign_pdf
 from tests.daemon_env import EA, GOOD, TO, Deployment, make_deployment, message_id_of
 from tests.fixtures.dovecot import DovecotServer, ImapAccount
@@ -53,6 +53,8 @@ class Mail:
     tsa: str = "qtst"
     #: The form: e-address (EA) or a service card (SP).
     service_card: bool = False
+    #: Signed the Italian way: an enveloping ``modulo.pdf.p7m`` around the unsigned PDF.
+    p7m: bool = False
 
 
 MAILS: dict[str, Mail] = {
@@ -62,11 +64,21 @@ MAILS: dict[str, Mail] = {
     "eseal-ea": Mail("tl-eseal"),
     "eseal-card": Mail("tl-eseal", service_card=True),
     "plain-tsa": Mail("tl-qualified", tsa="tl-plain-tsa"),
+    # Issue 11: a .p7m's signer and TSA are judged by the same lists and rules.
+    "p7m-qualified": Mail("tl-qualified", p7m=True),
+    "p7m-no-qscd": Mail("tl-noqscd", p7m=True),
+    "p7m-plain-tsa": Mail("tl-qualified", tsa="tl-plain-tsa", p7m=True),
 }
 
 
 def build(trust: TrustPki, name: str, mail: Mail) -> bytes:
     sender = f"{name}@applicant.example"
+    if mail.p7m:
+        signed = enveloping_signature(filled_form(EA, GOOD), trust.signer(mail.signer),
+                                      trust.timestamper(mail.tsa))
+        return application_mail(sender=sender, to=TO, subject="Pieteikums e-adresei",
+                                attachments=[("modulo.pdf.p7m", "application/pkcs7-mime", signed)],
+                                csr=make_csr(GOOD["csr_common_name"], GOOD["org_name"]))
     if mail.service_card:
         form = sign_pdf(filled_form(SP, SERVICE), trust.signer(mail.signer),
                         timestamper=trust.timestamper(mail.tsa))
@@ -186,6 +198,18 @@ def test_a_tsa_that_is_no_qtst_gives_ts_not_qualified(judged: Judged) -> None:
     assert "qualified time-stamping service on the EU trusted lists" in " ".join(body.split())
 
 
+
+
+def test_a_p7m_is_judged_by_the_trusted_lists_like_a_signed_pdf(judged: Judged) -> None:
+    assert judged.codes("p7m-qualified") == []
+    assert judged.reply("p7m-qualified")["X-Pasts-Status"] == "awaiting-verification"
+    assert judged.codes("p7m-no-qscd") == ["SIG-NOT-QUALIFIED"]
+    assert judged.codes("p7m-plain-tsa") == ["TS-NOT-QUALIFIED"]
+    code, shown = judged.deployment.cli(
+        "show", str(judged.reply("p7m-qualified")["X-Pasts-Reference"]))
+    assert code == 0
+    assert "qualification: qualified (esign, QSCD) by LV: Test QTSP Qualified CA" in shown
+    assert "time-stamp: qualified (LV: Test QTST)" in shown
 
 
 def test_show_writes_the_stored_validation_report(judged: Judged, tmp_path: Path) -> None:

@@ -11,8 +11,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -236,6 +240,35 @@ def test_a_configuration_error_while_processing_stops_and_does_not_count_against
     [reply] = deployment.replies()
     assert reply["X-Pasts-Status"] == "awaiting-verification", text_of(reply)
     assert [status for status, _ in ledger_rows(deployment)] == ["processed"]
+
+
+def test_the_daemon_stops_on_a_configuration_error_while_processing(
+        deployment: Deployment, pki: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`pasts run` meets the operator's mistake in a mailbox thread: it stops naming the
+    key (exit 2) rather than reconnecting for ever, and the mail waits, uncounted."""
+    deployment.deliver(good_mail(pki))
+
+    def misconfigured(*args: Any) -> Any:
+        raise ConfigurationError("no such trust root file", key="signing.trust_roots")
+
+    monkeypatch.setattr(Intake, "decide", misconfigured)
+    # The guard: a daemon that went on retrying is stopped by SIGTERM (and exits 0).
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    guard = threading.Timer(30, os.kill, (os.getpid(), signal.SIGTERM))
+    guard.start()
+    started = time.monotonic()
+    try:
+        code, _out = deployment.cli("run")
+    finally:
+        guard.cancel()
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    assert code == 2
+    assert "signing.trust_roots" in capsys.readouterr().err
+    assert time.monotonic() - started < 30
+    assert ledger_rows(deployment) == [("received", 0)]
+    assert deployment.replies() == [] and len(deployment.inbox()) == 1
 
 
 def test_bad_input_no_retry_mends_is_kept_for_staff_at_once(

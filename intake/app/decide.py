@@ -10,6 +10,7 @@ case in :meth:`Decider.decide`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from intake.app.backscatter import answers_anchored, echo_subject, junk_reason
 from intake.app.links import Verification
 from intake.app.outcome import Outcome
+from intake.app.receipts import record_receipt
 from intake.app.replies import (
     BRACKETED_RE,
     STATUS_RE,
@@ -30,7 +32,7 @@ from intake.app.replies import (
     next_reference,
     transition,
 )
-from intake.app.states import RESUBMITTABLE
+from intake.app.states import RESTRICTABLE, RESUBMITTABLE
 from intake.app.steering import Steering, apply_proposal, proposal
 from intake.config import Config, MailboxConfig
 from intake.mime.types import ParsedMail
@@ -38,6 +40,8 @@ from intake.pipeline import Pipeline, Submission
 from intake.store.models import Application, Outbox, ReceivedMessage, Transition
 from rules import Finding
 from rules.workflow import WorkflowConfig
+
+log = logging.getLogger(__name__)
 
 #: Used for a reference when no workflow fits at all.
 FALLBACK_PREFIX = "GEN"
@@ -49,6 +53,7 @@ class Route(StrEnum):
     NOT_ANSWERED = "not-answered"
     STATUS_QUERY = "status-query"
     RESUBMISSION = "resubmission"
+    RENEWAL = "renewal"
     NEW_LINK = "new-link"
     STATUS = "status"
     STATUS_UNKNOWN = "status-unknown"
@@ -67,6 +72,9 @@ ROUTES: tuple[tuple[Route, str, str], ...] = (
     (Route.RESUBMISSION, "its application, from its address, with a form, a CSR or an oversized "
      "part, in a RESUBMITTABLE state",
      "judged again on the same reference (changes from an unauthenticated sender are held)"),
+    (Route.RENEWAL, "its application, from its address, with a form, approved or active "
+     "(the answer to a certificate expiry notice)",
+     "judged as a new application in the same thread, noted as renewing the old reference"),
     (Route.NEW_LINK, "its application, from its address, NEW LINK in the subject, awaiting "
      "verification or expired", "a new e-mail link, within verification.max_links_per_day"),
     (Route.STATUS, "its application, from its address, otherwise", "the status"),
@@ -121,6 +129,8 @@ class Decider:
                 submits = mail.carries_form or mail.csr is not None or mail.oversized
                 if submits and app.state in RESUBMITTABLE:
                     return Routed(Route.RESUBMISSION, app)
+                if mail.carries_form and app.state in RESTRICTABLE:
+                    return Routed(Route.RENEWAL, app)
                 if self.verification.wants_new_link(mail, app):
                     return Routed(Route.NEW_LINK, app)
                 return Routed(Route.STATUS, app)
@@ -144,6 +154,11 @@ class Decider:
                 if mail.pec_receipt is not None:
                     kind, about = mail.pec_receipt
                     summary = f"PEC receipt {kind} for {about or '(no X-Riferimento-Message-ID)'}"
+                    signed = mail.pec.signed if mail.pec is not None else None
+                    reply = record_receipt(s, mail, pipeline.transport_signature(signed))
+                    if reply is not None:
+                        summary += f" (recorded on the reply: {reply.pec_status})"
+                        app = app or reply.application
                 if app is not None:
                     link_mail(s, app, mail.message_id, "in", summary)
                 return Outcome("ignored", f"not answered: {reason}", app.id if app else None)
@@ -152,6 +167,9 @@ class Decider:
                 return self.status_query(s, row, mail, routed.reference)
             case Route.RESUBMISSION:
                 return self.judge(s, pipeline, mailbox, row, mail, app=app)
+            case Route.RENEWAL:
+                assert app is not None
+                return self.renewal(s, pipeline, mailbox, row, mail, app)
             case Route.NEW_LINK:
                 assert app is not None
                 return self.verification.resend(s, row, mail, app)
@@ -260,6 +278,17 @@ class Decider:
             return Outcome("processed", f"{reason}: no reply can be written to "
                            f"{mail.reply_address[:320]!r}, no application made")
         return Outcome("processed", f"{reason}: FORM-MISSING notice, no application made")
+
+    def renewal(self, s: Session, pipeline: Pipeline, mailbox: MailboxConfig,
+                row: ReceivedMessage, mail: ParsedMail, old: Application) -> Outcome:
+        """A new application answering an approved one's thread (its certificate's renewal)."""
+        outcome = self.judge(s, pipeline, mailbox, row, mail, app=None)
+        new = s.get(Application, outcome.application_id) if outcome.application_id else None
+        if new is not None and new.id != old.id:
+            new.extra = {**(new.extra or {}), "renews": old.reference}
+            log.info("%s: renews %s (a new application in its thread)", new.reference,
+                     old.reference)
+        return outcome
 
     def new_application(self, s: Session, mail: ParsedMail, workflow: WorkflowConfig | None,
                         row: ReceivedMessage) -> Application:

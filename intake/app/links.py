@@ -18,10 +18,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.app.authentication import sender_authenticated
 from intake.app.backscatter import answers_anchored
 from intake.app.outcome import Outcome
 from intake.app.replies import Replies, link_mail, now_utc, transition
-from intake.app.steering import Steering, link_allowed, note_refused, sender_authenticated
+from intake.app.steering import Steering, link_allowed, note_refused
 from intake.app.tokens import LINK_PLACEHOLDER, hash_token, link_key, link_token, person_key
 from intake.config import Config
 from intake.errors import DeliveryError
@@ -139,8 +140,10 @@ class Verification:
         the link over with its own token, so the mail it sends works.
         """
         kind, _, token_id = row.key.partition(":")
-        # "verify:N" verifies an address, "confirm:N" confirms a held change.
-        if row.kind != "verification" or kind not in ("verify", "confirm") or not token_id.isdigit():
+        # "verify:N" verifies an address, "confirm:N" confirms a held change,
+        # "remind:N" reminds of link N before it expires (the same link).
+        if (row.kind != "verification" or kind not in ("verify", "confirm", "remind")
+                or not token_id.isdigit()):
             return row.raw
         link = s.get(VerificationToken, int(token_id))
         if link is None:
@@ -276,6 +279,55 @@ class Verification:
                 references=(app.thread_root,) if app.thread_root else (),
                 context={"request_hint": f"NEW LINK [{app.reference}]"},
             )
+
+    def remind_due(self, s: Session) -> int:
+        """The scheduled sweep: remind of every pending link due a reminder and not reminded.
+
+        Due means expiring within ``verification.remind_hours_before`` and not
+        yet expired; a link issued with no more time than that left gets none
+        (its first mail says as much). ``reminded_at`` is set in the
+        transaction that queues the mail, so a link is reminded of once, on
+        whichever run first finds it due: after a downtime the run that
+        comes back sends what fell due meanwhile, once. On PostgreSQL the due
+        rows are locked (``SKIP LOCKED``), so two sweeps at once share them.
+        """
+        before = self.config.verification.remind_before
+        if before is None:
+            return 0
+        now = now_utc()
+        query = select(VerificationToken).where(
+            VerificationToken.status == "pending", VerificationToken.purpose == "verify",
+            VerificationToken.reminded_at.is_(None),
+            VerificationToken.expires_at > now, VerificationToken.expires_at <= now + before,
+        ).order_by(VerificationToken.id)
+        if s.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        sent = 0
+        for link in s.scalars(query).all():
+            if link.expires_at - link.created_at <= before:
+                continue
+            app = s.get(Application, link.application_id)
+            link.reminded_at = now
+            if app is None or app.state != "awaiting-verification":
+                continue
+            key = f"remind:{link.id}"
+            if s.scalars(select(Outbox.id).where(Outbox.key == key)).first() is not None:
+                continue  # queued by a sweep that did not get to commit reminded_at
+            url = f"{self.config.verification.public_url}/verify/{LINK_PLACEHOLDER}"
+            queued = self.replies.queue(
+                s, key=key, to=link.email, template="verify-reminder", app=app,
+                language=app.language, in_reply_to=app.thread_root,
+                references=(app.thread_root,) if app.thread_root else (),
+                kind="verification", auto_submitted="auto-generated",
+                context={"verification_url": url,
+                         "expires_at": link.expires_at.isoformat(timespec="minutes"),
+                         "request_hint": f"NEW LINK [{app.reference}]"},
+            )
+            if queued is not None:
+                sent += 1
+                log.info("%s: reminder queued for link %d to %s (expires %s)", app.reference,
+                         link.id, link.email, link.expires_at.isoformat(timespec="minutes"))
+        return sent
 
     def expire_due(self, s: Session) -> int:
         """The scheduled sweep: expire every pending link past its time."""

@@ -217,6 +217,7 @@ class Replies:
         references: Sequence[str] = (),
         context: Mapping[str, Any] | None = None,
         attachments: Sequence[tuple[str, str, bytes]] = (),
+        related: Sequence[tuple[str, str, bytes]] = (),
         kind: str = "reply",
         auto_submitted: str = "auto-replied",
         rate_limit: bool = False,
@@ -263,6 +264,7 @@ class Replies:
             references=tuple(references),
             context=ctx,
             attachments=tuple(attachments),
+            related=tuple(related),
             auto_submitted=auto_submitted,
             date=now_utc(),
         )

@@ -9,7 +9,9 @@ application only when the mail is *authenticated*:
   application's organisation in the registry; or
 * the receiving server's ``Authentication-Results`` (RFC 8601; the one whose
   ``authserv-id`` is ``[[mailbox]] authserv_id``) says ``dmarc=pass`` for the
-  domain of a ``From:`` address that is one of the application's addresses.
+  domain of a ``From:`` address that is one of the application's addresses; or
+* its PEC provider, trusted under ``signing.pec_anchors``, certifies one of the
+  application's addresses as its sender (those three: :mod:`intake.app.authentication`).
 
 Anything else is *held*: recorded as a :class:`~intake.store.models.HeldChange`
 and applied only when the application's contact confirms it through a
@@ -23,21 +25,18 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.parser import BytesHeaderParser
-from email.policy import compat32
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intake.app.authentication import sender_authenticated
 from intake.app.outcome import Outcome, csr_record
 from intake.app.replies import (
     Replies,
     link_mail,
     now_utc,
-    organisation_record,
     transition,
 )
 from intake.app.states import RESUBMITTABLE
@@ -56,144 +55,8 @@ from rules.workflow import Role, WorkflowConfig, field_value
 
 log = logging.getLogger(__name__)
 
-#: Codes that say the form's signature does not authenticate its sender.
-SIGNATURE_PREFIXES = ("SIG-", "TS-")
-#: At most this many Authentication-Results headers are looked at.
-MAX_AUTH_HEADERS = 20
 #: At most this many CSR keys are kept in an application's history.
 MAX_CSR_HISTORY = 50
-
-
-@dataclass(frozen=True)
-class Authentication:
-    """Whether a mail may change an application, and why (for the log and staff)."""
-
-    ok: bool
-    how: str
-
-
-# -- authentication ---------------------------------------------------------------
-
-
-def authentication_results(raw: bytes) -> list[str]:
-    """The raw ``Authentication-Results`` values of a stored mail (its header only)."""
-    head, sep, _ = raw.partition(b"\r\n\r\n")
-    if not sep:
-        head, _, _ = raw.partition(b"\n\n")
-    # compat32 returns each value as sent: no RFC 2047 decoding is done here.
-    headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
-    values = headers.get_all("Authentication-Results") or []
-    return [str(v) for v in values[:MAX_AUTH_HEADERS]]
-
-
-def dmarc_pass_domain(raw: bytes, authserv_id: str | None) -> set[str]:
-    """Domains the trusted server says pass DMARC for this mail (``header.from``).
-
-    Only headers whose authserv-id is ``authserv_id`` count; the receiving
-    server must remove any it did not write (RFC 8601 section 5), which is
-    what makes them trustworthy. Parsed with ``authres``, which knows the
-    grammar (comments, quoting, versions) a hand-written split gets wrong.
-    """
-    if not authserv_id:
-        return set()
-    import authres
-
-    domains: set[str] = set()
-    for value in authentication_results(raw):
-        try:
-            header = authres.AuthenticationResultsHeader.parse_value(
-                " ".join(value.split()))
-        except Exception as exc:  # authres raises several kinds on malformed input
-            log.info("unreadable Authentication-Results ignored: %s", exc)
-            continue
-        if (header.authserv_id or "").lower() != authserv_id:
-            continue
-        for result in header.results:
-            if result.method != "dmarc" or (result.result or "").lower() != "pass":
-                continue
-            for prop in result.properties:
-                if prop.type == "header" and prop.name == "from" and prop.value:
-                    domains.add(str(prop.value).strip().lower().rstrip("."))
-    return domains
-
-
-def dmarc_authenticated(config: Config, row: ReceivedMessage, mail: ParsedMail,
-                        app: Application) -> Authentication | None:
-    """A DMARC-aligned pass for one of ``app``'s addresses, or None."""
-    mailbox = config.mailbox(row.mailbox)
-    authserv_id = mailbox.authserv_id if mailbox is not None else None
-    sender = mail.from_addr
-    if not authserv_id or not sender or sender not in (app.addresses or []):
-        return None
-    domain = sender.rpartition("@")[2].lower()
-    if domain in dmarc_pass_domain(row.raw, authserv_id):
-        return Authentication(True, f"DMARC pass for {domain} at {authserv_id}")
-    return None
-
-
-def last_change(app: Application) -> datetime:
-    """When the application last changed (state, form, anything)."""
-    times = [app.created_at, app.updated_at]
-    times += [t.at for t in app.transitions if t.at is not None]
-    return max(t for t in times if t is not None)
-
-
-def signature_authenticated(s: Session, app: Application, sub: Any) -> Authentication | None:
-    """A newly signed form by a representative of the application's organisation, or None."""
-    verdict = sub.case.verdict
-    judgement = sub.judgement
-    if verdict is None or not getattr(verdict, "signatures", None) or judgement is None:
-        return None
-    if any(c.startswith(SIGNATURE_PREFIXES) or c == "SIGNER-NOT-AUTHORISED"
-           for c in judgement.codes):
-        return None
-    stamps = [sig.timestamp_time for sig in verdict.signatures if sig.timestamp_time]
-    if not stamps or min(stamps) <= last_change(app):
-        return None
-    code = sub.case.signer_code
-    if not code:
-        return None
-    # A representative of the new form's organisation, and of the application's
-    # own when the registry knows it (a number that is not registered is what
-    # the resubmission may be correcting).
-    workflow = sub.case.workflow
-    current = field_value(workflow, app.form_values, Role.ORG_REG_NO)
-    given = field_value(workflow, sub.case.fields, Role.ORG_REG_NO)
-    if not given:
-        return None
-    for reg_no in dict.fromkeys((given, current)):
-        if not reg_no:
-            continue
-        record = organisation_record(s, reg_no)
-        if record is None and reg_no != given:
-            continue
-        if record is None or code not in record.representatives:
-            return None
-    return Authentication(True, f"form newly signed by {code} at "
-                                f"{min(stamps).isoformat(timespec='seconds')}")
-
-
-def sender_authenticated(config: Config, s: Session, row: ReceivedMessage, mail: ParsedMail,
-                         app: Application, sub: Any = None) -> Authentication:
-    """Whether ``mail`` may change ``app`` without a confirmation."""
-    if sub is not None:
-        signed = signature_authenticated(s, app, sub)
-        if signed is not None:
-            return signed
-    dmarc = dmarc_authenticated(config, row, mail, app)
-    if dmarc is not None:
-        return dmarc
-    mailbox = config.mailbox(row.mailbox)
-    if mailbox is None or not mailbox.authserv_id:
-        why = ("no form newly signed by an authorised signer, and no Authentication-Results "
-               "trusted for this mailbox")
-    else:
-        why = ("no form newly signed by an authorised signer, and no DMARC pass for an "
-               "address of the application")
-    return Authentication(False, why)
-
-
-# -- what a resubmission would change ----------------------------------------------
 
 
 def csr_fingerprint(app: Application) -> str | None:
@@ -217,6 +80,9 @@ def proposal(app: Application, sub: Any) -> tuple[dict[str, Any], bytes | None]:
     values["signer"] = signer_to_record(getattr(case.verdict, "signer", None))
     values["verdicts"] = {"signature": sub.verdict_record, "csr": csr_record(case.csr),
                           "form_error": case.form_error}
+    if getattr(sub, "pec_record", None) is not None:
+        # The PEC envelope it came in: transport evidence beside the verdicts.
+        values["verdicts"]["pec"] = sub.pec_record
     values["codes"] = list(judgement.codes)
     values["passed"] = list(judgement.passed)
     values["findings"] = [[f.code, f.detail] for f in judgement.findings]

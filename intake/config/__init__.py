@@ -118,10 +118,17 @@ class VerificationConfig:
     listen: str = "127.0.0.1:8025"
     #: Link mails (verification and change confirmation) per application and day.
     max_links_per_day: int = 3
+    #: Hours before a link expires that the applicant is reminded once (0: no reminder).
+    remind_hours_before: float = 24.0
 
     @property
     def ttl(self) -> timedelta:
         return timedelta(hours=self.ttl_hours)
+
+    @property
+    def remind_before(self) -> timedelta | None:
+        """How long before expiry a link is reminded of; None when reminders are off."""
+        return timedelta(hours=self.remind_hours_before) if self.remind_hours_before else None
 
     @classmethod
     def from_toml(cls, s: Section) -> VerificationConfig:
@@ -135,6 +142,7 @@ class VerificationConfig:
             public_url=s.get("public_url", str, cls.public_url).rstrip("/"),
             listen=listen,
             max_links_per_day=s.positive("max_links_per_day", int, 3),
+            remind_hours_before=s.non_negative("remind_hours_before", float, 24.0),
         )
         s.finish()
         return cfg
@@ -145,6 +153,8 @@ class DigestConfig:
     recipients: tuple[str, ...] = ()
     #: Five-field cron expression (minute hour day month weekday).
     schedule: str = "0 7 * * 1-5"
+    #: Days an application may wait for staff before the digest marks it (SPEC section 8).
+    sla_days: int = 5
 
     @classmethod
     def from_toml(cls, s: Section) -> DigestConfig:
@@ -158,7 +168,8 @@ class DigestConfig:
             except UnusableAddress as exc:
                 raise s.error("recipients", f"{recipient!r} is not a usable address "
                               f"({exc.reason})") from None
-        cfg = cls(recipients=recipients, schedule=schedule)
+        cfg = cls(recipients=recipients, schedule=schedule,
+                  sla_days=s.positive("sla_days", int, cls.sla_days))
         s.finish()
         return cfg
 
@@ -221,6 +232,9 @@ class DaemonConfig:
     log_format: str = "text"
     #: Where applicants are told to send questions (FORM-MISSING notices).
     support_address: str | None = None
+    #: Days after an application is closed that its raw mail and verification
+    #: artefacts are purged (intake.app.retention); None: never (the default).
+    retention_days: int | None = None
 
     @classmethod
     def from_toml(cls, s: Section) -> DaemonConfig:
@@ -231,6 +245,7 @@ class DaemonConfig:
             log_level=s.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             log_format=s.choice("log_format", ("text", "json"), "text"),
             support_address=s.get("support_address", str, None),
+            retention_days=s.positive("retention_days", int, None),
         )
         s.finish()
         return cfg

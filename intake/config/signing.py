@@ -38,6 +38,9 @@ class SigningConfig:
     fetch_budget_seconds: float = 15.0
     #: How long a fetched OCSP response or CRL is reused (less when its nextUpdate is sooner).
     fetch_cache_seconds: float = 300.0
+    #: PEM files or directories of the PEC providers' anchors: their transport
+    #: signatures are judged against these only, never the applicants'.
+    pec_anchors: tuple[Path, ...] = ()
 
     @classmethod
     def from_toml(cls, s: Section) -> SigningConfig:
@@ -55,7 +58,11 @@ class SigningConfig:
             fetch_timeout_seconds=s.positive("fetch_timeout_seconds", float, 5.0),
             fetch_budget_seconds=s.positive("fetch_budget_seconds", float, 15.0),
             fetch_cache_seconds=s.positive("fetch_cache_seconds", float, 300.0),
+            pec_anchors=tuple(resolve_path(p, s.path) for p in s.str_list("pec_anchors", [])),
         )
+        for path in cfg.pec_anchors:
+            if not path.exists():
+                raise s.error("pec_anchors", f"no such file or directory: {path}")
         s.finish()
         return cfg
 
@@ -137,6 +144,8 @@ class CaConfig:
     crl_next_update_hours: float = 168.0
     #: URL written into issued certificates' CRL distribution point.
     crl_url: str | None = None
+    #: Days before a certificate expires that its contact is told (one notice each).
+    expiry_notice_days: tuple[int, ...] = (30, 7)
 
     @property
     def key_password(self) -> str | None:
@@ -156,6 +165,7 @@ class CaConfig:
             crl=s.path_value("crl", None),
             crl_next_update_hours=s.positive("crl_next_update_hours", float, 168.0),
             crl_url=s.get("crl_url", str, None),
+            expiry_notice_days=_notice_days(s),
         )
         if (cfg.certificate is None) != (cfg.key is None):
             raise s.error("key" if cfg.key is None else "certificate",
@@ -167,3 +177,12 @@ class CaConfig:
                                  "publishes revoked certificates in this CRL file")
         s.finish()
         return cfg
+
+
+def _notice_days(s: Section) -> tuple[int, ...]:
+    """``ca.expiry_notice_days``: distinct whole days > 0, largest first; [] turns notices off."""
+    value = s.get("expiry_notice_days", list, [30, 7])
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise s.error("expiry_notice_days", f"must be a list of whole days greater than 0; "
+                                            f"got {value!r}")
+    return tuple(sorted(set(value), reverse=True))

@@ -55,6 +55,18 @@ IO_GOOD = {
     "privacy_url": "https://riga.example/privatums",
 }
 
+#: An Italian body's service card, sent the Italian way (issue 11).
+IO_ITALIAN = {
+    "org_name": "Comune di Forlì", "org_reg_no": "80001234567",
+    "service_name": "Certificati anagrafici online",
+    "service_description": "I cittadini scaricano i certificati anagrafici firmati dal Comune.",
+    "department": "Servizi demografici", "contact_email": "anagrafe@comune.forli.example",
+    "privacy_url": "https://comune.forli.example/privacy",
+}
+#: The Italian body's PEC mailbox and its PEC provider's.
+PEC_SENDER = "protocollo@pec.comune.forli.example"
+PEC_PROVIDER = "posta-certificata@pec.gestore.example"
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -237,10 +249,77 @@ def build_samples(config: Config, pki: Any) -> list[Sample]:
             form=good_ea[: len(good_ea) // 3], csr=make_csr("ergli-connector.example.lv")),
             "FORM-UNREADABLE"),
     ]
+    samples += italian_samples(io, pki)
     # The same good mail delivered twice: answered once.
     samples.append(Sample("e-address, good (delivered twice)", "janis@ergli.example", "applications",
                           samples[0].raw, "no second answer"))
     return samples
+
+
+def italian_samples(io: Any, pki: Any) -> list[Sample]:
+    """An Italian body's signed ``.p7m`` (base64, as many Italian tools write it), one
+    without a time-stamp, and a ``.p7m`` arriving by PEC, inside its provider's envelope."""
+    import base64
+
+    from intake.demo.samples import (
+        application_mail,
+        enveloping_signature,
+        filled_form,
+        pec_envelope,
+    )
+
+    def p7m(values: dict[str, str], *, timestamp: bool = True) -> bytes:
+        return enveloping_signature(filled_form(io, {**IO_ITALIAN, **values}),
+                                    pki.signer("qualified"),
+                                    pki.timestamper() if timestamp else None)
+
+    inner = application_mail(
+        sender=f"Comune di Forlì <{PEC_SENDER}>", to=TO, subject="Domanda di pubblicazione",
+        body="Buongiorno, si trasmette il modulo firmato digitalmente.\n",
+        attachments=(("modulo.pdf.p7m", "application/pkcs7-mime",
+                      p7m({"service_name": "Pagamenti PagoPA",
+                           "contact_email": "tributi@comune.forli.example"})),))
+    return [
+        Sample("service card, Italian .pdf.p7m (base64)", "anagrafe@comune.forli.example",
+               "applications", application_mail(
+                   sender="anagrafe@comune.forli.example", to=TO,
+                   subject="Domanda di pubblicazione del servizio",
+                   body="In allegato il modulo firmato (CAdES).\n",
+                   attachments=(("modulo.pdf.p7m", "application/pkcs7-mime",
+                                 base64.encodebytes(p7m({}))),)),
+               "awaiting-verification (signer read from the .p7m), then in-review"),
+        Sample("service card, .p7m without a time-stamp", "urp@comune.forli.example",
+               "applications", application_mail(
+                   sender="urp@comune.forli.example", to=TO, subject="Domanda",
+                   attachments=(("modulo.pdf.p7m", "application/pkcs7-mime",
+                                 p7m({"contact_email": "urp@comune.forli.example",
+                                      "service_name": "Prenotazioni URP"},
+                                     timestamp=False)),)),
+               "TS-MISSING"),
+        Sample("service card by PEC (certified mail)", PEC_SENDER, "applications",
+               pec_envelope(inner, provider_signer=pki.signer("nonqualified"), to=TO,
+                            provider_address=PEC_PROVIDER),
+               "answered to the inner sender; the provider's seal is transport evidence only"),
+    ]
+
+
+def pec_receipts(config: Config, pki: Any) -> int:
+    """The PEC provider's receipts of the replies to the PEC sender: delivered to the inbox."""
+    from intake.demo.samples import pec_receipt
+
+    assert config.smtp.path is not None
+    box = stdlib_mailbox.Maildir(str(config.smtp.path), create=True)
+    receipts = []
+    for key in sorted(box.keys()):
+        msg = message_from_bytes(box.get_bytes(key), policy=default_policy)
+        if str(msg["To"]) != PEC_SENDER:
+            continue
+        for kind in ("accettazione", "avvenuta-consegna"):
+            receipts.append(Sample(f"PEC receipt {kind}", PEC_PROVIDER, "applications", pec_receipt(
+                kind, refers_to=str(msg["Message-ID"]), provider_signer=pki.signer("nonqualified"),
+                to=TO, delivered_to=PEC_SENDER, provider_address=PEC_PROVIDER), "not answered"))
+    deliver(config, receipts)
+    return len(receipts)
 
 
 def deliver(config: Config, samples: list[Sample]) -> None:
@@ -309,6 +388,10 @@ def run_demo(demo_dir: Path, *, out: TextIO, config_path: Path = Path("config.to
             p(f"     {sample.label:<44} expect: {sample.expect}")
 
         p("4. pasts run --once")
+        rt.run_once(progress=lambda line: p(f"     {line}"))
+
+        p(f"   PEC: {pec_receipts(config, pki)} receipts of our replies arrive from the PEC "
+          "provider (recorded on those replies, never answered)")
         rt.run_once(progress=lambda line: p(f"     {line}"))
 
         p("5. applicants open and confirm their verification links (GET, then POST)")

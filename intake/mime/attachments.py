@@ -21,6 +21,7 @@ from intake.mime.types import (
     ASIC_EXTENSIONS,
     DER_CSR_EXTENSIONS,
     P7S_TYPES,
+    TSR_TYPES,
     AttachmentKind,
 )
 
@@ -99,9 +100,36 @@ def _is_der_csr(data: bytes) -> bool:
     return True
 
 
+def _is_signed_file(data: bytes) -> bool:
+    """An Italian ``.p7m`` (DER, PEM or base64 CMS SignedData with eContent), ``.tsd`` or ``.m7m``.
+
+    By content: the ``%PDF-`` showing through a ``.p7m``'s DER says nothing.
+    """
+    from signing.cms.p7m import sniff
+
+    return sniff(data) is not None
+
+
+def _is_timestamp_reply(data: bytes, name: str, content_type: str) -> bool:
+    """An RFC 3161 ``.tsr`` (TimeStampResp or bare token), by content."""
+    if data[:1] != b"\x30" and not name.endswith(".tsr") and content_type not in TSR_TYPES:
+        return False
+    from signing.cms.tsd import read_token
+
+    try:
+        read_token(data)
+    except Exception:  # not a time-stamp.
+        return False
+    return True
+
+
 def classify(data: bytes, filename: str | None, content_type: str) -> AttachmentKind:
     """What an attachment is: content sniffed first, then its name and type."""
     name = (filename or "").lower()
+    if data.lstrip()[:5].startswith(b"%PDF"):
+        return "form"
+    if _is_signed_file(data):
+        return "signed-file"
     if b"%PDF-" in data[:1024]:
         return "form"
     if _pem_csr_block(data[:65536]) is not None:
@@ -112,6 +140,8 @@ def classify(data: bytes, filename: str | None, content_type: str) -> Attachment
         return "p7s"
     if name.endswith(DER_CSR_EXTENSIONS) and _is_der_csr(data):
         return "csr"
+    if _is_timestamp_reply(data, name, content_type):
+        return "tsr"
     return "other"
 
 

@@ -25,7 +25,13 @@ How parts are found, whatever the mail client:
   exact bytes as sent (headers included, line ends made CRLF as RFC 5751
   requires) and the signature DER; the signature part is not listed among
   the attachments. Opaque ``application/pkcs7-mime`` is kept as an
-  ``other`` attachment with a defect: pasts does not unwrap it.
+  ``other`` attachment with a defect: pasts does not unwrap it, unless it is
+  an Italian signed file.
+* Italian signed files (``.p7m`` DER/PEM/base64, ``.tsd``, ``.m7m``) are
+  recognised by content before the ``%PDF-`` search, and a ``.tsr`` by
+  content (:attr:`ParsedMail.signed_file`, :attr:`ParsedMail.timestamp_reply`).
+* A PEC envelope (``X-Trasporto``) is unwrapped: the :class:`ParsedMail` is the
+  inner ``postacert.eml``, the provider's part in :attr:`ParsedMail.pec`.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import email
 import email.policy
 import re
 import unicodedata
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
@@ -42,8 +48,9 @@ from intake.mime.attachments import find_pem_csr
 from intake.mime.autoreply import _automatic, _is_list_mail, _no_auto_reply, _pec_receipt
 from intake.mime.bodies import html_to_text
 from intake.mime.headers import POLICY, _address, _first, _Headers, _msg_ids
+from intake.mime.pec import DatiCert, PecReceipt, read_pec
 from intake.mime.text import _clean
-from intake.mime.types import _BAD_MAILER_LOCALS, _CRLF_RE, ParsedMail
+from intake.mime.types import _BAD_MAILER_LOCALS, _CRLF_RE, ParsedMail, PecTransport
 from intake.mime.walk import _Walk
 
 
@@ -104,7 +111,7 @@ def _empty(defects: list[str]) -> ParsedMail:
     )
 
 
-def _parse(raw: bytes, limit: int) -> ParsedMail:
+def _parse(raw: bytes, limit: int, *, unwrap_pec: bool = True) -> ParsedMail:
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raw = str(raw).encode("utf-8", "surrogateescape")
     raw = bytes(raw)
@@ -190,7 +197,7 @@ def _parse(raw: bytes, limit: int) -> ParsedMail:
                 csr = found
                 break
 
-    return ParsedMail(
+    mail = ParsedMail(
         message_id=message_id,
         from_addr=from_addr,
         from_name=from_name,
@@ -213,4 +220,51 @@ def _parse(raw: bytes, limit: int) -> ParsedMail:
         automatic=_automatic(headers),
         pec_receipt=_pec_receipt(headers),
         no_auto_reply=_no_auto_reply(headers, subject, reply_to or from_addr),
+        signed_file=_first(ordered, "signed-file"),
+        timestamp_reply=_first(ordered, "tsr"),
     )
+    pec = headers.raw_first("X-Trasporto") or headers.raw_first("X-Ricevuta")
+    if unwrap_pec and pec is not None:
+        return _with_pec(raw, mail, limit)
+    return mail
+
+
+def _with_pec(raw: bytes, mail: ParsedMail, limit: int) -> ParsedMail:
+    """A PEC mail: an envelope is unwrapped to the applicant's inner mail, a receipt marked.
+
+    SPEC section 2: the inner ``postacert.eml`` is the applicant's (its sender,
+    Message-ID and attachments); the provider's signature and ``daticert.xml``
+    are transport evidence kept beside it (:class:`PecTransport`).
+    """
+    found = read_pec(raw)
+    if found is None:
+        return mail
+    daticert = _daticert_record(found.daticert)
+    if isinstance(found, PecReceipt):
+        transport = PecTransport(
+            kind="receipt", transport=found.kind, envelope_message_id=found.message_id,
+            envelope_from=mail.from_addr, daticert=daticert, signed=found.signed,
+            notes=found.notes, refers_to=found.refers_to)
+        return replace(mail, pec=transport)
+    transport = PecTransport(
+        kind="envelope", transport=found.transport, envelope_message_id=found.message_id,
+        envelope_from=found.envelope_from, daticert=daticert, signed=found.signed,
+        notes=found.notes)
+    if found.inner is None or found.transport != "posta-certificata":
+        # An anomaly envelope (X-Trasporto: errore) stays the provider's notice:
+        # automatic mail, never answered (mime.autoreply).
+        return replace(mail, pec=transport,
+                       defects=(*mail.defects, *(f"PEC: {note}" for note in found.notes)))
+    inner = _parse(found.inner, limit, unwrap_pec=False)
+    return replace(inner, pec=transport,
+                   defects=(*inner.defects, *(f"PEC: {note}" for note in found.notes)))
+
+
+def _daticert_record(daticert: DatiCert | None) -> dict[str, object] | None:
+    """``daticert.xml`` as JSON-able data, to store beside the application or the reply."""
+    if daticert is None:
+        return None
+    record: dict[str, object] = asdict(daticert)
+    record["recipients"] = [list(pair) for pair in daticert.recipients]
+    record["time"] = daticert.time.isoformat() if daticert.time is not None else None
+    return record

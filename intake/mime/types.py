@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-AttachmentKind = Literal["form", "csr", "p7s", "asice", "other"]
+#: ``signed-file``: an Italian enveloping ``.p7m``, a ``.tsd`` or a ``.m7m`` (by content);
+#: ``tsr``: an RFC 3161 time-stamp response or token, paired with the ``.p7m`` beside it.
+AttachmentKind = Literal["form", "csr", "p7s", "asice", "signed-file", "tsr", "other"]
 
 ASIC_EXTENSIONS = (".asice", ".asics", ".edoc", ".sce", ".bdoc")
 DER_CSR_EXTENSIONS = (".csr", ".req", ".p10", ".der")
 P7S_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 P7M_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+TSR_TYPES = ("application/timestamp-reply", "application/timestamp-response")
 
 _MAX_DEPTH = 40
 #: MIME parts looked at in one mail; the rest are ignored (with a defect).
@@ -57,6 +60,32 @@ class Attachment:
     dropped_size: int | None = None
     #: The part lies inside the content covered by the mail's S/MIME signature.
     in_smime: bool = False
+
+
+@dataclass(frozen=True)
+class PecTransport:
+    """What the PEC provider added to a mail: transport evidence, never the applicant's.
+
+    For an envelope (``X-Trasporto``) the :class:`ParsedMail` around it is the
+    inner ``postacert.eml`` (the applicant's mail); for a receipt
+    (``X-Ricevuta``) it is the receipt itself.
+    """
+
+    #: ``envelope`` (a ``busta di trasporto`` unwrapped) or ``receipt``.
+    kind: Literal["envelope", "receipt"]
+    #: The ``X-Trasporto`` value (``posta-certificata``) or the ``X-Ricevuta`` kind.
+    transport: str
+    #: The provider's mail: its Message-ID and its From.
+    envelope_message_id: str | None
+    envelope_from: str
+    #: ``daticert.xml`` as JSON-able data (sender, recipients, identifier, time, ...).
+    daticert: dict[str, object] | None
+    #: The provider's S/MIME signed bytes and signature DER (``None``: unsigned).
+    signed: tuple[bytes, bytes] | None = field(default=None, repr=False)
+    #: What was odd about the envelope (``intake.mime.pec.read_pec``'s notes).
+    notes: tuple[str, ...] = ()
+    #: A receipt's ``X-Riferimento-Message-ID``: the mail it is about.
+    refers_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,11 +138,18 @@ class ParsedMail:
     #: A PEC receipt's kind (X-Ricevuta, e.g. "avvenuta-consegna") and the
     #: Message-ID it is about (X-Riferimento-Message-ID), if this is one.
     pec_receipt: tuple[str, str | None] | None = None
+    #: An Italian signed file (``.p7m``, ``.tsd``, ``.m7m``), recognised by content.
+    signed_file: Attachment | None = None
+    #: A detached time-stamp (``.tsr``) beside it, paired with the ``.p7m``.
+    timestamp_reply: Attachment | None = None
+    #: The PEC transport this mail arrived in (an envelope unwrapped, or a receipt).
+    pec: PecTransport | None = None
 
     @property
     def carries_form(self) -> bool:
         """A form arrived: a PDF, or an ASiC-E container that should hold one."""
-        return self.form is not None or self.asice is not None
+        return (self.form is not None or self.asice is not None
+                or self.signed_file is not None)
 
     @property
     def reply_address(self) -> str:

@@ -137,7 +137,8 @@ class _Walk:
         if ctype.startswith("text/") and filename is None and disposition != "attachment":
             # Other inline text (calendar, vCard, headers of a report): not a body, not a file.
             return
-        if ctype in P7M_TYPES:
+        kind = classify(data, filename, ctype)
+        if ctype in P7M_TYPES and kind != "signed-file":
             self.defects.append(
                 "S/MIME application/pkcs7-mime (opaque signed or encrypted) is not supported"
             )
@@ -146,13 +147,12 @@ class _Walk:
             self.defects.append(f"attachment {label} too large ({len(data)} bytes)")
             # An over-limit PDF is still the applicant's form: it is answered
             # FORM-UNREADABLE ("over limits", SPEC section 3), not FORM-MISSING.
-            kind = classify(data, filename, ctype)
-            dropped: AttachmentKind = kind if kind in ("form", "asice") else "other"
+            dropped: AttachmentKind = (
+                kind if kind in ("form", "asice", "signed-file") else "other")
             self.attachments.append(
                 Attachment(filename, ctype, dropped, b"", depth, dropped_size=len(data))
             )
             return
-        kind = classify(data, filename, ctype)
         self.attachments.append(Attachment(filename, ctype, kind, data, depth))
 
     def _smime_signed(

@@ -126,6 +126,9 @@ class Application(Base):
     thread_root: Mapped[str | None] = mapped_column(String(998))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    #: When the retention purge (``daemon.retention_days``) last removed its raw
+    #: mail and verification artefacts; the decision record stays.
+    purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     transitions: Mapped[list[Transition]] = relationship(
         back_populates="application", order_by="Transition.id"
@@ -198,6 +201,14 @@ class Outbox(Base):
     #: When the row counted against the bound (left ``waiting``, or queued
     #: within it); a ``waiting`` row has none yet.
     released_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    #: PEC receipts (X-Ricevuta) that name this reply (X-Riferimento-Message-ID),
+    #: in arrival order: kind, time, PEC identifier, delivered-to, error, the
+    #: receipt's Message-ID (intake.app.receipts). Proof of delivery, or of failure.
+    pec_receipts: Mapped[list[Any] | None] = mapped_column(JSON)
+    #: What the receipts say so far: ``accepted`` (by the sender's provider),
+    #: ``delivered`` (avvenuta-consegna) or ``failed`` (a failure kind); staff's
+    #: digest lists the failed ones.
+    pec_status: Mapped[str | None] = mapped_column(String(20), index=True)
 
     application: Mapped[Application | None] = relationship()
 
@@ -228,6 +239,27 @@ class IssuedCertificateRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revocation_reason: Mapped[str | None] = mapped_column(String(40))
     revocation_note: Mapped[str | None] = mapped_column(Text)
+
+
+class CertificateNotice(Base):
+    """An expiry notice queued for an issued certificate, one per (certificate, threshold).
+
+    ``threshold_days`` is the ``ca.expiry_notice_days`` entry it answers; the
+    unique key makes a second notice for it impossible, whichever worker tries.
+    """
+
+    __tablename__ = "certificate_notice"
+    __table_args__ = (
+        UniqueConstraint("certificate_id", "threshold_days", name="uq_certificate_notice"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("issued_certificate.id"), index=True)
+    threshold_days: Mapped[int] = mapped_column(Integer)
+    #: Where the notice went, and its outbox row's Message-ID.
+    recipient: Mapped[str] = mapped_column(String(320))
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    queued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 
 class Organisation(Base):
@@ -265,6 +297,9 @@ class VerificationToken(Base):
     #: "verify" (the contact address) or "confirm" (a held change, ``change_id``).
     purpose: Mapped[str] = mapped_column(String(20), default="verify", server_default="verify")
     change_id: Mapped[int | None] = mapped_column(ForeignKey("held_change.id"), index=True)
+    #: When the reminder before expiry was queued (``verification.remind_hours_before``);
+    #: set once, so a link is reminded of once.
+    reminded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class HeldChange(Base):

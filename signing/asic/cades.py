@@ -81,7 +81,6 @@ def _judge_manifest(
     container: AsicContainer,
 ) -> tuple[SignatureStatus, frozenset[str]]:
     """A CAdES signer's status with the manifest's digests judged, and the files covered."""
-    codes = set(status.codes)
     notes = list(status.notes)
     referenced: set[str] = set()
     intact = True
@@ -113,13 +112,10 @@ def _judge_manifest(
         if name not in referenced:
             intact = False
             notes.append(f"the data file {name!r} is not covered by this signature")
-    if not intact:
-        codes.add("SIG-INVALID")
     status = replace(
         status,
         field_name=label,
         intact=status.intact and intact,
-        codes=tuple(sorted(codes)),
         notes=tuple(notes),
     )
     covered = frozenset(referenced) if status.intact and status.valid else frozenset()

@@ -45,7 +45,7 @@ async def verify_container(trust: TrustContext, data: bytes) -> AsicVerdict:
     if not xades and not cades:
         return AsicVerdict(
             verdict=FormVerdict(
-                signatures=(), codes=("SIG-MISSING",), signer=None, notes=tuple(doc_notes)
+                signatures=(), signer=None, notes=tuple(doc_notes)
             ),
             documents=documents,
             form_name=form_name,
@@ -80,11 +80,9 @@ async def verify_container(trust: TrustContext, data: bytes) -> AsicVerdict:
             note = f"signature validation failed: {exc!r}"
             statuses.append((broken(signature_name, note, kind="cms"), frozenset()))
 
-    codes = tuple(sorted({code for status, _ in statuses for code in status.codes}))
     covers_form = form_name is not None and all(form_name in covered for _, covered in statuses)
     verdict = FormVerdict(
         signatures=tuple(status for status, _ in statuses),
-        codes=codes,
         signer=statuses[-1][0].signer,
         signed_revision=form_bytes if covers_form else None,
         notes=tuple(doc_notes),

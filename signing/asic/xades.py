@@ -1,12 +1,12 @@
 """XAdES signatures in ASiC-E (ETSI EN 319 132-1), verified as strictly as a signed PDF.
 
-Each ``ds:Signature`` is judged with the same rule codes, and by the same
-shared judgement (:mod:`signing.judgement`), as a PDF signature. Every problem
-with one signature becomes codes and notes on that signature:
+Each ``ds:Signature`` is judged with the same facts, and by the same shared
+judgement (:mod:`signing.judgement`), as a PDF signature. Every problem with one
+signature becomes facts and notes on that signature (the rules make them codes):
 
-* a reference whose digest does not match, a referenced file that is missing, a
-  data file that a signature does not cover, or a broken ``SignatureValue`` is
-  ``SIG-INVALID``;
+* a reference whose digest does not match, a referenced file that is missing or a
+  broken ``SignatureValue`` is not ``intact`` / ``valid``, a data file that a
+  signature does not cover is not ``covers_all`` (``SIG-INVALID`` either way);
 * the signer's certificate is validated by pyHanko's certificate validator in
   the trust's own validation context, with the revocation data and
   certificates embedded in the signature, at the signature time-stamp's time;
@@ -144,7 +144,6 @@ async def verify_signature(
     stand together); counter-signatures of counter-signatures are not followed.
     """
     notes: list[str] = []
-    codes: set[str] = set()
 
     # The signed properties: exactly one set, inside this signature.
     qualifying = signature.findall("ds:Object/xades:QualifyingProperties", NS)
@@ -258,9 +257,8 @@ async def verify_signature(
         except Exception as exc:  # any other failure is a broken signature.
             intact = valid = False
             notes.append(f"the signature does not verify: {exc}")
-    if not intact or not valid:
-        codes.add("SIG-INVALID")
 
+    covers_all = True
     referenced = frozenset(detached.values())
     covered = referenced if intact and valid else frozenset()
     counters: list[tuple[SignatureStatus, frozenset[str]]] = []
@@ -283,7 +281,7 @@ async def verify_signature(
         ]
         for name, _content in container.data_files:
             if name not in referenced and name not in by_counters:
-                codes.add("SIG-INVALID")
+                covers_all = False
                 notes.append(f"the data file {name!r} is not covered by this signature")
             elif name not in referenced:
                 notes.append(f"the data file {name!r} is covered by a counter-signature only")
@@ -382,8 +380,8 @@ async def verify_signature(
         ),
     )
     unknown = await only_revocation_unknown(trust, status, moment, certs, revinfo)
-    judge_trust(trust, status, codes, notes, moment, fetching, revocation_unknown=unknown)
-    common = judge_signer_and_timestamp(trust, status, ts_time, codes, notes, now)
+    chain = judge_trust(trust, status, notes, moment, fetching, revocation_unknown=unknown)
+    common = judge_signer_and_timestamp(trust, status, ts_time, notes, now)
     return [
         (
             SignatureStatus(
@@ -392,7 +390,8 @@ async def verify_signature(
                 **common,
                 modified_after=False,
                 covered_bytes=None,
-                codes=tuple(sorted(codes)),
+                chain_problem=chain,
+                covers_all=covers_all,
                 notes=tuple(notes),
             ),
             covered,

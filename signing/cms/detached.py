@@ -57,7 +57,7 @@ async def verify_detached(
             raise ValueError(f"{count} SignerInfos, more than the {MAX_SIGNERS} judged")
     except Exception as exc:  # a broken container is SIG-INVALID.
         status = broken(None, f"the CMS signature cannot be parsed: {exc!r}", kind=kind)
-        return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
+        return FormVerdict(signatures=(status,), signer=None)
     return await judge_signed_data(trust, content, signed_data, kind)
 
 
@@ -81,11 +81,11 @@ async def judge_signed_data(
         note = ("the SignedData has no SignerInfo" if count == 0
                 else f"{count} SignerInfos, more than the {MAX_SIGNERS} judged")
         status = broken(None, note, kind=kind)
-        return FormVerdict(signatures=(status,), codes=status.codes, signer=None)
+        return FormVerdict(signatures=(status,), signer=None)
     if count == 1:
         status = await _one_detached(
             trust, content, signed_data, signer_infos[0], kind, fallback=fallback)
-        return FormVerdict(signatures=(status,), codes=status.codes, signer=status.signer)
+        return FormVerdict(signatures=(status,), signer=status.signer)
     # Several signers (co-signers of one file): each is judged on its own,
     # in a copy of the SignedData that holds its SignerInfo alone.
     statuses = []
@@ -97,7 +97,6 @@ async def judge_signed_data(
         statuses.append(replace(status, field_name=f"signer {index + 1} of {count}"))
     return FormVerdict(
         signatures=tuple(statuses),
-        codes=tuple(sorted({code for status in statuses for code in status.codes})),
         signer=statuses[-1].signer,
         notes=(f"the CMS signature carries {count} SignerInfos; each is judged on its own",),
     )
@@ -109,7 +108,6 @@ async def _one_detached(
 ) -> SignatureStatus:
     """The status of a detached SignedData's only SignerInfo (see :meth:`judge_signed_data`)."""
     notes: list[str] = []
-    codes: set[str] = set()
     fetching = trust.fetching()
     try:
         own_token = True
@@ -148,22 +146,21 @@ async def _one_detached(
         if fetching is not None:
             await fetching.close()
 
-    judge_integrity(
-        result, "the signed content does not match the signature's digest", codes, notes
-    )
-    judge_signed_attributes_der(signer_info, codes, notes)
+    judge_integrity(result, "the signed content does not match the signature's digest", notes)
+    der = judge_signed_attributes_der(signer_info, notes)
     unknown = await only_revocation_unknown(
         trust, result, moment, other_certificates(signed_data), revinfo
     )
-    judge_trust(trust, result, codes, notes, moment, fetching, revocation_unknown=unknown)
+    chain = judge_trust(trust, result, notes, moment, fetching, revocation_unknown=unknown)
     common = judge_signer_and_timestamp(
-        trust, result, ts_time, codes, notes, now, fallback=fallback)
+        trust, result, ts_time, notes, now, fallback=fallback)
     return SignatureStatus(
         field_name=None,
         kind=kind,
         **common,
         modified_after=False,
         covered_bytes=None,
-        codes=tuple(sorted(codes)),
+        chain_problem=chain,
+        signed_attributes_der=der,
         notes=tuple(notes),
     )

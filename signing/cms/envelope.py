@@ -20,6 +20,21 @@ _PEM_TYPES = ("PKCS7", "CMS", "PKCS #7 SIGNED DATA")
 
 
 
+#: The DER of the signedData OID (1.2.840.113549.1.7.2), which opens a CMS SignedData.
+_SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
+
+
+def _signed_data_head(text: bytes) -> bool:
+    """Whether base64 ``text`` (its first KB) starts a DER SignedData: checked before a
+    whole large text attachment is matched and decoded (a 4 MB text took 0.2 s)."""
+    head = re.sub(rb"\s+", b"", text)[:64]
+    try:
+        der = base64.b64decode(head[: len(head) - len(head) % 4], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return der[:1] == b"\x30" and _SIGNED_DATA_OID in der[:24]
+
+
 def _enveloping(der: bytes) -> cms.SignedData | None:
     """The SignedData of ``der`` when it is one with encapsulated content, else ``None``."""
     if len(der) < 16 or der[:1] != b"\x30":
@@ -57,9 +72,9 @@ def read_cms(data: bytes) -> tuple[Encoding, cms.SignedData] | None:
             return None
         signed = _enveloping(der) if kind in _PEM_TYPES else None
         return ("pem", signed) if signed is not None else None
-    if len(stripped) >= 24 and _BASE64_RE.fullmatch(stripped[:4096]) and (
-        _BASE64_RE.fullmatch(stripped)
-    ):
+    if len(stripped) >= 24 and _BASE64_RE.fullmatch(stripped[:4096]) and _signed_data_head(
+        stripped[:4096]
+    ) and _BASE64_RE.fullmatch(stripped):
         try:
             der = base64.b64decode(re.sub(rb"\s+", b"", stripped), validate=True)
         except (binascii.Error, ValueError):

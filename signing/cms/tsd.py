@@ -301,7 +301,6 @@ async def judge_file_timestamp(
 ) -> FileTimestamp:
     """Validate ``token`` over ``covered`` and judge it as a signature time-stamp is judged."""
     notes: list[str] = []
-    codes: set[str] = set()
     now = trust.now()
     fetching = trust.fetching()
     status: TimestampSignatureStatus | None = None
@@ -320,7 +319,7 @@ async def judge_file_timestamp(
             await fetching.close()
     moment = gen_time if gen_time is not None and gen_time <= now else now
     # A token that cannot be validated at all is still "present": TS-INVALID.
-    facts = judge_timestamp_status(trust, status, gen_time or now, moment, codes, notes)
+    facts = judge_timestamp_status(trust, status, gen_time or now, moment, notes)
     tsa = identity(status.signing_cert if status is not None else None, notes)
     return FileTimestamp(
         source=source,
@@ -331,7 +330,7 @@ async def judge_file_timestamp(
         trusted=facts["timestamp_trusted"],
         tsa=tsa,
         qualification=facts["timestamp_qualification"],
-        codes=tuple(sorted(codes)),
+        trust_problem=facts["timestamp_trust_problem"],
         notes=tuple(notes),
         status=status,
     )
