@@ -225,7 +225,7 @@ def test_a_configuration_error_while_processing_stops_and_does_not_count_against
     deployment.deliver(good_mail(pki))
     decide = Intake.decide
 
-    def misconfigured(*args: Any) -> Any:
+    def misconfigured(*args: Any, **kwargs: Any) -> Any:
         raise ConfigurationError("no such trust root file", key="signing.trust_roots")
 
     monkeypatch.setattr(Intake, "decide", misconfigured)
@@ -249,7 +249,7 @@ def test_the_daemon_stops_on_a_configuration_error_while_processing(
     key (exit 2) rather than reconnecting for ever, and the mail waits, uncounted."""
     deployment.deliver(good_mail(pki))
 
-    def misconfigured(*args: Any) -> Any:
+    def misconfigured(*args: Any, **kwargs: Any) -> Any:
         raise ConfigurationError("no such trust root file", key="signing.trust_roots")
 
     monkeypatch.setattr(Intake, "decide", misconfigured)
@@ -275,7 +275,7 @@ def test_bad_input_no_retry_mends_is_kept_for_staff_at_once(
         deployment: Deployment, pki: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     deployment.deliver(good_mail(pki))
 
-    def unreadable(*args: Any) -> Any:
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
         raise PermanentError("registry record unreadable", code="FORM-UNREADABLE")
 
     monkeypatch.setattr(Intake, "decide", unreadable)
