@@ -345,3 +345,29 @@ def test_the_report_states_the_verdicts_validation(pki: PkiFixture) -> None:
     (status,) = flipped.signatures
     assert status.report_xml is not None
     assert _report_indication(status.report_xml) == ("total-failed", "HASH_FAILURE")
+
+
+def test_the_report_is_rendered_as_pyhankos_generate_report_renders_it(
+    pki: PkiFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # signing.report renders with one serializer for the process (xsdata's
+    # metadata built once); the XML must stay pyHanko's, byte for byte.
+    from pyhanko.sign.validation.report.tools import generate_report
+
+    from signing import report
+
+    seen: list[tuple[object, object]] = []
+    render = report.render
+
+    def capture(emb: object, result: object) -> str:
+        seen.append((emb, result))
+        return render(emb, result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report, "render", capture)
+    for _ in range(2):
+        verdict = verify(pki, pki.sign(pki.form_pdf(), "qualified", level="B-T"),
+                         allow_fetching=False)
+        assert verifier_ok(verdict)
+    assert len(seen) == 2
+    for emb, result in seen:
+        assert render(emb, result) == generate_report(emb, result)  # type: ignore[arg-type]
