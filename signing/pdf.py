@@ -33,6 +33,7 @@ from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel, TimestampSignatureStatus
 
 from signing.formfields import field_values
+from signing.hexstrings import fast_hex_strings
 from signing.judgement import (
     MAX_SIGNERS,
     adobe_revinfo,
@@ -78,7 +79,14 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
     """Verify every approval signature of a PDF; raises only :class:`UnreadableInput`.
 
     Run it inside the verifier's bound (:meth:`signing.verifier.InProcessVerifier.verify_pdf`).
+    pyHanko reads the PDF's hex strings (the signatures' ``/Contents``) in
+    one pass meanwhile (:mod:`signing.hexstrings`).
     """
+    with fast_hex_strings():
+        return await _verify_pdf(trust, data)
+
+
+async def _verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
     reader = open_pdf(data)
     try:
         sig_fields = list(enumerate_sig_fields(reader, filled_status=True))
