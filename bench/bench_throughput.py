@@ -254,8 +254,8 @@ def main() -> int:
     parser.add_argument("--pasts-root", type=Path, default=ROOT,
                         help="the checkout whose daemon.py is run (a baseline: a copy of main)")
     parser.add_argument("--no-report", action="store_true",
-                        help="signing.validation_report = false (the ETSI report is a second "
-                             "validation of each signature)")
+                        help="signing.validation_report = false (the ETSI report, made from "
+                             "the verdict's validation)")
     args = parser.parse_args()
     if args.no_report:
         SIGNING_EXTRA[0] = "validation_report = false\n"

@@ -31,9 +31,9 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel, TimestampSignatureStatus
-from pyhanko_certvalidator import ValidationContext
 
 from signing.formfields import field_values
+from signing.hexstrings import fast_hex_strings
 from signing.judgement import (
     MAX_SIGNERS,
     adobe_revinfo,
@@ -46,6 +46,7 @@ from signing.judgement import (
     signer_certificate,
     timestamp_time,
 )
+from signing.report import pdf_report
 from signing.status import FormVerdict, SignatureStatus, UnreadableInput
 from signing.trust.context import TrustContext
 from signing.trust.fetching import MessageFetching
@@ -78,7 +79,14 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
     """Verify every approval signature of a PDF; raises only :class:`UnreadableInput`.
 
     Run it inside the verifier's bound (:meth:`signing.verifier.InProcessVerifier.verify_pdf`).
+    pyHanko reads the PDF's hex strings (the signatures' ``/Contents``) in
+    one pass meanwhile (:mod:`signing.hexstrings`).
     """
+    with fast_hex_strings():
+        return await _verify_pdf(trust, data)
+
+
+async def _verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
     reader = open_pdf(data)
     try:
         sig_fields = list(enumerate_sig_fields(reader, filled_status=True))
@@ -181,7 +189,7 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
                 continue
             try:
                 status = await _one_pdf_signature(
-                        trust,
+                    trust,
                     reader,
                     emb,
                     later_signature_fields={
@@ -369,9 +377,10 @@ async def _one_pdf_signature(
     common = judge_signer_and_timestamp(
             trust, status, ts_time, notes, now, fallback=fallback
     )
-    report_xml = None
-    if trust.settings.validation_report:
-        report_xml = await _validation_report(emb, signer_ctx, embedded_certs, notes)
+    # The ETSI report is made from this one validation (no second, AdES pass).
+    report_xml = (
+        pdf_report(emb, status, signer_ctx, notes) if trust.settings.validation_report else None
+    )
     return SignatureStatus(
         field_name=emb.field_name,
         kind="pades",
@@ -384,46 +393,6 @@ async def _one_pdf_signature(
         covers_all=covers_all,
         notes=tuple(notes),
     )
-
-
-async def _validation_report(
-    emb: EmbeddedPdfSignature, ctx: ValidationContext,
-                             certs: list[asn1_x509.Certificate], notes: list[str]) -> str | None:
-    """The ETSI TS 119 102-2 report of pyHanko's AdES validation of one PDF signature.
-
-    It is evidence for staff, made with the same anchors, revocation
-    policy and embedded certificates as the verdict, never fetching; its
-    indication is pyHanko's own (EN 319 102-1) and may be stricter than
-    the facts and the rules' codes, which stay the verdict. pyHanko's report generation is
-    incubating and covers PDF signatures only.
-    """
-    try:
-        from pyhanko.sign.validation.ades import ades_lta_validation
-        from pyhanko.sign.validation.policy_decl import (
-            LocalKnowledge,
-            PdfSignatureValidationSpec,
-            RevinfoOnlineFetchingRule,
-            RevocationInfoGatheringSpec,
-            SignatureValidationSpec,
-        )
-        from pyhanko.sign.validation.report.tools import generate_report
-        from pyhanko_certvalidator.context import CertValidationPolicySpec
-
-        policy = CertValidationPolicySpec(
-            trust_manager=ctx.path_builder.trust_manager,
-            revinfo_policy=ctx.revinfo_policy,
-        )
-        spec = PdfSignatureValidationSpec(SignatureValidationSpec(
-            cert_validation_policy=policy,
-            revinfo_gathering_policy=RevocationInfoGatheringSpec(
-                online_fetching_rule=RevinfoOnlineFetchingRule.LOCAL_ONLY),
-            local_knowledge=LocalKnowledge(known_certs=list(certs)),
-        ))
-        result = await ades_lta_validation(emb, spec)
-        return generate_report(emb, result)
-    except Exception as exc:  # the report is evidence, never the verdict.
-        notes.append(f"no validation report: {exc!r}"[:300])
-        return None
 
 
 def _signer_count(sig_dict: generic.DictionaryObject) -> int:

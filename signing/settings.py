@@ -26,8 +26,8 @@ class VerifierSettings:
     """The EU trusted lists (``[trust]``); ``None``: only ``trust_roots`` anchor chains."""
 
     validation_report: bool = True
-    """Also make pyHanko's ETSI TS 119 102-2 report of each PAdES signature (costs a second,
-    AdES validation pass: about twice the time of the verdict itself)."""
+    """Also make pyHanko's ETSI TS 119 102-2 report of each PAdES signature, from the status of
+    the verdict's own validation (:mod:`signing.report`; no second validation pass)."""
 
     revocation: Literal["hard-fail", "soft-fail", "off"] = "soft-fail"
     """How to treat unknown revocation status: untrusted, accept with a note, or skip."""

@@ -291,3 +291,83 @@ def test_detached_p7s_tampered_content_is_sig_invalid(pki: PkiFixture) -> None:
     assert "SIG-INVALID" in verifier_codes(verdict)
     broken = asyncio.run(verifier.verify_detached(content, b"\x30\x03garbage"))
     assert verifier_codes(broken) == ("SIG-INVALID",)
+
+
+def _report_indication(xml: str) -> tuple[str, str]:
+    from lxml import etree
+
+    vr = "{http://uri.etsi.org/19102/v1.2.1#}"
+    status = etree.fromstring(xml.encode()).find(
+        f"{vr}SignatureValidationReport/{vr}SignatureValidationStatus")
+    assert status is not None
+    main, sub = status.findtext(f"{vr}MainIndication"), status.findtext(f"{vr}SubIndication")
+    assert main is not None and sub is not None
+    return main.rsplit(":", 1)[1], sub.rsplit(":", 1)[1]
+
+
+def test_each_signature_and_timestamp_is_validated_once_with_the_report_on(
+    pki: PkiFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 12: the ETSI report used to come from a second, AdES validation
+    # of the same signature; it is now made from the verdict's validation.
+    from pyhanko.sign.validation import generic_cms
+
+    checked: list[bytes] = []
+    original = generic_cms.validate_sig_integrity
+
+    def counting(signer_info: cms.SignerInfo, *args: object, **kwargs: object) -> object:
+        checked.append(signer_info["signature"].native)
+        return original(signer_info, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(generic_cms, "validate_sig_integrity", counting)
+    verdict = verify(pki, pki.sign(pki.form_pdf(), "qualified", level="B-T"), allow_fetching=False)
+    assert verifier_ok(verdict)
+    (status,) = verdict.signatures
+    assert status.report_xml is not None
+    # The signer's signature and its time-stamp token, each checked once.
+    assert len(checked) == 2 and len(set(checked)) == 2
+
+
+def test_the_report_states_the_verdicts_validation(pki: PkiFixture) -> None:
+    ok = verify(pki, pki.sign(pki.form_pdf(), "qualified", level="B-T"), allow_fetching=False)
+    (status,) = ok.signatures
+    assert status.report_xml is not None
+    assert _report_indication(status.report_xml) == ("total-passed", "OK")
+    assert "urn:etsi:019102:validationprocess:LTVM" in status.report_xml
+    untrusted = verify(pki, pki.sign(pki.form_pdf(), "untrusted"), allow_fetching=False)
+    (status,) = untrusted.signatures
+    assert verifier_codes(untrusted) == ("SIG-UNTRUSTED",)
+    assert status.report_xml is not None
+    assert _report_indication(status.report_xml)[0] == "indeterminate"
+    signed = pki.sign(pki.form_pdf())
+    position = signed.index(b"/MediaBox [0 0 595 842]") + len(b"/MediaBox [0 0 595 84")
+    flipped = verify(pki, signed[:position] + b"3" + signed[position + 1 :])
+    (status,) = flipped.signatures
+    assert status.report_xml is not None
+    assert _report_indication(status.report_xml) == ("total-failed", "HASH_FAILURE")
+
+
+def test_the_report_is_rendered_as_pyhankos_generate_report_renders_it(
+    pki: PkiFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # signing.report renders with one serializer for the process (xsdata's
+    # metadata built once); the XML must stay pyHanko's, byte for byte.
+    from pyhanko.sign.validation.report.tools import generate_report
+
+    from signing import report
+
+    seen: list[tuple[object, object]] = []
+    render = report.render
+
+    def capture(emb: object, result: object) -> str:
+        seen.append((emb, result))
+        return render(emb, result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report, "render", capture)
+    for _ in range(2):
+        verdict = verify(pki, pki.sign(pki.form_pdf(), "qualified", level="B-T"),
+                         allow_fetching=False)
+        assert verifier_ok(verdict)
+    assert len(seen) == 2
+    for emb, result in seen:
+        assert render(emb, result) == generate_report(emb, result)  # type: ignore[arg-type]
