@@ -171,6 +171,8 @@ class Intake:
             status = self._guarded(source, message, self.process, source.config, row_id,
                                    message, prepared)
         if status in FINAL:
+            # Committed, still in the inbox until its batch is moved.
+            crash_point("before-move")
             decided.append(row_id)
         if len(decided) >= MOVE_BATCH:
             self.move_decided(source, decided)
@@ -179,11 +181,19 @@ class Intake:
         """Move the decided messages out of the inbox (their outcomes are committed)."""
         if not decided:
             return
-        crash_point("before-move")
-        with self.clock("move"):
-            self.finish_moves(source, list(decided))
+        try:
+            with self.clock("move"):
+                self.finish_moves(source, list(decided))
+        except TRANSIENT + (OperationalError, ConfigurationError):
+            raise  # the server's or the database's failure: the mailbox's
+        except Exception:  # a bug must not stop the mail behind: moved next poll
+            log.exception("mailbox %s: moving ledger #%s failed; left in the inbox for the "
+                          "next poll", source.config.name, ", #".join(map(str, decided)))
+            decided.clear()
+            return
+        for _ in decided:  # each message of the batch is moved now
+            crash_point("after-move")
         decided.clear()
-        crash_point("after-move")
 
     def handle_one(self, source: MailSource, message: RawMessage) -> str:
         """:meth:`handle`, where a failure of this message does not stop the mailbox."""
