@@ -67,7 +67,11 @@ def move_finished(store: Store, source: MailSource, row_ids: list[int], *, worke
     failed: list[int] = []
     for folder, uids in to_move.items():
         try:
-            source.move_many(list(dict.fromkeys(uids.values())), folder)
+            batch = list(dict.fromkeys(uids.values()))
+            if len(batch) == 1:
+                source.move(batch[0], folder)
+            else:
+                source.move_many(batch, folder)
         except MailboxError as exc:
             # The outcomes are safe in the store; the moves are retried next run.
             log.warning("ledger #%s: move to %s failed: %s",
