@@ -15,6 +15,7 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from intake import logs
 from intake.app.bound import release_due
@@ -46,6 +47,8 @@ class OutboxSender:
         self.store = store
         self.transport = transport
         self.worker = worker
+        #: Fills in a verification mail's link when it is sent (made once, not per row).
+        self.verification = Verification(config, Replies(config))
 
     def due(self, limit: int = BATCH) -> list[int]:
         """Lease up to ``limit`` due rows for this worker; return their ids.
@@ -85,19 +88,30 @@ class OutboxSender:
         """The row, its lease renewed, if this worker still holds it (taken by :meth:`due`).
 
         Renewed right before sending, so a slow server earlier in the batch
-        never lets a lease run out while the row waits its turn.
+        never lets a lease run out while the row waits its turn; a lease with
+        more than half of :data:`LEASE` left is only read (no other worker can
+        take it before it runs out), which spares a commit per reply.
         """
-        now = now_utc()
         with self.store.session() as s:
-            result = s.execute(
-                update(Outbox)
-                .where(Outbox.id == row_id, Outbox.status == "pending",
-                       Outbox.claimed_by == self.worker)
-                .values(claimed_until=now + LEASE)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            return s.get(Outbox, row_id)
+            return self._lease(s, row_id)
+
+    def _lease(self, s: Session, row_id: int) -> Outbox | None:
+        now = now_utc()
+        row = s.get(Outbox, row_id)
+        if row is None or row.status != "pending" or row.claimed_by != self.worker:
+            return None
+        if row.claimed_until is not None and row.claimed_until > now + LEASE / 2:
+            return row
+        result = s.execute(
+            update(Outbox)
+            .where(Outbox.id == row_id, Outbox.status == "pending",
+                   Outbox.claimed_by == self.worker)
+            .values(claimed_until=now + LEASE)
+            .execution_options(synchronize_session="fetch")
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        return row
 
     def release(self) -> int:
         """Let waiting answers go as far as the per-recipient bound allows (intake.app.bound)."""
@@ -128,13 +142,21 @@ class OutboxSender:
 
     async def send_one(self, row_id: int) -> bool | None:
         """Send one leased row: True sent, False failed, None not ours."""
-        row = self.lease(row_id)
-        if row is None:
-            return None
+        # The lease, the log's reference and the bytes to send in one transaction.
+        unsendable: DeliveryError | None = None
         with self.store.session() as s:
+            row = self._lease(s, row_id)
+            if row is None:
+                return None
             logs.bind(outbox=row_id, reference=logs.reference_of(s, row.application_id))
+            try:
+                payload = self._payload(s, row)
+            except DeliveryError as exc:
+                unsendable = exc
+        if unsendable is not None:
+            self.record_failure(row_id, unsendable)
+            return False
         try:
-            payload = self.payload(row_id)
             await self.transport.send(  # type: ignore[attr-defined]
                 payload, sender=row.sender, recipients=list(row.recipients)
             )
@@ -161,7 +183,10 @@ class OutboxSender:
         with self.store.session() as s:
             row = s.get(Outbox, row_id)
             assert row is not None
-            return Verification(self.config, Replies(self.config)).outgoing(s, row)
+            return self._payload(s, row)
+
+    def _payload(self, s: Session, row: Outbox) -> bytes:
+        return self.verification.outgoing(s, row)
 
     def record_failure(self, row_id: int, exc: DeliveryError) -> None:
         with self.store.session() as s:

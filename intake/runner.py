@@ -48,7 +48,6 @@ from intake.config import Config, MailboxConfig
 from intake.errors import (
     TRANSIENT,
     ConfigurationError,
-    MailboxError,
     PermanentError,
 )
 from intake.faults import crash_point
@@ -56,6 +55,7 @@ from intake.mime.headers import ledger_headers
 from intake.mime.parse import parse_message
 from intake.mime.text import fit
 from intake.mime.types import MAX_SENDER_CHARS, ParsedMail
+from intake.moves import FINAL, move_finished
 from intake.pipeline import FieldReader, Lookups, Pipeline
 from intake.prepare import PREPARE_TASK, Prepared, Replay
 from intake.sources import open_source
@@ -72,7 +72,9 @@ log = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=10)
 #: The verifier task that parses a mail in a bounded child (intake.runtime).
 PARSE_TASK = "parse_message"
-FINAL = ("processed", "ignored", "quarantined")
+#: Decided messages moved out of the inbox together (one UID MOVE of the set,
+#: one commit); small, so that a long backlog's inbox empties as it goes.
+MOVE_BATCH = 20
 
 
 class _Clock:
@@ -133,6 +135,9 @@ class Intake:
         """
         workers = max(1, self.config.limits.verify_workers)
         pending: deque[tuple[RawMessage, int, Future[Prepared] | None]] = deque()
+        #: Decided (committed) rows whose mail is still in the inbox: moved
+        #: MOVE_BATCH at a time (one UID MOVE of the set, one commit).
+        decided: list[int] = []
         handled = 0
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pasts-prepare") as pool:
             try:
@@ -148,17 +153,47 @@ class Intake:
                                   if self.can_prepare else None)
                         pending.append((message, row_id, future))
                     while len(pending) > workers or (pending and not self.can_prepare):
-                        self._guarded(source, pending[0][0], self._finish, source,
-                                      *pending.popleft())
+                        self._decide(source, decided, *pending.popleft())
                 while pending and not self.stop.is_set():
-                    self._guarded(source, pending[0][0], self._finish, source,
-                                  *pending.popleft())
+                    self._decide(source, decided, *pending.popleft())
+                self.move_decided(source, decided)
             finally:
                 # Persisted, never claimed: the next poll takes them up.
                 for _, _, future in pending:
                     if future is not None:
                         future.cancel()
         return handled
+
+    def _decide(self, source: MailSource, decided: list[int], message: RawMessage, row_id: int,
+                prepared: Future[Prepared] | None) -> None:
+        """Decide one message of :meth:`drain`; its move waits for the batch."""
+        with logs.about(mailbox=source.config.name, ledger=row_id):
+            status = self._guarded(source, message, self.process, source.config, row_id,
+                                   message, prepared)
+        if status in FINAL:
+            # Committed, still in the inbox until its batch is moved.
+            crash_point("before-move")
+            decided.append(row_id)
+        if len(decided) >= MOVE_BATCH:
+            self.move_decided(source, decided)
+
+    def move_decided(self, source: MailSource, decided: list[int]) -> None:
+        """Move the decided messages out of the inbox (their outcomes are committed)."""
+        if not decided:
+            return
+        try:
+            with self.clock("move"):
+                self.finish_moves(source, list(decided))
+        except TRANSIENT + (OperationalError, ConfigurationError):
+            raise  # the server's or the database's failure: the mailbox's
+        except Exception:  # a bug must not stop the mail behind: moved next poll
+            log.exception("mailbox %s: moving ledger #%s failed; left in the inbox for the "
+                          "next poll", source.config.name, ", #".join(map(str, decided)))
+            decided.clear()
+            return
+        for _ in decided:  # each message of the batch is moved now
+            crash_point("after-move")
+        decided.clear()
 
     def handle_one(self, source: MailSource, message: RawMessage) -> str:
         """:meth:`handle`, where a failure of this message does not stop the mailbox."""
@@ -276,28 +311,28 @@ class Intake:
             ReceivedMessage.uid == message.uid,
         )
         uid = message.uid
-        with self.store.session() as s:
-            existing = s.scalars(select(ReceivedMessage).where(*position)).first()
-            if existing is not None:
-                if existing.sha256 == sha:
-                    return existing.id
-                # Same position, other bytes: the server reused UIDs without
-                # changing UIDVALIDITY (a broken server). Keep both.
-                log.warning("mailbox %s UID %s changed content; recording as new",
-                            mailbox.name, message.uid)
-                uid = f"{message.uid}#{sha[:12]}"
-        row = ReceivedMessage(
-            mailbox=mailbox.name,
-            uidvalidity=message.uidvalidity,
-            uid=uid,
-            message_id=head.message_id,
-            sha256=sha,
-            raw=message.raw,
-            sender=head.sender,
-            subject=head.subject,
-        )
         try:
+            # One transaction for the look-up and the insert (one commit, one fsync).
             with self.store.session() as s:
+                existing = s.scalars(select(ReceivedMessage).where(*position)).first()
+                if existing is not None:
+                    if existing.sha256 == sha:
+                        return existing.id
+                    # Same position, other bytes: the server reused UIDs without
+                    # changing UIDVALIDITY (a broken server). Keep both.
+                    log.warning("mailbox %s UID %s changed content; recording as new",
+                                mailbox.name, message.uid)
+                    uid = f"{message.uid}#{sha[:12]}"
+                row = ReceivedMessage(
+                    mailbox=mailbox.name,
+                    uidvalidity=message.uidvalidity,
+                    uid=uid,
+                    message_id=head.message_id,
+                    sha256=sha,
+                    raw=message.raw,
+                    sender=head.sender,
+                    subject=head.subject,
+                )
                 s.add(row)
                 s.flush()
                 return row.id
@@ -342,12 +377,11 @@ class Intake:
             return mail
         return parse_message(message.raw, **options)
 
-    def describe(self, row_id: int, mail: ParsedMail) -> None:
+    @staticmethod
+    def describe_row(row: ReceivedMessage, mail: ParsedMail) -> None:
         """Put the parsed sender and subject on the ledger row (for staff)."""
-        with self.store.session() as s:
-            s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id).values(
-                sender=fit(mail.from_addr, MAX_SENDER_CHARS) or None,
-                subject=mail.subject[:1000]))
+        row.sender = fit(mail.from_addr, MAX_SENDER_CHARS) or None
+        row.subject = mail.subject[:1000]
 
     def process(self, mailbox: MailboxConfig, row_id: int, message: RawMessage,
                 prepared: Future[Prepared] | None = None) -> str:
@@ -385,12 +419,16 @@ class Intake:
         if claimed.attempts > self.config.daemon.max_attempts:
             return self.quarantine(mailbox, row_id, claimed.last_error or "too many attempts")
         crash_point("after-claim")
+        described: ParsedMail | None = None
         try:
             mail, verifier, read_fields = self.take_prepared(message, prepared)
-            self.describe(row_id, mail)
+            described = mail
             with self.clock("decide-and-commit"), self.store.session() as s:
                 row = s.get(ReceivedMessage, row_id)
                 assert row is not None
+                # The parsed sender and subject commit with the outcome (a failed
+                # attempt writes them with its error: :meth:`fail`).
+                self.describe_row(row, mail)
                 # The duplicate check is part of the claim: the identity is
                 # unique, so a copy another worker is deciding waits here and
                 # then fails, and is filed as a duplicate (below).
@@ -403,8 +441,14 @@ class Intake:
                 row.outcome = outcome.summary
                 row.application_id = outcome.application_id
                 row.target_folder = mailbox.processed_folder
-                row.claimed_by = None
-                row.claimed_until = None
+                if row.target_folder:
+                    # The lease is kept for the move that follows the commit
+                    # (finish_move), so the move needs no second lease write.
+                    row.claimed_by = self.worker
+                    row.claimed_until = now_utc() + CLAIM_LEASE
+                else:
+                    row.claimed_by = None
+                    row.claimed_until = None
                 row.last_error = None
                 crash_point("before-commit")
             log.info("message %s from %s in %s: %s", mail.message_id, mail.from_addr,
@@ -414,18 +458,20 @@ class Intake:
             if self.file_duplicate(mailbox, row_id):
                 return "ignored"
             log.exception("ledger #%s: processing failed", row_id)
-            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
+            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts,
+                      described=described)
             return "retry"
         except TRANSIENT as exc:
             # I/O failed: retried on the next tick, up to daemon.max_attempts.
             log.warning("ledger #%s: %s; retried later", row_id, exc)
-            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
+            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts,
+                      described=described)
             return "retry"
         except PermanentError as exc:
             # Bad input that no retry mends (the pipeline answers the kinds it
             # knows with their code): kept for staff at once, with its code.
             log.error("ledger #%s: %s (%s); quarantined without retrying", row_id, exc, exc.code)
-            self.fail(row_id, exc, quarantine_after=0)
+            self.fail(row_id, exc, quarantine_after=0, described=described)
             return "quarantined"
         except ConfigurationError as exc:
             # The operator's mistake, not the message's: the attempt is not
@@ -438,7 +484,8 @@ class Intake:
             raise
         except Exception as exc:  # one bad message must not stop the loop
             log.exception("ledger #%s: processing failed", row_id)
-            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts)
+            self.fail(row_id, exc, quarantine_after=self.config.daemon.max_attempts,
+                      described=described)
             return "retry"
 
     def file_duplicate(self, mailbox: MailboxConfig, row_id: int) -> bool:
@@ -475,11 +522,15 @@ class Intake:
         )
         return self.decider.decide(session, pipeline, mailbox, row, mail)
 
-    def fail(self, row_id: int, exc: BaseException, *, quarantine_after: int) -> None:
+    def fail(self, row_id: int, exc: BaseException, *, quarantine_after: int,
+             described: ParsedMail | None = None) -> None:
+        """Record a failed attempt (and the parsed sender and subject, when parsed)."""
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         with self.store.session() as s:
             row = s.get(ReceivedMessage, row_id)
             assert row is not None
+            if described is not None:
+                self.describe_row(row, described)
             row.last_error = text[:4000]
             row.claimed_by = None
             row.claimed_until = None
@@ -504,36 +555,9 @@ class Intake:
         return "quarantined"
 
     def finish_move(self, source: MailSource, row_id: int) -> None:
-        """Move a message whose outcome is committed out of the inbox.
+        """Move a message whose outcome is committed out of the inbox (:meth:`finish_moves`)."""
+        self.finish_moves(source, [row_id])
 
-        The move is leased like the processing: with several workers, two
-        concurrent UID MOVEs of one message from two sessions would both copy
-        it, so only the worker holding the lease moves it.
-        """
-        now = now_utc()
-        with self.store.session() as s:
-            row = s.get(ReceivedMessage, row_id)
-            assert row is not None
-            if row.status not in FINAL or row.moved or not row.target_folder:
-                return
-            won = s.execute(
-                update(ReceivedMessage)
-                .where(ReceivedMessage.id == row_id, ReceivedMessage.moved.is_(False),
-                       takeable(ReceivedMessage, now, row.claimed_by, worker=self.worker))
-                .values(claimed_by=self.worker, claimed_until=now + CLAIM_LEASE)
-            )
-            uid, folder = row.uid.split("#", 1)[0], row.target_folder
-        if won.rowcount != 1:  # type: ignore[attr-defined]
-            return
-        try:
-            source.move(uid, folder)
-        except MailboxError as exc:
-            # The outcome is safe in the store; the move is retried next run.
-            log.warning("ledger #%s: move to %s failed: %s", row_id, folder, exc)
-            with self.store.session() as s:
-                s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id)
-                          .values(claimed_by=None, claimed_until=None))
-            return
-        with self.store.session() as s:
-            s.execute(update(ReceivedMessage).where(ReceivedMessage.id == row_id)
-                      .values(moved=True, claimed_by=None, claimed_until=None))
+    def finish_moves(self, source: MailSource, row_ids: list[int]) -> None:
+        """Move messages whose outcomes are committed out of the inbox (:mod:`intake.moves`)."""
+        move_finished(self.store, source, row_ids, worker=self.worker, lease=CLAIM_LEASE)

@@ -11,6 +11,7 @@ import hmac
 import logging
 import re
 import secrets
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -201,6 +202,22 @@ class Replies:
 
     def __init__(self, config: Config):
         self.config = config
+        #: The Message-ID secret of each database (made once, never changed:
+        #: read once per engine, not once per reply).
+        self._secrets: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+    def secret(self, session: Session) -> bytes:
+        """:func:`message_id_secret` of the session's database, read once."""
+        engine = session.get_bind()
+        found = self._secrets.get(engine)
+        if found is not None:
+            return found
+        stored = session.get(KeyValue, MESSAGE_ID_KEY)
+        if stored is None:
+            # Made in this transaction, which may yet roll back: not kept.
+            return message_id_secret(session)
+        found = self._secrets[engine] = bytes.fromhex(stored.value)
+        return found
 
     def queue(
         self,
@@ -244,7 +261,7 @@ class Replies:
             else:
                 log.warning("no reply can be written to %r (%s): %s", to, key, exc.reason)
             return None
-        message_id = stable_message_id(self.config, key, message_id_secret(session))
+        message_id = stable_message_id(self.config, key, self.secret(session))
         ctx: dict[str, Any] = dict(context or {})
         if app is not None:
             workflow = self.config.workflow(app.workflow)

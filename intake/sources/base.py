@@ -67,6 +67,10 @@ class MailSource(Protocol):
         """Move one message out of the inbox (atomic UID MOVE where offered)."""
         ...
 
+    def move_many(self, uids: list[str], folder: str) -> None:
+        """Move several messages to one folder (one ``UID MOVE`` of the set on IMAP)."""
+        ...
+
     def wait(self, timeout: float) -> bool:
         """Block until new mail may have arrived (IDLE) or timeout; True if woken by the server."""
         ...

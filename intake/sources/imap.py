@@ -298,8 +298,16 @@ class ImapSource:
         for its own clients to expunge; this source then skips deleted mail.
         Moving a UID that is no longer in the folder does nothing.
         """
-        if not uid.isdigit():
-            raise MailboxError(f"mailbox {self.config.name!r}: not an IMAP UID: {uid!r}")
+        self.move_many([uid], folder)
+
+    def move_many(self, uids: list[str], folder: str) -> None:
+        """:meth:`move` of several UIDs in one command each (a UID set, RFC 3501 9)."""
+        for uid in uids:
+            if not uid.isdigit():
+                raise MailboxError(f"mailbox {self.config.name!r}: not an IMAP UID: {uid!r}")
+        if not uids:
+            return
+        uid = ",".join(uids)
         mb = self._client()
         client = mb.client
         target = encode_folder(folder).decode("ascii")

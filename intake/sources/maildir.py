@@ -136,6 +136,11 @@ class MaildirSource:
         except OSError as exc:
             raise self._error(f"moving {uid} to {folder!r}", exc) from exc
 
+    def move_many(self, uids: list[str], folder: str) -> None:
+        """:meth:`move` of each of ``uids`` (a rename each; nothing to batch on disk)."""
+        for uid in uids:
+            self.move(uid, folder)
+
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``min(timeout, poll_seconds)``; True as soon as a new message appears."""
         if self._stop.is_set():

@@ -1,0 +1,90 @@
+"""The daemon's own cost per message (issue 12): synced commits and server round trips.
+
+Counted, never timed: each write transaction on SQLite (WAL, ``synchronous =
+FULL``) is one fsync, and each IMAP command one round trip. The guarantees
+stay those the crash tests pin (persist first, one outcome, move after commit).
+"""
+
+from __future__ import annotations
+
+import imaplib
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from intake.demo.samples import application_mail
+from tests.daemon_env import TO, Deployment, message_id_of
+
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def questions(n: int) -> list[bytes]:
+    return [application_mail(sender=f"jautajums{i}@example.lv", to=TO,
+                             subject=f"Kā pieteikties? {i}") for i in range(n)]
+
+
+@pytest.mark.sections(verification={"required": False})
+def test_a_message_costs_at_most_five_synced_commits(
+        deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    dep = deployment
+    mails = questions(6)
+    for raw in mails:
+        dep.deliver(raw)
+    dirty: set[int] = set()
+    commits: Counter[str] = Counter()
+
+    def executed(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(WRITES):
+            dirty.add(id(conn.connection.dbapi_connection))
+
+    def committed(conn: Any) -> None:
+        key = id(conn.connection.dbapi_connection)
+        commits["write" if key in dirty else "read"] += 1
+        dirty.discard(key)
+
+    event.listen(Engine, "before_cursor_execute", executed)
+    event.listen(Engine, "commit", committed)
+    try:
+        with dep.runtime() as runtime:
+            commits.clear()
+            assert runtime.run_once() == 0
+    finally:
+        event.remove(Engine, "before_cursor_execute", executed)
+        event.remove(Engine, "commit", committed)
+
+    assert Counter(str(r["In-Reply-To"]) for r in dep.replies()) == Counter(
+        message_id_of(raw) for raw in mails)
+    assert dep.inbox() == [] and len(dep.inbox("Processed")) == len(mails)
+    # Persist, claim, decide (with its reply in the outbox), sent: four each, and
+    # the batch's moved mark and outbox lease shared. It was eight each.
+    assert commits["write"] <= 5 * len(mails), commits
+
+
+@pytest.mark.sections(verification={"required": False})
+def test_the_decided_messages_leave_the_inbox_in_one_uid_move(
+        deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    dep = deployment
+    mails = questions(5)
+    for raw in mails:
+        dep.deliver(raw)
+    commands: list[tuple[str, ...]] = []
+    real_uid = imaplib.IMAP4.uid
+
+    def uid(self: imaplib.IMAP4, command: str, *args: Any) -> Any:
+        commands.append((command.upper(), *map(str, args)))
+        return real_uid(self, command, *args)
+
+    monkeypatch.setattr(imaplib.IMAP4, "uid", uid)
+    assert dep.run_once() == 0
+
+    moves = [c for c in commands if c[0] in ("MOVE", "COPY")]
+    assert len(moves) == 1, moves
+    assert len(moves[0][1].split(",")) == len(mails)
+    assert dep.inbox() == []
+    assert sorted(message_id_of(m) for m in dep.inbox("Processed")) == sorted(
+        message_id_of(raw) for raw in mails)
+    assert Counter(str(r["In-Reply-To"]) for r in dep.replies()) == Counter(
+        message_id_of(raw) for raw in mails)
