@@ -106,7 +106,34 @@ def _bounded(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-class _Recorder:
+class _Forwarding:
+    """The Verifier protocol's methods, each handed to :meth:`_through` under its name:
+    :class:`_Recorder` calls the child's verifier and keeps the answer, :class:`Replay`
+    gives the kept answer back."""
+
+    def _through(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def verify_pdf_sync(self, data: bytes) -> FormVerdict:
+        return self._through("verify_pdf_sync", data)  # type: ignore[no-any-return]
+
+    def verify_detached_sync(self, content: bytes, signature_der: bytes, *,
+                             kind: Literal["cms", "smime"] = "cms") -> FormVerdict:
+        return self._through(  # type: ignore[no-any-return]
+            "verify_detached_sync", content, signature_der, kind=kind)
+
+    def verify_asic_sync(self, data: bytes) -> AsicVerdict:
+        return self._through("verify_asic_sync", data)  # type: ignore[no-any-return]
+
+    def verify_signed_file_sync(self, data: bytes, *, timestamp: bytes | None = None) -> SignedFile:
+        return self._through(  # type: ignore[no-any-return]
+            "verify_signed_file_sync", data, timestamp=timestamp)
+
+    def close(self) -> None:
+        """The verifier behind is its owner's to close (the child's, or the runtime's)."""
+
+
+class _Recorder(_Forwarding):
     """The child's verifier and field reader, each answer kept for :class:`Replay`."""
 
     def __init__(self, inner: Any):
@@ -117,7 +144,7 @@ class _Recorder:
         self.seconds: dict[str, float] = {"verify": 0.0, "read-form": 0.0}
         self.timed: list[tuple[str, float]] = []
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _through(self, method: str, *args: Any, **kwargs: Any) -> Any:
         from signing.status import UnreadableInput, VerificationTimeout
 
         key = _key(method, *args, **kwargs)
@@ -142,24 +169,6 @@ class _Recorder:
             self.timed.append((method, took))
         self.calls[key] = ("ok", value)
         return value
-
-    def verify_pdf_sync(self, data: bytes) -> FormVerdict:
-        return self._call("verify_pdf_sync", data)  # type: ignore[no-any-return]
-
-    def verify_detached_sync(self, content: bytes, signature_der: bytes, *,
-                             kind: Literal["cms", "smime"] = "cms") -> FormVerdict:
-        return self._call(  # type: ignore[no-any-return]
-            "verify_detached_sync", content, signature_der, kind=kind)
-
-    def verify_asic_sync(self, data: bytes) -> AsicVerdict:
-        return self._call("verify_asic_sync", data)  # type: ignore[no-any-return]
-
-    def verify_signed_file_sync(self, data: bytes, *, timestamp: bytes | None = None) -> SignedFile:
-        return self._call(  # type: ignore[no-any-return]
-            "verify_signed_file_sync", data, timestamp=timestamp)
-
-    def close(self) -> None:
-        """The child's verifier is the child's to close."""
 
     def read_fields(self, data: bytes, *, max_pages: int) -> dict[str, str]:
         key = _key("read_form_fields", data, max_pages=max_pages)
@@ -200,7 +209,7 @@ def prepare_message(raw: bytes, *, config: Config, mailbox: str, verifier: Any,
 prepare_message.takes_verifier = True  # type: ignore[attr-defined]
 
 
-class Replay:
+class Replay(_Forwarding):
     """The verifier (and field reader) a prepared message is decided with.
 
     A call the child made is answered as the child was; any other goes to the
@@ -212,7 +221,7 @@ class Replay:
         self.inner = inner
         self.settings = inner.settings
 
-    def _answer(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _through(self, method: str, *args: Any, **kwargs: Any) -> Any:
         found = self.prepared.calls.get(_key(method, *args, **kwargs))
         if found is None:
             return getattr(self.inner, method)(*args, **kwargs)
@@ -222,24 +231,6 @@ class Replay:
         from signing.status import UnreadableInput
 
         raise UnreadableInput(value)
-
-    def verify_pdf_sync(self, data: bytes) -> FormVerdict:
-        return self._answer("verify_pdf_sync", data)  # type: ignore[no-any-return]
-
-    def verify_detached_sync(self, content: bytes, signature_der: bytes, *,
-                             kind: Literal["cms", "smime"] = "cms") -> FormVerdict:
-        return self._answer(  # type: ignore[no-any-return]
-            "verify_detached_sync", content, signature_der, kind=kind)
-
-    def verify_asic_sync(self, data: bytes) -> AsicVerdict:
-        return self._answer("verify_asic_sync", data)  # type: ignore[no-any-return]
-
-    def verify_signed_file_sync(self, data: bytes, *, timestamp: bytes | None = None) -> SignedFile:
-        return self._answer(  # type: ignore[no-any-return]
-            "verify_signed_file_sync", data, timestamp=timestamp)
-
-    def close(self) -> None:
-        """The real verifier is the runtime's to close."""
 
     def read_fields(self, data: bytes, *, max_pages: int) -> dict[str, str]:
         found = self.prepared.calls.get(_key("read_form_fields", data, max_pages=max_pages))
