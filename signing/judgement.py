@@ -58,8 +58,8 @@ _GENERAL_FAILURE = "CERTIFICATE_CHAIN_GENERAL_FAILURE"
 MAX_SIGNERS = 8
 
 
-class TimestampFacts(Protocol):
-    """What the judgement reads from pyHanko's status of a time-stamp token."""
+class _StatusFacts(Protocol):
+    """What the judgement reads from any pyHanko validation status (under pyHanko's names)."""
 
     @property
     def intact(self) -> bool: ...
@@ -67,27 +67,24 @@ class TimestampFacts(Protocol):
     def valid(self) -> bool: ...
     @property
     def trusted(self) -> bool: ...
-    @property
-    def timestamp(self) -> datetime | None: ...
     @property
     def trust_problem_indic(self) -> AdESSubIndic | None: ...
 
 
-class ValidationFacts(Protocol):
-    """What the judgement reads from pyHanko's status of a signature (under pyHanko's names)."""
+class TimestampFacts(_StatusFacts, Protocol):
+    """What the judgement reads from pyHanko's status of a time-stamp token."""
 
     @property
-    def intact(self) -> bool: ...
-    @property
-    def valid(self) -> bool: ...
-    @property
-    def trusted(self) -> bool: ...
+    def timestamp(self) -> datetime | None: ...
+
+
+class ValidationFacts(_StatusFacts, Protocol):
+    """What the judgement reads from pyHanko's status of a signature."""
+
     @property
     def revoked(self) -> bool: ...
     @property
     def signing_cert(self) -> asn1_x509.Certificate | None: ...
-    @property
-    def trust_problem_indic(self) -> AdESSubIndic | None: ...
     @property
     def validation_path(self) -> ValidationPath | None: ...
     @property
