@@ -169,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None, out: TextIO) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "run":
+        # The verification children's fork server imports pyHanko in a process of
+        # its own while this one imports the daemon: the two start-ups overlap.
+        from intake.tasks import VERIFY_TASKS
+        from signing.isolation import start_fork_server
+
+        start_fork_server(VERIFY_TASKS)
     from intake import logs
 
     # Log lines carry values from mail; the formatter escapes their control

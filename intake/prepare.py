@@ -4,7 +4,7 @@ The CPU work on an untrusted mail (the MIME parse, the PDF and its signatures,
 the form fields of the signed and of the final revision) is what the
 pipeline's first two stages do. :func:`prepare_message` runs them in a
 verification child (:class:`signing.isolation.IsolatedVerifier`, task
-:data:`PREPARE_TASK`) with that child's own verifier, in one round trip, and
+:data:`~intake.tasks.PREPARE_TASK`) with that child's own verifier, in one round trip, and
 records every answer the verifier and the field reader gave. The daemon's
 process then decides the message with the same :class:`~intake.pipeline.Pipeline`,
 handing it a :class:`Replay` that returns those recorded answers: the pipeline
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from signing.status import AsicVerdict, FormVerdict, SignedFile
     from signing.verifier import Verifier
 
-#: The verifier task that prepares a mail in a bounded child (intake.runtime).
-PREPARE_TASK = "prepare_message"
 
 #: What a call answered: ("ok", value) or ("unreadable", the UnreadableInput's text).
 Answer = tuple[str, Any]

@@ -57,12 +57,13 @@ from intake.mime.text import fit
 from intake.mime.types import MAX_SENDER_CHARS, ParsedMail
 from intake.moves import FINAL, move_finished
 from intake.pipeline import FieldReader, Lookups, Pipeline
-from intake.prepare import PREPARE_TASK, Prepared, Replay
+from intake.prepare import Prepared, Replay
 from intake.sources import open_source
 from intake.sources.base import MailSource, RawMessage
 from intake.store.engine import Store
 from intake.store.leases import takeable, worker_id
 from intake.store.models import ReceivedMessage
+from intake.tasks import PARSE_TASK, PREPARE_TASK
 
 if TYPE_CHECKING:
     from signing.verifier import Verifier
@@ -70,8 +71,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLAIM_LEASE = timedelta(minutes=10)
-#: The verifier task that parses a mail in a bounded child (intake.runtime).
-PARSE_TASK = "parse_message"
 #: Decided messages moved out of the inbox together (one UID MOVE of the set,
 #: one commit); small, so that a long backlog's inbox empties as it goes.
 MOVE_BATCH = 20
@@ -249,7 +248,7 @@ class Intake:
 
     @property
     def can_prepare(self) -> bool:
-        """Whether the verifier runs :data:`~intake.prepare.PREPARE_TASK` in its children."""
+        """Whether the verifier runs :data:`~intake.tasks.PREPARE_TASK` in its children."""
         return PREPARE_TASK in getattr(self.verifier, "tasks", {})
 
     def prepare(self, mailbox: str, message: RawMessage) -> Prepared:

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, cast
 from intake.app.tokens import link_key
 from intake.config import Config, MailboxConfig
 from intake.errors import ConfigurationError, MailboxError, TransientError
-from intake.prepare import PREPARE_TASK
-from intake.runner import PARSE_TASK, Intake
+from intake.runner import Intake
 from intake.sources import open_source
 from intake.sources.base import MailSource
 from intake.store.engine import Store, open_store
 from intake.store.leases import worker_id
+from intake.tasks import VERIFY_TASKS
 from intake.web.health import Polls, RecordedSource, ensure_current_crl
 
 if TYPE_CHECKING:
@@ -58,10 +58,9 @@ def make_verifier(config: Config, *, transport: bool = False) -> IsolatedVerifie
             timeout_seconds=config.limits.verify_timeout_seconds,
         ),
         memory_bytes=memory_mb * 1024 * 1024 if memory_mb else None,
-        # The MIME parse of untrusted mail runs in the same bounded children.
-        tasks={PARSE_TASK: "intake.mime.parse:parse_message",
-               # Parse, verify and read a mail in one round trip (intake.prepare).
-               PREPARE_TASK: "intake.prepare:prepare_message"},
+        # The MIME parse of untrusted mail, and the parse, verification and
+        # form reading of a mail in one round trip, run in the same bounded children.
+        tasks=VERIFY_TASKS,
     )
 
 

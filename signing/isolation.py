@@ -45,7 +45,11 @@ from signing.status import (
     UnreadableInput,
     VerificationTimeout,
 )
-from signing.verifier import InProcessVerifier, Verifier
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from signing.verifier import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,9 @@ def _serve(conn: Connection, settings: VerifierSettings, memory_bytes: int | Non
     )
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # Imported by the fork server already (its preload); the parent never loads pyHanko for it.
+    from signing.verifier import InProcessVerifier
+
     verifier = InProcessVerifier(settings)
     while True:
         try:
@@ -171,6 +178,25 @@ class _Child:
         self.process.join(5)
 
 
+def _preload(tasks: Mapping[str, str]) -> list[str]:
+    """What the fork server imports once: the verifier and the tasks' modules."""
+    return ["signing.verifier", *sorted({target.partition(":")[0] for target in tasks.values()})]
+
+
+def start_fork_server(tasks: Mapping[str, str] | None = None) -> None:
+    """Start the verifiers' fork server now, importing the verifier (pyHanko) and the
+    modules of ``tasks`` (as :class:`IsolatedVerifier` names them) in a process of its
+    own, while the caller goes on importing and starting up.
+
+    Returns at once. A verifier built later with the same tasks forks its children
+    from this server; with other tasks, its children import what is missing.
+    """
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(_preload(tasks or {}))
+    forkserver.ensure_running()
+
+
 def _kill_all(children: list[_Child]) -> None:
     while children:
         children.pop().kill()
@@ -198,8 +224,7 @@ class IsolatedVerifier:
         #: Children started so far (a new one after each kill).
         self.children_started = 0
         self._ctx = multiprocessing.get_context("forkserver")
-        modules = sorted({target.partition(":")[0] for target in self.tasks.values()})
-        self._ctx.set_forkserver_preload(["signing.verifier", *modules])
+        self._ctx.set_forkserver_preload(_preload(self.tasks))
         self._idle: list[_Child] = []
         self._lock = threading.Lock()
         self._closed = False

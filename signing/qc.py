@@ -14,7 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asn1crypto import core, x509
-from pyhanko.sign.ades.qualified_asn1 import QcCertificateType, QcStatements
+
+# pyHanko's ASN.1 (``pyhanko.sign.ades.qualified_asn1``) is imported where it is used:
+# importing any ``pyhanko.sign`` module loads its whole signer stack (0.4 s), and the
+# daemon's process reads verdicts (their qualification) without ever parsing a statement.
 
 # The certificate extension that carries the statements (RFC 3739).
 QC_STATEMENTS_OID = "1.3.6.1.5.5.7.1.3"
@@ -60,6 +63,8 @@ def encode_qc_statements(
     *, compliance: bool = True, esign: bool = True, sscd: bool = True
 ) -> bytes:
     """Return the DER of a ``QCStatements`` extension value with the given statements."""
+    from pyhanko.sign.ades.qualified_asn1 import QcCertificateType, QcStatements
+
     statements: list[dict[str, object]] = []
     if compliance:
         statements.append({"statement_id": "qc_compliance"})
@@ -75,6 +80,8 @@ def encode_qc_statements(
 
 def parse_qc_statements(extension_value: bytes) -> QcInfo:
     """Parse the DER of a ``QCStatements`` extension value; never raises."""
+    from pyhanko.sign.ades.qualified_asn1 import QcStatements
+
     compliance = sscd = False
     types: list[str] = []
     garbled = False

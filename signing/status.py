@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
-
-from pyhanko.sign.validation.status import TimestampSignatureStatus
+from typing import TYPE_CHECKING, Literal
 
 from signing.trust.qualification import Qualification, TimestampQualification
+
+if TYPE_CHECKING:
+    # Only a type here: the daemon's process reads verdicts without loading pyHanko's signer stack.
+    from pyhanko.sign.validation.status import TimestampSignatureStatus
 
 #: How an enveloping level of a ``.p7m`` was written.
 Encoding = Literal["der", "pem", "base64"]

@@ -198,3 +198,42 @@ def test_pasts_list_loads_neither_pyhanko_nor_the_mail_and_web_stacks(
     again = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                            text=True, timeout=120, check=True)
     assert again.stdout.strip().splitlines()[-1] == "[] 0", again.stdout
+
+
+def test_run_once_judges_in_the_children_without_loading_pyhanko_in_the_daemon(
+        tmp_path: Path, pki: Any) -> None:
+    """Issue 12 (start-up): ``pasts run`` starts the verifiers' fork server before it
+    imports the daemon, and the daemon's own process never loads pyHanko's signer
+    stack: the verdicts it decides on arrive from the children. Still every
+    application is judged (a non-qualified signer is caught) and answered."""
+    import mailbox as stdlib_mailbox
+
+    ca_cert, ca_key = make_test_ca(tmp_path / "ca")
+    inbox = stdlib_mailbox.Maildir(str(tmp_path / "inbox"), create=True)
+    for mail in backlog(pki, 3):
+        inbox.add(mail)
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml({
+        "database": {"url": f"sqlite:///{tmp_path / 'pasts.db'}"},
+        "mailbox": [{"name": "applications", "url": f"maildir:{tmp_path / 'inbox'}",
+                     "workflow": "eaddress-production"}],
+        "smtp": {"url": f"maildir:{tmp_path / 'outbox'}", "from": "pasts@agency.test"},
+        "signing": {"trust_roots": [str(p) for p in pki.trust_roots],
+                    "revocation": "soft-fail", "allow_fetching": False},
+        "ca": {"certificate": str(ca_cert), "key": str(ca_key), "crl": str(tmp_path / "crl.pem")},
+        "digest": {"recipients": ["staff@agency.test"]},
+        "verification": {"required": False},
+        "daemon": {"state_dir": str(tmp_path / "state")},
+    }), encoding="utf-8")
+    probe = ("import sys\nfrom daemon import main\n"
+             f"code = main(['--config', {str(config)!r}, 'run', '--once'])\n"
+             "print(sorted(m for m in sys.modules if m.startswith('pyhanko.sign')), code)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          text=True, timeout=300, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[] 0", done.stdout + done.stderr
+    outbox = stdlib_mailbox.Maildir(str(tmp_path / "outbox"), create=False)
+    replies = [outbox.get_message(key) for key in outbox.keys()]
+    assert len(replies) == 3
+    caught = [r for r in replies if "SIG-NOT-QUALIFIED" in codes_of(r)]
+    assert len(caught) == 1, [r["X-Pasts-Codes"] for r in replies]
