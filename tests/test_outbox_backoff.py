@@ -163,3 +163,44 @@ def test_4xx_reply_is_kept_and_delivered_later_once_with_its_message_id(
     time_passes(deployment)
     assert deployment.run_once() == 0
     assert len(deployment.replies()) == 1
+
+
+def test_choosing_due_rows_and_counting_the_bound_never_scan_the_outbox(
+        deployment: Deployment) -> None:
+    """Issue 12 (streaming): the sender picks each batch, and the bound counts a
+    recipient's answers, from an index (migration 0007), never by reading every
+    reply kept in the outbox; a scan makes a long flush quadratic."""
+    from typing import Any
+
+    from sqlalchemy import event, text
+    from sqlalchemy.engine import Engine
+
+    for i in range(3):
+        deployment.deliver(application_mail(sender=f"jautajums{i}@example.lv", to=TO,
+                                            subject=f"Kā pieteikties? {i}"))
+    seen: list[tuple[str, Any]] = []
+
+    def executed(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_a: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM outbox" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", executed)
+    try:
+        with deployment.runtime() as runtime:
+            assert runtime.run_once() == 0
+    finally:
+        event.remove(Engine, "before_cursor_execute", executed)
+    assert len(deployment.replies()) == 3
+    plans: dict[str, list[str]] = {}
+    with deployment.runtime().store.session() as s:
+        raw = s.connection().connection.dbapi_connection
+        assert raw is not None
+        for statement, parameters in seen:
+            cursor = raw.cursor()
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            plans[statement] = [row[3] for row in cursor.fetchall()]
+        s.execute(text("SELECT 1"))
+    due = [q for q in plans if "outbox.next_try_at <=" in q]
+    assert due, "the sender chose no due rows"
+    scans = {q: p for q, p in plans.items() if any(step.startswith("SCAN outbox") for step in p)}
+    assert scans == {}

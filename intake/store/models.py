@@ -173,6 +173,15 @@ class Outbox(Base):
     """Transactional outbox: a reply is queued in the same commit as its cause."""
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        # Covering indexes: choosing the due rows (each batch of a flush) and
+        # counting the bound's answers of the last hour never scan the table
+        # (every reply kept; on SQLite a column after ``raw`` is read through
+        # the reply's overflow page).
+        Index("ix_outbox_due", "status", "next_try_at", "claimed_until", "claimed_by"),
+        Index("ix_outbox_bound_mailbox", "bound_mailbox", "released_at"),
+        Index("ix_outbox_bound_domain", "bound_domain", "released_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: Idempotency key: the same cause never queues two replies.
@@ -196,8 +205,8 @@ class Outbox(Base):
     #: The per-recipient bound (intake.app.bound): the recipient's mailbox
     #: (local part without +tag, case-folded) and domain; unset for mail
     #: the bound does not apply to (staff decisions, digests).
-    bound_mailbox: Mapped[str | None] = mapped_column(String(320), index=True)
-    bound_domain: Mapped[str | None] = mapped_column(String(255), index=True)
+    bound_mailbox: Mapped[str | None] = mapped_column(String(320))
+    bound_domain: Mapped[str | None] = mapped_column(String(255))
     #: When the row counted against the bound (left ``waiting``, or queued
     #: within it); a ``waiting`` row has none yet.
     released_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
