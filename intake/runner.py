@@ -109,6 +109,9 @@ class Intake:
         #: Wall seconds by stage (persist, decide-and-commit, move, the children's
         #: parse / verify / read-form), for ``run --once``'s log and the benchmark.
         self.seconds: defaultdict[str, float] = defaultdict(float)
+        #: Set after each batch of decided messages is moved: their replies are
+        #: committed in the outbox, and its sender need not wait for the drain's end.
+        self.replies_queued: threading.Event | None = None
 
     # -- one mailbox --------------------------------------------------------
 
@@ -193,6 +196,8 @@ class Intake:
         for _ in decided:  # each message of the batch is moved now
             crash_point("after-move")
         decided.clear()
+        if self.replies_queued is not None:
+            self.replies_queued.set()
 
     def handle_one(self, source: MailSource, message: RawMessage) -> str:
         """:meth:`handle`, where a failure of this message does not stop the mailbox."""

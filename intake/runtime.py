@@ -208,17 +208,31 @@ class Runtime:
         intake = self.intake()
         self.warm_up()
         failures = 0
-        for mailbox in self.config.mailboxes:
-            try:
-                n = intake.poll(mailbox)
-                self.polls.succeeded(mailbox.name)
-            except MailboxError as exc:
-                self.polls.failed(mailbox.name, str(exc))
-                log.error("mailbox %s: %s", mailbox.name, exc)
-                failures += 1
-                continue
-            if progress:
-                progress(f"{mailbox.name}: {n} message(s) handled")
+        # Replies go out while the backlog is still being decided: the sender
+        # flushes after each batch of decided messages is moved (as in `run`).
+        sending, batch_moved = threading.Event(), threading.Event()
+        intake.replies_queued = batch_moved
+        tally = [0, 0]
+        sender = threading.Thread(target=self._outbox_loop, args=(sending, batch_moved, tally),
+                                  name="outbox", daemon=True)
+        sender.start()
+        try:
+            for mailbox in self.config.mailboxes:
+                try:
+                    n = intake.poll(mailbox)
+                    self.polls.succeeded(mailbox.name)
+                except MailboxError as exc:
+                    self.polls.failed(mailbox.name, str(exc))
+                    log.error("mailbox %s: %s", mailbox.name, exc)
+                    failures += 1
+                    continue
+                if progress:
+                    progress(f"{mailbox.name}: {n} message(s) handled")
+        finally:
+            sending.set()
+            batch_moved.set()
+            with intake.clock("send-after-intake"):
+                sender.join()
         clock = intake.clock
         with clock("jobs"):
             self.run_jobs()
@@ -226,7 +240,7 @@ class Runtime:
             sent, failed = self.flush_outbox()
         log.info("run --once: stage seconds: %s", intake.stage_summary())
         if progress:
-            progress(f"outbox: {sent} sent, {failed} failed")
+            progress(f"outbox: {sent + tally[0]} sent, {failed + tally[1]} failed")
         return 1 if failures else 0
 
     # -- run (daemon) -------------------------------------------------------------
@@ -286,6 +300,8 @@ class Runtime:
                       wake_outbox: threading.Event, fatal: list[ConfigurationError]) -> None:
         intake = self.intake()
         intake.stop = stop
+        # A long backlog's replies go out batch by batch, not after the whole drain.
+        intake.replies_queued = wake_outbox
         delay = 1.0
         while not stop.is_set():
             try:
@@ -320,16 +336,26 @@ class Runtime:
                 stop.wait(delay)
                 delay = min(delay * 2, 300.0)
 
-    def _outbox_loop(self, stop: threading.Event, wake: threading.Event) -> None:
+    def _outbox_loop(self, stop: threading.Event, wake: threading.Event,
+                     tally: list[int] | None = None) -> None:
+        """Flush the outbox every 10 s or when woken, until ``stop``; then once more.
+        ``tally`` (sent, failed) adds up what the flushes did."""
+
+        def flush() -> None:
+            sent, failed = self.flush_outbox()
+            if tally is not None:
+                tally[0] += sent
+                tally[1] += failed
+
         while not stop.is_set():
             try:
-                self.flush_outbox()
+                flush()
             except Exception:  # the outbox keeps its rows; retry later
                 log.exception("outbox flush failed")
             wake.wait(10.0)
             wake.clear()
         # One last flush so replies of the message in hand go out before exit.
         try:
-            self.flush_outbox()
+            flush()
         except Exception:
             log.exception("final outbox flush failed")
