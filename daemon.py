@@ -6,6 +6,7 @@ Run ``pasts --help`` (or ``python daemon.py --help``) for the commands.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import io
 import logging
@@ -158,12 +159,34 @@ class ReaderGoneQuiet:
             os.close(devnull)
 
 
+#: Set when a ``run --once`` has finished and closed everything (:func:`command_line`).
+_FINISHED_RUN_ONCE: list[bool] = []
+
+
 def main(argv: list[str] | None = None) -> int:
     out = ReaderGoneQuiet(sys.stdout)
     try:
         return _main(argv, cast(TextIO, out))
     finally:
         out.flush()
+
+
+def command_line() -> None:
+    """The ``pasts`` command: :func:`main`, then exit with its code.
+
+    After a ``run --once`` (every transaction committed, the verification
+    children stopped, the log flushed) the process ends at once rather than
+    tearing the interpreter down object by object, which took longer than
+    deciding 20 applications (issue 12). Every other command exits normally.
+    """
+    code = main()
+    if _FINISHED_RUN_ONCE:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _main(argv: list[str] | None, out: TextIO) -> int:
@@ -215,6 +238,12 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             return cmd_trust_status(config, out=out)
         from intake.runtime import Runtime
 
+        if args.command == "run" and args.once:
+            with Runtime.open(config) as rt:
+                code = cli.cmd_run(rt, once=True, out=out)
+            rt.store.engine.dispose()
+            _FINISHED_RUN_ONCE.append(True)
+            return code
         with Runtime.open(config) as rt:
             if args.command == "run":
                 return cli.cmd_run(rt, once=args.once, out=out)
@@ -249,4 +278,4 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    command_line()

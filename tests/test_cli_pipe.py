@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from intake.store.models import Application
+from intake.store.models import Application, ReceivedMessage
 from tests.daemon_env import ROOT, Deployment
 
 ROWS = 3000
@@ -36,3 +36,27 @@ def test_list_into_a_reader_that_closes_early(deployment: Deployment) -> None:
     assert all(line.startswith(b"EA-2026-") for line in head)
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     assert stderr == ""
+
+
+def test_run_once_through_a_pipe_says_everything_before_it_exits(
+        deployment: Deployment) -> None:
+    """``run --once`` ends without tearing the interpreter down (issue 12): its
+    summary and its log still reach the pipes whole, what it committed is
+    there, and the exit code is the run's."""
+    from intake.demo.samples import application_mail
+    from tests.daemon_env import TO
+
+    deployment.deliver(application_mail(sender="jautajums@example.lv", to=TO,
+                                        subject="Kā pieteikties?"))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "daemon.py"), "--config", str(deployment.config_path),
+         "run", "--once"],
+        env=deployment.subprocess_env(), cwd=deployment.directory,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "outbox: 1 sent, 0 failed", done.stdout
+    assert "run --once: stage seconds:" in done.stderr.splitlines()[-1]
+    assert len(deployment.replies()) == 1
+    with deployment.runtime() as rt, rt.store.session() as s:
+        assert s.query(ReceivedMessage.status).one() == ("processed",)
