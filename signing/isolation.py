@@ -179,8 +179,9 @@ class _Child:
 
 
 def _preload(tasks: Mapping[str, str]) -> list[str]:
-    """What the fork server imports once: the verifier and the tasks' modules."""
-    return ["signing.verifier", *sorted({target.partition(":")[0] for target in tasks.values()})]
+    """What the fork server imports once: its quick exit, the verifier and the tasks' modules."""
+    modules = sorted({target.partition(":")[0] for target in tasks.values()})
+    return ["signing.forkexit", "signing.verifier", *modules]
 
 
 def start_fork_server(tasks: Mapping[str, str] | None = None) -> None:

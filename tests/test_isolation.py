@@ -160,3 +160,15 @@ def test_child_stopped_from_outside_mid_call_is_a_crash_to_retry(
         resume.join()
     assert verifier_ok(isolated.verify_pdf_sync(form))  # a fresh child takes over
     assert isolated.children_started == 2
+
+
+def test_the_fork_servers_quick_exit_applies_to_the_fork_server_only() -> None:
+    """signing.forkexit ends the fork server without its teardown; imported by
+    any other process (a test run, a command) it must not touch the exit code."""
+    import subprocess
+    import sys
+
+    probe = "import sys, signing.forkexit\nsys.exit(3)\n"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert done.returncode == 3, done.stderr
