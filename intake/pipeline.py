@@ -315,7 +315,8 @@ class Pipeline:
         try:
             fields = self.read_fields(signed or data, max_pages=max_pages)
             changed = False
-            if signed:
+            # A signature over the whole file leaves nothing after it to read again.
+            if signed and signed != data:
                 changed = self.read_fields(data, max_pages=max_pages) != fields
         except PermanentError as exc:
             return replace(sub, case=replace(sub.case, form_error=str(exc)))
