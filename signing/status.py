@@ -189,7 +189,7 @@ class SignatureStatus:
 class FormFields:
     """The AcroForm values of one revision of a PDF, read by :mod:`signing.formfields`."""
 
-    values: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict, hash=False)
     """The decoded value of every terminal text, choice and button field, by qualified name."""
 
     pages: int = 0
