@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from intake.mime.types import Attachment, ParsedMail
@@ -36,15 +37,19 @@ def with_inner_pdf(found: SignedFile, inner: FormVerdict) -> FormVerdict:
 
     verdict = found.verdict
     if not inner.signatures:
-        return verdict
+        # The PDF's values, as its verification read them from the whole file.
+        return replace(verdict, signed_fields=inner.final_fields, final_fields=inner.final_fields)
+    # Inside a .p7m every byte of the PDF is signed; under a .tsd alone only
+    # the PAdES signature's revision is.
+    whole = bool(found.levels)
     return FormVerdict(
         signatures=(*inner.signatures, *verdict.signatures),
         signer=verdict.signer or inner.signer,
-        # Inside a .p7m every byte of the PDF is signed; under a .tsd alone only
-        # the PAdES signature's revision is.
-        signed_revision=None if found.levels else inner.signed_revision,
+        signed_revision=None if whole else inner.signed_revision,
         notes=(*inner.notes, *verdict.notes),
         timestamps=(*inner.timestamps, *verdict.timestamps),
+        signed_fields=inner.final_fields if whole else inner.signed_fields,
+        final_fields=inner.final_fields,
     )
 
 

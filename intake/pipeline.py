@@ -45,7 +45,7 @@ FieldReader = Callable[..., dict[str, str]]
 
 
 def read_form_fields(pdf: bytes, *, max_pages: int = 200) -> dict[str, str]:
-    """:func:`intake.forms.read.read_form_fields`, pypdf imported when first needed
+    """:func:`intake.forms.read.read_form_fields`, pyHanko imported when first needed
     (a command that judges nothing does not load it)."""
     from intake.forms.read import read_form_fields as read
 
@@ -160,7 +160,12 @@ class Pipeline:
         try:
             verdict = self.verifier.verify_pdf_sync(form.data)
             if not verdict.signatures:
-                verdict = self.detached_form_signature(mail, form) or verdict
+                detached = self.detached_form_signature(mail, form)
+                if detached is not None:
+                    # A detached signature covers every byte of the PDF: its values
+                    # are the ones the PDF's own verification read from the whole file.
+                    verdict = replace(detached, signed_fields=verdict.signed_fields,
+                                      final_fields=verdict.final_fields)
         except UnreadableInput as exc:
             if mail.asice is None:
                 return _unreadable(sub, str(exc) or "unreadable PDF")
@@ -307,16 +312,26 @@ class Pipeline:
         if data is None or sub.case.form_error:
             return sub
 
+        from intake.forms.read import form_values
+
         max_pages = self.config.limits.max_pdf_pages
         verdict = sub.case.verdict
         # The values we act on are the values the signature covers: read them
         # from the signed revision, never from a later update.
-        signed = verdict.signed_revision if verdict is not None else None
         try:
-            fields = self.read_fields(signed or data, max_pages=max_pages)
-            changed = False
-            if signed:
-                changed = self.read_fields(data, max_pages=max_pages) != fields
+            if (verdict is not None and verdict.signed_fields is not None
+                    and verdict.final_fields is not None):
+                # Read by the verifier from the reader it verified with (signing.formfields).
+                fields = form_values(verdict.signed_fields, max_pages=max_pages)
+                changed = form_values(verdict.final_fields, max_pages=max_pages) != fields
+            else:
+                # A PDF no verifier opened (inside an ASiC-E container).
+                signed = verdict.signed_revision if verdict is not None else None
+                fields = self.read_fields(signed or data, max_pages=max_pages)
+                changed = False
+                # A signature over the whole file leaves nothing after it to read again.
+                if signed and signed != data:
+                    changed = self.read_fields(data, max_pages=max_pages) != fields
         except PermanentError as exc:
             return replace(sub, case=replace(sub.case, form_error=str(exc)))
         return replace(

@@ -32,7 +32,7 @@ from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel, TimestampSignatureStatus
 
-from signing.formfields import field_values
+from signing.formfields import field_values, form_fields, read_pdf_fields
 from signing.hexstrings import fast_hex_strings
 from signing.judgement import (
     MAX_SIGNERS,
@@ -47,7 +47,7 @@ from signing.judgement import (
     timestamp_time,
 )
 from signing.report import pdf_report
-from signing.status import FormVerdict, SignatureStatus, UnreadableInput
+from signing.status import FormFields, FormVerdict, SignatureStatus, UnreadableInput
 from signing.trust.context import TrustContext
 from signing.trust.fetching import MessageFetching
 
@@ -129,11 +129,14 @@ async def _verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
     if not approvals:
         if any(item[2] == "doc-ts" for item in embedded):
             doc_notes.append("only document time-stamps found; they are not signatures")
+        fields = form_fields(reader.root)
         return FormVerdict(
             signatures=(),
             signer=None,
             signed_revision=None,
             notes=tuple(doc_notes),
+            signed_fields=fields,
+            final_fields=fields,
         )
 
     # The outermost signature is the one in the latest revision.
@@ -220,12 +223,37 @@ async def _verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
 
     last = statuses[last_index]
     signed_revision = data[: last.covered_bytes] if last.covered_bytes else None
+    final_fields = form_fields(reader.root)
     return FormVerdict(
         signatures=tuple(statuses),
         signer=last.signer,
         signed_revision=signed_revision,
         notes=tuple(doc_notes),
+        signed_fields=_signed_fields(
+            data, signed_revision, last, approvals[last_index][1], final_fields),
+        final_fields=final_fields,
     )
+
+
+def _signed_fields(
+    data: bytes, signed_revision: bytes | None, last: SignatureStatus,
+    emb: EmbeddedPdfSignature | None, final_fields: FormFields,
+) -> FormFields:
+    """The form fields of ``signed_revision``, the bytes the last signature covers.
+
+    Over the whole file (or without a coverage) they are the final ones; over a
+    whole earlier revision, that revision's catalog in the reader already open;
+    over anything else (a broken signature, SIG-INVALID) those bytes read alone.
+    """
+    if signed_revision is None or len(signed_revision) == len(data):
+        return final_fields
+    if emb is not None and last.covers_all:
+        try:
+            root = emb.reader.get_historical_root(emb.signed_revision)
+        except (Exception, RecursionError) as exc:
+            return FormFields(error=f"the PDF cannot be read: {type(exc).__name__}: {exc}")
+        return form_fields(root)
+    return read_pdf_fields(signed_revision)
 
 
 def _each_signer(

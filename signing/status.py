@@ -188,6 +188,20 @@ class SignatureStatus:
 
 
 @dataclass(frozen=True)
+class FormFields:
+    """The AcroForm values of one revision of a PDF, read by :mod:`signing.formfields`."""
+
+    values: dict[str, str] = field(default_factory=dict, hash=False)
+    """The decoded value of every terminal text, choice and button field, by qualified name."""
+
+    pages: int = 0
+    """The pages of that revision (intake refuses a form over ``limits.max_pdf_pages``)."""
+
+    error: str | None = None
+    """Why the fields cannot be read (intake's ``FORM-UNREADABLE``), else ``None``."""
+
+
+@dataclass(frozen=True)
 class FormVerdict:
     """The verdict on a signed document: every signature, and the time-stamps over the whole file."""
 
@@ -206,6 +220,16 @@ class FormVerdict:
     timestamps: tuple[FileTimestamp, ...] = ()
     """Time-stamps over the whole signed file (``.tsd``, ``.m7m``, ``.tsr``; see
     :attr:`SignedFile.timestamps`), judged by the rules beside the signatures."""
+
+    signed_fields: FormFields | None = None
+    """The form fields of :attr:`signed_revision` (of the whole PDF when it is ``None``), read
+    from the reader the PDF was verified with; ``None`` when the verifier read no PDF form
+    (a container, a detached signature's content): the caller reads them itself."""
+
+    final_fields: FormFields | None = None
+    """The form fields of the final revision: :attr:`signed_fields` itself when the last
+    signature covers the whole file (or there is none); compared with it for a value
+    changed after signing."""
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,12 @@ from pypdf.generic import (
 from intake.config import default_workflows
 from intake.errors import PermanentError
 from intake.forms.fill import fill_form
-from intake.forms.read import read_form_fields
+from intake.forms.read import form_values, read_form_fields
 from intake.forms.render import render_form
 from rules import formats
 from rules.workflow import FieldSpec, WorkflowConfig
+from signing.settings import VerifierSettings
+from signing.verifier import InProcessVerifier
 from tests.shared import CORPUS
 
 SIMPLE_FORM = CORPUS / "pyhanko/pdf/minimal-with-simple-form.pdf"
@@ -506,3 +508,53 @@ def test_field_tree_cycle_is_not_followed() -> None:
     writer.write(out)
     # The self-reference is skipped; the node reads as one empty field.
     assert read_form_fields(out.getvalue()) == {"loop": ""}
+
+
+def _nested_fields(depth: int) -> bytes:
+    """A blank page whose one field has ``depth`` levels of named kids under it."""
+    writer = PdfWriter()
+    writer.add_blank_page(width=100, height=100)
+    top = DictionaryObject({NameObject("/T"): TextStringObject("n0")})
+    node = top
+    for level in range(1, depth + 1):
+        kid = DictionaryObject({NameObject("/T"): TextStringObject(f"n{level}"),
+                                NameObject("/FT"): NameObject("/Tx")})
+        node[NameObject("/Kids")] = ArrayObject([writer._add_object(kid)])
+        node = kid
+    writer.root_object[NameObject("/AcroForm")] = DictionaryObject(
+        {NameObject("/Fields"): ArrayObject([writer._add_object(top)])}
+    )
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_deep_field_tree_is_unreadable_but_still_verified() -> None:
+    assert list(read_form_fields(_nested_fields(30))) == [".".join(f"n{i}" for i in range(31))]
+    deep = _nested_fields(40)
+    with pytest.raises(PermanentError) as info:
+        read_form_fields(deep)
+    assert info.value.code == "FORM-UNREADABLE"
+    assert "too deep" in str(info.value)
+    # The verifier reads the same facts: verification is not refused, the fields are.
+    verdict = InProcessVerifier(VerifierSettings(trust_roots=(), allow_fetching=False)
+                                ).verify_pdf_sync(deep)
+    assert verdict.signatures == ()
+    assert verdict.signed_fields is not None
+    assert verdict.signed_fields.error == "form field tree is too deep"
+    with pytest.raises(PermanentError) as again:
+        form_values(verdict.signed_fields, max_pages=200)
+    assert again.value.code == "FORM-UNREADABLE"
+
+
+def test_a_page_tree_cycle_is_unreadable() -> None:
+    writer = PdfWriter()
+    writer.add_blank_page(width=100, height=100)
+    pages = writer.root_object["/Pages"].get_object()
+    kids = pages["/Kids"]
+    kids.append(writer.root_object.raw_get("/Pages"))  # the tree holds itself
+    out = BytesIO()
+    writer.write(out)
+    with pytest.raises(PermanentError) as info:
+        read_form_fields(out.getvalue())
+    assert info.value.code == "FORM-UNREADABLE"

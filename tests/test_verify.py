@@ -163,6 +163,30 @@ def test_field_changed_after_signing_is_sig_modified(pki: PkiFixture) -> None:
     assert verdict.signatures[0].modified_after
     assert verdict.signed_revision is not None
     assert field_value(verdict.signed_revision, "org_name") == "SIA Original"
+    # The values the verifier read: the signed revision's, and the final ones beside them.
+    assert verdict.signed_fields is not None and verdict.final_fields is not None
+    assert verdict.signed_fields.values["org_name"] == "SIA Original"
+    assert verdict.final_fields.values["org_name"] == "SIA Forged"
+
+
+def test_the_verdict_carries_the_signed_values_read_once(pki: PkiFixture) -> None:
+    form = pki.form_pdf({"org_name": "SIA Bērziņi", "contact_email": "anna@example.lv"})
+    verdict = verify(pki, pki.sign(form))
+    assert verdict.signed_fields is not None
+    assert verdict.signed_fields.error is None
+    assert verdict.signed_fields.values == {"form_id": "api-access", "org_name": "SIA Bērziņi",
+                                            "contact_email": "anna@example.lv"}
+    assert verdict.signed_fields.pages == 1
+    # The signature covers every byte: one reading is both revisions'.
+    assert verdict.final_fields is verdict.signed_fields
+
+
+def test_an_unsigned_pdf_has_its_values_read_by_the_verifier(pki: PkiFixture) -> None:
+    verdict = verify(pki, pki.form_pdf({"org_name": "SIA Bez Paraksta"}))
+    assert verdict.signatures == ()
+    assert verdict.signed_fields is not None
+    assert verdict.signed_fields.values["org_name"] == "SIA Bez Paraksta"
+    assert verdict.final_fields is verdict.signed_fields
 
 
 def test_byte_flipped_inside_signed_range_is_sig_invalid(pki: PkiFixture) -> None:

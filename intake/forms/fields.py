@@ -1,5 +1,6 @@
 """The AcroForm field tree: field and annotation flags, and the one walker over terminal fields that
-reading and filling share (bounded in depth, cycles refused as ``FORM-UNREADABLE``).
+filling uses (bounded in depth, cycles refused as ``FORM-UNREADABLE``). A received PDF's
+values are read by :mod:`signing.formfields`, in pyHanko's object model, by the verifier.
 """
 
 from __future__ import annotations
@@ -163,18 +164,3 @@ def _text_value(value: Any) -> str:
     else:
         text = ""
     return unicodedata.normalize("NFC", text)
-
-
-def _field_value(f: _Field) -> str | None:
-    """The value read from one terminal field, or None to leave it out."""
-    if f.ft == "/Btn":
-        if f.flags & FF_PUSHBUTTON:
-            return None
-        state = f.value.get_object() if isinstance(f.value, IndirectObject) else f.value
-        if f.flags & FF_RADIO:
-            return "" if state in (None, "/Off") else _text_value(state)
-        return "no" if state in (None, "/Off", "") else "yes"
-    if f.ft in ("/Tx", "/Ch"):
-        return _text_value(f.value)
-    # Signature fields and fields without a type carry no form data.
-    return None

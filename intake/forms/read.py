@@ -1,55 +1,41 @@
-""":func:`read_form_fields`: the value of every terminal field of a PDF by its fully qualified name;
-anything it cannot parse is ``FORM-UNREADABLE``.
+"""The form fields of a received PDF as the rules take them: the values
+:mod:`signing.formfields` read (with pyHanko, in the verifier), under the page
+limit; anything unreadable is ``FORM-UNREADABLE``.
 """
 
 from __future__ import annotations
 
-import unicodedata
-import warnings
-from io import BytesIO
-
-from pypdf import PdfReader
-from pypdf.errors import PdfReadWarning
-from pypdf.generic import (
-    DictionaryObject,
-)
+from typing import TYPE_CHECKING
 
 from intake.errors import PermanentError
-from intake.forms.fields import _field_value, _fields, _unreadable
 
-# ---------------------------------------------------------------------------
-# Reading.
+if TYPE_CHECKING:
+    from signing.status import FormFields
+
+
+def _unreadable(message: str) -> PermanentError:
+    return PermanentError(message, code="FORM-UNREADABLE")
+
+
+def form_values(fields: FormFields, *, max_pages: int) -> dict[str, str]:
+    """The values of ``fields``; raises :class:`PermanentError` with code ``FORM-UNREADABLE``
+    when they could not be read (the PDF is encrypted, unparseable, its field tree too deep
+    or looping) or the PDF has more than ``max_pages`` pages."""
+    if fields.pages > max_pages:
+        raise _unreadable(f"the PDF has {fields.pages} pages (limit {max_pages})")
+    if fields.error is not None:
+        raise _unreadable(fields.error)
+    return dict(fields.values)
 
 
 def read_form_fields(pdf: bytes, *, max_pages: int = 200) -> dict[str, str]:
-    """Every terminal AcroForm text, choice and button field, by qualified name.
+    """Every terminal AcroForm text, choice and button field of a PDF no verifier has read
+    (the PDF inside an ASiC-E container), by qualified name: :func:`form_values` of
+    :func:`signing.formfields.read_pdf_fields`.
 
     Text is NFC-normalised; check boxes read ``"yes"`` (any on state) or
-    ``"no"``; radio groups read their export value. Raises
-    :class:`PermanentError` with code ``FORM-UNREADABLE`` when the file is not
-    a parseable PDF, is encrypted, or has more than ``max_pages`` pages.
+    ``"no"``; radio groups read their export value.
     """
-    try:
-        with warnings.catch_warnings():
-            # pypdf reports recoverable damage as PdfReadWarning; strict=False repairs it.
-            # Only those are hushed: a DeprecationWarning of pypdf's must still be seen.
-            warnings.filterwarnings("ignore", category=PdfReadWarning)
-            reader = PdfReader(BytesIO(pdf), strict=False)
-            if reader.is_encrypted:
-                raise _unreadable("the PDF is encrypted")
-            pages = len(reader.pages)
-            if pages > max_pages:
-                raise _unreadable(f"the PDF has {pages} pages (limit {max_pages})")
-            root = reader.trailer["/Root"].get_object()
-            if not isinstance(root, DictionaryObject):
-                raise _unreadable("the PDF has no document catalog")
-            values: dict[str, str] = {}
-            for f in _fields(root):
-                value = _field_value(f)
-                if value is not None and f.name not in values:
-                    values[unicodedata.normalize("NFC", f.name)] = value
-            return values
-    except PermanentError:
-        raise
-    except (Exception, RecursionError) as exc:
-        raise _unreadable(f"the PDF cannot be read: {type(exc).__name__}: {exc}") from exc
+    from signing.formfields import read_pdf_fields
+
+    return form_values(read_pdf_fields(pdf), max_pages=max_pages)
