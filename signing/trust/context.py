@@ -23,6 +23,7 @@ from pyhanko_certvalidator.policy_decl import (
     NO_REVOCATION,
     CertRevTrustPolicy,
 )
+from pyhanko_certvalidator.registry import SimpleTrustManager
 
 from signing.settings import VerifierSettings
 from signing.tolerant import TolerantKeyPolicy, TolerantSignatureValidator
@@ -54,10 +55,15 @@ class TrustContext:
     ) -> None:
         self.settings = settings
         self._now = now or (lambda: datetime.now(UTC))
-        # The anchors are read once; each verification builds fresh, cheap contexts.
+        # The anchors are read once; each verification builds fresh contexts.
         self.anchors = load_trust_roots(settings.trust_roots)
         #: SHA-256 digests of the configured anchors (qualification asks for them).
         self.root_digests = frozenset(cert.sha256 for cert in self.anchors)
+        # The anchors' trust manager, built once: it holds the roots and an
+        # index of them by subject, nothing a validation adds to (the paths,
+        # certificates and revocation data of one signature stay in its own
+        # ValidationContext's registry and managers).
+        self._roots_manager = SimpleTrustManager.build(trust_roots=list(self.anchors))
         # The trusted lists are parsed when first needed and again whenever a
         # refresh has rewritten the cache's state file.
         self._snapshot: TrustSnapshot | None = None
@@ -110,7 +116,7 @@ class TrustContext:
         )
         certificates = list(other_certs)
         kwargs: dict[str, Any] = {
-            "trust_roots": list(self.anchors),
+            "trust_manager": self._roots_manager,
             "other_certs": certificates,
             "crls": crls,
             "ocsps": ocsps,
@@ -124,7 +130,6 @@ class TrustContext:
         }
         # With trusted lists, their CAs and TSAs anchor paths beside trust_roots.
         if self.snapshot() is not None and self._trust_manager is not None:
-            del kwargs["trust_roots"]
             kwargs["trust_manager"] = self._trust_manager
             certificates.extend(self._trust_manager.certificates())
         mode = revocation or self.settings.revocation
