@@ -130,6 +130,13 @@ def install() -> None:
         name_class.hashable = _HASHABLE
 
 
+def uninstall() -> None:
+    """Give ``asn1crypto.x509.Name`` upstream's comparison back (for benchmarks of bare pyHanko)."""
+    name_class: Any = x509.Name
+    name_class.__eq__ = _UPSTREAM_EQ
+    name_class.hashable = _UPSTREAM_HASHABLE
+
+
 def cached() -> int:
     """How many comparison keys are kept now (for tests)."""
     with _lock:

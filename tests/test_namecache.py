@@ -54,6 +54,13 @@ def test_the_verifier_installs_it() -> None:
     assert x509.Name.__eq__ is namecache._name_eq
     namecache.install()  # twice is once
     assert x509.Name.__eq__ is namecache._name_eq
+    namecache.uninstall()  # what bench/bench_verify.py's bare pyHanko runs under
+    try:
+        assert x509.Name.__eq__ is namecache._UPSTREAM_EQ
+        assert x509.Name.__dict__["hashable"] is namecache._UPSTREAM_HASHABLE
+    finally:
+        namecache.install()
+    assert x509.Name.__dict__["hashable"] is namecache._HASHABLE
 
 
 # Pairs equal after RFC 4518 preparation although encoded differently.
