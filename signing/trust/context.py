@@ -10,6 +10,7 @@ uses the operating system's certificate store.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,11 @@ from signing.trust.anchors import load_trust_roots
 from signing.trust.fetching import FetchSettings, MessageFetching, withhold_stale
 from signing.trust.qualification import ListsAndRootsTrustManager
 from signing.trust.trustlists import TrustSnapshot, load_snapshot, state_mtime
+
+#: Parsed certificates kept for reuse by their encoding (see :meth:`TrustContext.parsed`).
+PARSED_CERTIFICATES = 256
+#: Certificates longer than this are never kept.
+PARSED_CERTIFICATE_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class TrustContext:
         self._snapshot_key: tuple[float | None, int] | None = None
         self._trust_manager: ListsAndRootsTrustManager | None = None
         self._snapshot_lock = threading.Lock()
+        self._parsed: OrderedDict[bytes, asn1_x509.Certificate] = OrderedDict()
+        self._parsed_lock = threading.Lock()
 
     def now(self) -> datetime:
         """The current time (a test may give its own clock)."""
@@ -114,7 +122,7 @@ class TrustContext:
             if fetching is not None
             else None
         )
-        certificates = list(other_certs)
+        certificates = self.parsed(other_certs)
         kwargs: dict[str, Any] = {
             "trust_manager": self._roots_manager,
             "other_certs": certificates,
@@ -144,6 +152,35 @@ class TrustContext:
         if backend is not None:
             backend.bind(context)
         return context
+
+    def parsed(self, certificates: Iterable[asn1_x509.Certificate]) -> list[asn1_x509.Certificate]:
+        """``certificates``, each replaced by an earlier parse of the same bytes if one is kept.
+
+        Every message carries its CA and TSA certificates again, and pyHanko
+        parses each afresh: its extensions, key identifiers and digests (which
+        asn1crypto computes once per object) were worked out again for every
+        signature. An object kept here is only ever given in place of one with
+        the very same encoding, so a validation sees the certificates its own
+        message carries and no others; only their parsing is shared. Bounded:
+        :data:`PARSED_CERTIFICATES` objects of at most
+        :data:`PARSED_CERTIFICATE_BYTES`, least recently used dropped first.
+        """
+        result: list[asn1_x509.Certificate] = []
+        with self._parsed_lock:
+            for cert in certificates:
+                der: bytes = cert.dump()
+                if len(der) > PARSED_CERTIFICATE_BYTES:
+                    result.append(cert)
+                    continue
+                kept = self._parsed.get(der)
+                if kept is None:
+                    self._parsed[der] = kept = cert
+                    while len(self._parsed) > PARSED_CERTIFICATES:
+                        self._parsed.popitem(last=False)
+                else:
+                    self._parsed.move_to_end(der)
+                result.append(kept)
+        return result
 
     def fetching(self) -> MessageFetching | None:
         """The fetching of one document, or ``None`` when fetching is off."""
