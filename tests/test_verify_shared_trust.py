@@ -71,3 +71,16 @@ def test_a_kept_parse_stands_only_for_the_same_bytes(
     monkeypatch.setattr(context_module, "PARSED_CERTIFICATE_BYTES", 100)
     big = pki.pki.asn1_certificate("qualified")
     assert trust.parsed([big])[0] is big and trust.parsed([big])[0] is big
+
+
+def test_a_certificate_that_does_not_parse_through_is_not_kept(pki: PkiFixture) -> None:
+    # Its keyUsage extension holds an INTEGER where a BIT STRING belongs.
+    der = pki.pki.asn1_certificate("ca-qualified").dump()
+    at = der.index(bytes.fromhex("0603551d0f"))  # the keyUsage OID
+    value = der.index(b"\x04", at + 5)  # its extnValue OCTET STRING
+    assert der[value + 2] == 0x03
+    broken_der = der[: value + 2] + b"\x02" + der[value + 3 :]
+    trust = TrustContext(pki.settings(allow_fetching=False))
+    first, again = x509.Certificate.load(broken_der), x509.Certificate.load(broken_der)
+    assert trust.parsed([first])[0] is first
+    assert trust.parsed([again])[0] is again  # each message keeps its own parse

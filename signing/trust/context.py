@@ -39,6 +39,22 @@ PARSED_CERTIFICATES = 256
 PARSED_CERTIFICATE_BYTES = 16 * 1024
 
 
+def _settled(cert: asn1_x509.Certificate) -> bool:
+    """Parse ``cert`` through, with the facts validation asks of it; ``False`` if it breaks.
+
+    asn1crypto parses lazily and builds some facts in several steps (the
+    extensions); a certificate shared between verifications is settled first,
+    by the one thread that still owns it. One that cannot be parsed is not shared.
+    """
+    try:
+        _ = cert.native
+        _ = (cert.key_identifier, cert.authority_key_identifier, cert.issuer_serial)
+        _ = (cert.sha1, cert.sha256, cert.public_key.sha1, cert.subject.hashable)
+    except Exception:  # left to the validation, unshared.
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Revinfo:
     """The revocation data one signature carries, as the validator is to be given it."""
@@ -161,25 +177,27 @@ class TrustContext:
         asn1crypto computes once per object) were worked out again for every
         signature. An object kept here is only ever given in place of one with
         the very same encoding, so a validation sees the certificates its own
-        message carries and no others; only their parsing is shared. Bounded:
+        message carries and no others; only their parsing is shared. An object
+        is fully parsed before it is kept (:func:`_settled`), so verifications
+        on other threads only read it. Bounded:
         :data:`PARSED_CERTIFICATES` objects of at most
         :data:`PARSED_CERTIFICATE_BYTES`, least recently used dropped first.
         """
         result: list[asn1_x509.Certificate] = []
-        with self._parsed_lock:
-            for cert in certificates:
-                der: bytes = cert.dump()
-                if len(der) > PARSED_CERTIFICATE_BYTES:
-                    result.append(cert)
-                    continue
-                kept = self._parsed.get(der)
-                if kept is None:
-                    self._parsed[der] = kept = cert
-                    while len(self._parsed) > PARSED_CERTIFICATES:
-                        self._parsed.popitem(last=False)
-                else:
-                    self._parsed.move_to_end(der)
-                result.append(kept)
+        for cert in certificates:
+            der: bytes = cert.dump()
+            kept = None
+            if len(der) <= PARSED_CERTIFICATE_BYTES:
+                with self._parsed_lock:
+                    kept = self._parsed.get(der)
+                    if kept is not None:
+                        self._parsed.move_to_end(der)
+                if kept is None and _settled(cert):
+                    with self._parsed_lock:
+                        kept = self._parsed.setdefault(der, cert)
+                        while len(self._parsed) > PARSED_CERTIFICATES:
+                            self._parsed.popitem(last=False)
+            result.append(kept if kept is not None else cert)
         return result
 
     def fetching(self) -> MessageFetching | None:
