@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 from signing.asic.verify import verify_container
 from signing.cms.detached import verify_detached
 from signing.cms.p7m import read_signed_file
+from signing.namecache import install as _compare_names_through_cache
 from signing.pdf import verify_pdf
 from signing.settings import VerifierSettings
 from signing.status import (
@@ -36,6 +37,10 @@ from signing.status import (
 from signing.trust.context import TrustContext
 
 _T = TypeVar("_T")
+
+# X.509 names are compared with asn1crypto's semantics, each prepared once
+# per process instead of at every comparison (signing.namecache).
+_compare_names_through_cache()
 
 
 @runtime_checkable

@@ -10,6 +10,7 @@ uses the operating system's certificate store.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from pyhanko_certvalidator.policy_decl import (
     NO_REVOCATION,
     CertRevTrustPolicy,
 )
+from pyhanko_certvalidator.registry import SimpleTrustManager
 
 from signing.settings import VerifierSettings
 from signing.tolerant import TolerantKeyPolicy, TolerantSignatureValidator
@@ -30,6 +32,27 @@ from signing.trust.anchors import load_trust_roots
 from signing.trust.fetching import FetchSettings, MessageFetching, withhold_stale
 from signing.trust.qualification import ListsAndRootsTrustManager
 from signing.trust.trustlists import TrustSnapshot, load_snapshot, state_mtime
+
+#: Parsed certificates kept for reuse by their encoding (see :meth:`TrustContext.parsed`).
+PARSED_CERTIFICATES = 256
+#: Certificates longer than this are never kept.
+PARSED_CERTIFICATE_BYTES = 16 * 1024
+
+
+def _settled(cert: asn1_x509.Certificate) -> bool:
+    """Parse ``cert`` through, with the facts validation asks of it; ``False`` if it breaks.
+
+    asn1crypto parses lazily and builds some facts in several steps (the
+    extensions); a certificate shared between verifications is settled first,
+    by the one thread that still owns it. One that cannot be parsed is not shared.
+    """
+    try:
+        _ = cert.native
+        _ = (cert.key_identifier, cert.authority_key_identifier, cert.issuer_serial)
+        _ = (cert.sha1, cert.sha256, cert.public_key.sha1, cert.subject.hashable)
+    except Exception:  # left to the validation, unshared.
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -54,16 +77,23 @@ class TrustContext:
     ) -> None:
         self.settings = settings
         self._now = now or (lambda: datetime.now(UTC))
-        # The anchors are read once; each verification builds fresh, cheap contexts.
+        # The anchors are read once; each verification builds fresh contexts.
         self.anchors = load_trust_roots(settings.trust_roots)
         #: SHA-256 digests of the configured anchors (qualification asks for them).
         self.root_digests = frozenset(cert.sha256 for cert in self.anchors)
+        # The anchors' trust manager, built once: it holds the roots and an
+        # index of them by subject, nothing a validation adds to (the paths,
+        # certificates and revocation data of one signature stay in its own
+        # ValidationContext's registry and managers).
+        self._roots_manager = SimpleTrustManager.build(trust_roots=list(self.anchors))
         # The trusted lists are parsed when first needed and again whenever a
         # refresh has rewritten the cache's state file.
         self._snapshot: TrustSnapshot | None = None
         self._snapshot_key: tuple[float | None, int] | None = None
         self._trust_manager: ListsAndRootsTrustManager | None = None
         self._snapshot_lock = threading.Lock()
+        self._parsed: OrderedDict[bytes, asn1_x509.Certificate] = OrderedDict()
+        self._parsed_lock = threading.Lock()
 
     def now(self) -> datetime:
         """The current time (a test may give its own clock)."""
@@ -108,9 +138,9 @@ class TrustContext:
             if fetching is not None
             else None
         )
-        certificates = list(other_certs)
+        certificates = self.parsed(other_certs)
         kwargs: dict[str, Any] = {
-            "trust_roots": list(self.anchors),
+            "trust_manager": self._roots_manager,
             "other_certs": certificates,
             "crls": crls,
             "ocsps": ocsps,
@@ -124,7 +154,6 @@ class TrustContext:
         }
         # With trusted lists, their CAs and TSAs anchor paths beside trust_roots.
         if self.snapshot() is not None and self._trust_manager is not None:
-            del kwargs["trust_roots"]
             kwargs["trust_manager"] = self._trust_manager
             certificates.extend(self._trust_manager.certificates())
         mode = revocation or self.settings.revocation
@@ -139,6 +168,37 @@ class TrustContext:
         if backend is not None:
             backend.bind(context)
         return context
+
+    def parsed(self, certificates: Iterable[asn1_x509.Certificate]) -> list[asn1_x509.Certificate]:
+        """``certificates``, each replaced by an earlier parse of the same bytes if one is kept.
+
+        Every message carries its CA and TSA certificates again, and pyHanko
+        parses each afresh: its extensions, key identifiers and digests (which
+        asn1crypto computes once per object) were worked out again for every
+        signature. An object kept here is only ever given in place of one with
+        the very same encoding, so a validation sees the certificates its own
+        message carries and no others; only their parsing is shared. An object
+        is fully parsed before it is kept (:func:`_settled`), so verifications
+        on other threads only read it. Bounded:
+        :data:`PARSED_CERTIFICATES` objects of at most
+        :data:`PARSED_CERTIFICATE_BYTES`, least recently used dropped first.
+        """
+        result: list[asn1_x509.Certificate] = []
+        for cert in certificates:
+            der: bytes = cert.dump()
+            kept = None
+            if len(der) <= PARSED_CERTIFICATE_BYTES:
+                with self._parsed_lock:
+                    kept = self._parsed.get(der)
+                    if kept is not None:
+                        self._parsed.move_to_end(der)
+                if kept is None and _settled(cert):
+                    with self._parsed_lock:
+                        kept = self._parsed.setdefault(der, cert)
+                        while len(self._parsed) > PARSED_CERTIFICATES:
+                            self._parsed.popitem(last=False)
+            result.append(kept if kept is not None else cert)
+        return result
 
     def fetching(self) -> MessageFetching | None:
         """The fetching of one document, or ``None`` when fetching is off."""
