@@ -229,6 +229,12 @@ def fresh_run(work: Path, master: Path, pki: DemoPki, ca: tuple[Path, Path], n: 
 
 
 def bare(pdfs: list[bytes], pki: DemoPki) -> float:
+    # Bare means upstream's code: pasts' name cache (signing/namecache.py) is
+    # installed only where signing.verifier is imported, never in this process.
+    from asn1crypto import x509
+
+    if x509.Name.__eq__.__module__ != "asn1crypto.x509":
+        raise SystemExit("the bare loop would run under pasts' name cache")
     context = pki.validation_context()
     started = time.perf_counter()
     for data in pdfs:
