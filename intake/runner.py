@@ -36,10 +36,11 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, defer
 
 from intake import logs
 from intake.app.decide import Decider
@@ -75,6 +76,15 @@ PARSE_TASK = "parse_message"
 #: Decided messages moved out of the inbox together (one UID MOVE of the set,
 #: one commit); small, so that a long backlog's inbox empties as it goes.
 MOVE_BATCH = 20
+#: A ledger row loaded without its raw bytes (read from the database only if used).
+WITHOUT_RAW = (defer(ReceivedMessage.raw),)
+
+
+class Claim(NamedTuple):
+    """What the claim's UPDATE returns: the attempts counted so far and the last error."""
+
+    attempts: int
+    last_error: str | None
 
 
 class _Clock:
@@ -341,27 +351,33 @@ class Intake:
             with self.store.session() as s:
                 return s.scalars(select(ReceivedMessage.id).where(*position)).one()
 
-    def claim(self, row_id: int) -> ReceivedMessage | None:
+    def claim(self, row_id: int) -> Claim | None:
         """Lease the row for this worker and count the attempt (committed)."""
-        now = now_utc()
         with self.store.session() as s:
             holder = s.scalar(select(ReceivedMessage.claimed_by).where(ReceivedMessage.id == row_id))
-            result = s.execute(
-                update(ReceivedMessage)
-                .where(
-                    ReceivedMessage.id == row_id,
-                    ReceivedMessage.status == "received",
-                    takeable(ReceivedMessage, now, holder, worker=self.worker),
-                )
-                .values(
-                    claimed_by=self.worker,
-                    claimed_until=now + CLAIM_LEASE,
-                    attempts=ReceivedMessage.attempts + 1,
-                )
+            return self._lease(s, row_id, holder)
+
+    def _lease(self, s: Session, row_id: int, holder: str | None) -> Claim | None:
+        """The claim's conditional UPDATE in ``s``: the attempt counted, or None if
+        the row is not ``received`` or another live worker holds it. ``holder`` is
+        the ``claimed_by`` read for the row in ``s``."""
+        now = now_utc()
+        taken = s.execute(
+            update(ReceivedMessage)
+            .where(
+                ReceivedMessage.id == row_id,
+                ReceivedMessage.status == "received",
+                takeable(ReceivedMessage, now, holder, worker=self.worker),
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            return s.get(ReceivedMessage, row_id)
+            .values(
+                claimed_by=self.worker,
+                claimed_until=now + CLAIM_LEASE,
+                attempts=ReceivedMessage.attempts + 1,
+            )
+            .returning(ReceivedMessage.attempts, ReceivedMessage.last_error)
+            .execution_options(synchronize_session=False)
+        ).first()
+        return Claim(taken.attempts, taken.last_error) if taken is not None else None
 
     def parse(self, message: RawMessage) -> ParsedMail:
         """The parse of a stored message: in a bounded child when the verifier runs
@@ -389,20 +405,21 @@ class Intake:
 
         ``prepared`` is the message already judged in a child (:meth:`prepare`);
         without it the mail is parsed and verified here, step by step."""
+        # One transaction for the ledger row's checks and the claim (one commit).
         with self.store.session() as s:
-            row = s.get(ReceivedMessage, row_id)
+            row = s.get(ReceivedMessage, row_id, options=WITHOUT_RAW)
             assert row is not None
             if row.status in FINAL:
                 return row.status
             # Duplicate delivery: identical bytes already answered elsewhere.
             if row.message_id:
-                twin = s.scalars(
-                    select(ReceivedMessage).where(
+                twin = s.execute(
+                    select(ReceivedMessage.id, ReceivedMessage.application_id).where(
                         ReceivedMessage.message_id == row.message_id,
                         ReceivedMessage.sha256 == row.sha256,
                         ReceivedMessage.id != row.id,
                         ReceivedMessage.status.in_(("processed", "ignored")),
-                    )
+                    ).limit(1)
                 ).first()
                 if twin is not None:
                     row.status = "ignored"
@@ -412,7 +429,7 @@ class Intake:
                     log.info("message %s in %s: duplicate delivery, not answered again",
                              row.message_id, mailbox.name)
                     return row.status
-        claimed = self.claim(row_id)
+            claimed = self._lease(s, row_id, row.claimed_by)
         if claimed is None:
             log.info("ledger #%s is being handled by another worker", row_id)
             return "claimed-elsewhere"
@@ -424,7 +441,8 @@ class Intake:
             mail, verifier, read_fields = self.take_prepared(message, prepared)
             described = mail
             with self.clock("decide-and-commit"), self.store.session() as s:
-                row = s.get(ReceivedMessage, row_id)
+                # The raw bytes stay in the database unless a step reads them.
+                row = s.get(ReceivedMessage, row_id, options=WITHOUT_RAW)
                 assert row is not None
                 # The parsed sender and subject commit with the outcome (a failed
                 # attempt writes them with its error: :meth:`fail`).

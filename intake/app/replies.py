@@ -111,16 +111,43 @@ def transition(
     app.state = to_state
 
 
+#: ``Session.info`` key: what this transaction made (see :func:`made_here`).
+_MADE = "pasts.made-here"
+
+
+def _made(session: Session) -> dict[str, Any]:
+    """The objects made in the session's current transaction, by kind (reset by a new one)."""
+    transaction = session.get_transaction()
+    made = session.info.get(_MADE)
+    if made is None or made["transaction"] is not transaction:
+        made = session.info[_MADE] = {"transaction": transaction, "applications": set(),
+                                      "outbox": {}}
+    return made
+
+
+def made_here(session: Session, app: Application) -> None:
+    """Note that ``app`` was created in the session's current transaction.
+
+    No other transaction can see it, so its thread links are exactly those in
+    ``app.links`` (loaded empty at creation, appended to by each new link):
+    :func:`link_mail` asks no query for it.
+    """
+    _made(session)["applications"].add(app)
+
+
 def link_mail(session: Session, app: Application, message_id: str | None, direction: str,
               summary: str) -> None:
     if not message_id:
         return
-    exists = session.scalars(
-        select(MailLink).where(
-            MailLink.application_id == app.id, MailLink.message_id == message_id
-        )
-    ).first()
-    if exists is None:
+    if app in _made(session)["applications"]:
+        exists = any(link.message_id == message_id for link in app.links)
+    else:
+        exists = session.scalars(
+            select(MailLink.id).where(
+                MailLink.application_id == app.id, MailLink.message_id == message_id
+            )
+        ).first() is not None
+    if not exists:
         session.add(MailLink(application=app, message_id=message_id, direction=direction,
                              summary=summary[:500]))
 
@@ -239,6 +266,7 @@ class Replies:
         auto_submitted: str = "auto-replied",
         rate_limit: bool = False,
         trusted: bool = False,
+        fresh: bool = False,
     ) -> Outbox | None:
         """Compose and queue one mail; a second call with the same key does nothing.
 
@@ -248,8 +276,17 @@ class Replies:
         ``waiting`` until the bound allows, never dropped. ``trusted`` (the
         answer to a mail whose signature chains to a trust anchor) is released
         at once. Staff decisions and verification links are not limited.
+
+        ``fresh`` says that no committed row can hold ``key`` (the answer to the
+        ledger row being decided: its key is queued only in the transaction
+        that decides it): only this transaction's own rows are looked at. The
+        outbox's unique key refuses a second row whatever the caller says.
         """
-        existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
+        queued: dict[str, Outbox] = _made(session)["outbox"]
+        existing = queued.get(key)
+        if existing is None and not fresh:
+            with session.no_autoflush:  # the rows of this transaction are in ``queued``
+                existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
         if existing is not None:
             return existing
         try:
@@ -299,6 +336,7 @@ class Replies:
         if rate_limit:
             bound.place(self.config, session, row, trusted=trusted)
         session.add(row)
+        queued[key] = row
         if app is not None:
             link_mail(session, app, message_id, "out", f"{template} to {to}")
         return row
