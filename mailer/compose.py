@@ -58,6 +58,7 @@ __all__ = [
     "ReplySpec",
     "codes_header",
     "compose",
+    "compose_wire",
     "explain",
     "fill_in",
     "render",
@@ -499,6 +500,37 @@ def compose(spec: ReplySpec) -> EmailMessage:
     invalid ``to``/``sender`` address, a malformed ``message_id``, an
     unknown template or a missing template value.
     """
+    msg = _build(spec)
+    _set_boundaries(msg, spec.message_id)
+    return msg
+
+
+def compose_wire(spec: ReplySpec) -> bytes:
+    """``wire_bytes(compose(spec))``, serialised once.
+
+    Each multipart gets its first boundary (salt 0) unchecked, and the
+    message is serialised; the first boundaries are the ones :func:`compose`
+    keeps unless one of them occurs in the content, and then it occurs in
+    these bytes more often than its multipart's delimiters and its
+    ``Content-Type`` parameter do. Only then is the message composed again
+    the checked way, so the bytes are always those of ``compose``.
+    """
+    msg = _build(spec)
+    expected: list[tuple[bytes, int]] = []
+    for index, part in enumerate(msg.walk()):
+        if part.is_multipart():
+            boundary = _boundary(spec.message_id, f"{index}", 0)
+            part.set_boundary(boundary)
+            # Its Content-Type parameter, one delimiter per part, the closing one.
+            expected.append((boundary.encode(), len(part.get_payload()) + 2))
+    raw = wire_bytes(msg)
+    if all(raw.count(boundary) == count for boundary, count in expected):
+        return raw
+    return wire_bytes(compose(spec))
+
+
+def _build(spec: ReplySpec) -> EmailMessage:
+    """The message of ``spec`` without its multipart boundaries."""
     if spec.template == "status-unknown":
         # This answer must reveal nothing about the reference asked for.
         spec = replace(spec, status=None, findings=())
@@ -558,7 +590,6 @@ def compose(spec: ReplySpec) -> EmailMessage:
     # Set last: making a multipart moves every Content-* header into the
     # first body part.
     msg["Content-Language"] = language
-    _set_boundaries(msg, message_id)
     return msg
 
 

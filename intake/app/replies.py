@@ -35,7 +35,7 @@ from intake.store.models import (
 from intake.store.models import utcnow as now_utc
 from mailer.addresses import UnusableAddress, usable_address
 from mailer.compose import Finding as MailFinding
-from mailer.compose import ReplySpec, compose, wire_bytes
+from mailer.compose import ReplySpec, compose_wire
 from rules import Finding, OrganisationRecord
 
 log = logging.getLogger(__name__)
@@ -322,7 +322,7 @@ class Replies:
             auto_submitted=auto_submitted,
             date=now_utc(),
         )
-        raw = wire_bytes(compose(spec))
+        raw = compose_wire(spec)
         row = Outbox(
             key=key,
             message_id=message_id,
