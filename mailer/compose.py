@@ -24,7 +24,6 @@ from email.errors import HeaderParseError
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
-from email.policy import SMTP
 from email.utils import format_datetime
 from functools import cache
 from pathlib import Path
@@ -34,26 +33,13 @@ import jinja2
 
 from mailer.addresses import UnusableAddress, usable_address
 from mailer.related import add_related
-
-#: Replies are serialised with this policy: CRLF, and header lines folded at
-#: whitespace only past 998 characters, so machine-read headers such as
-#: X-Pasts-Codes ("A,B,C", no spaces) stay plain ASCII instead of being
-#: turned into RFC 2047 encoded-words at 78 characters.
-WIRE = SMTP.clone(max_line_length=998)
-#: The same for a reply to an address with a non-ASCII local part: its
-#: address headers are UTF-8 (RFC 6532) and it is sent with SMTPUTF8.
-WIRE_UTF8 = WIRE.clone(utf8=True)
-
-
-def wire_bytes(msg: Message) -> bytes:
-    """The bytes of a composed message as sent: UTF-8 headers only where an address needs them."""
-    addresses = " ".join(str(msg.get(name, "")) for name in ("From", "To", "Cc"))
-    return msg.as_bytes(policy=WIRE if addresses.isascii() else WIRE_UTF8)
-
+from mailer.wire import COMPOSE, WIRE, WIRE_UTF8, fill_in, wire_bytes
 
 __all__ = [
     "EVENTS",
     "LANGUAGES",
+    "WIRE",
+    "WIRE_UTF8",
     "Finding",
     "ReplySpec",
     "codes_header",
@@ -62,6 +48,7 @@ __all__ = [
     "explain",
     "fill_in",
     "render",
+    "wire_bytes",
 ]
 
 #: The languages replies are written in; anything else falls back to English.
@@ -332,6 +319,8 @@ def template_title(template: str, language: str) -> str:
 @cache
 def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
     loader = jinja2.FileSystemLoader(str(_TEMPLATES))
+    # The templates ship with the code: compiled once, never looked at again
+    # (auto_reload stats every file of a template at each render).
     # Text bodies are not HTML: no escaping, but undefined names still fail.
     text_env = jinja2.Environment(
         loader=loader,
@@ -340,6 +329,7 @@ def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,
     )
     html_env = jinja2.Environment(
         loader=loader,
@@ -348,6 +338,7 @@ def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,
     )
     return text_env, html_env
 
@@ -463,7 +454,7 @@ def _set_boundaries(msg: Message, message_id: str) -> None:
     for index, part in enumerate(msg.walk()):
         if not part.is_multipart():
             continue
-        body = b"".join(p.as_bytes(policy=SMTP) for p in part.iter_parts())  # type: ignore[attr-defined]
+        body = b"".join(p.as_bytes(policy=COMPOSE) for p in part.iter_parts())  # type: ignore[attr-defined]
         salt = 0
         while True:
             boundary = _boundary(message_id, f"{index}", salt)
@@ -540,7 +531,7 @@ def _build(spec: ReplySpec) -> EmailMessage:
     language = normalise_language(spec.language)
     text, html = render(spec)
 
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=COMPOSE)
     msg["From"] = sender
     msg["To"] = to
     _set_text_header(msg, "Subject", subject_for(spec))
@@ -592,34 +583,3 @@ def _build(spec: ReplySpec) -> EmailMessage:
     msg["Content-Language"] = language
     return msg
 
-
-def fill_in(raw: bytes, placeholder: str, value: str) -> bytes:
-    """``raw`` (a composed message) with ``placeholder`` replaced by ``value`` in its text parts.
-
-    A single-use link is not stored in the outbox: the reply is composed
-    with a placeholder and the sender fills the link in when it sends. The
-    parts are decoded, changed and encoded again as :func:`compose` encodes
-    them, so the result is what composing with ``value`` would have given.
-    Raises ValueError when no text part holds the placeholder.
-    """
-    from email import message_from_bytes
-
-    # The parts are encoded under SMTP's 78-character lines, as compose() does.
-    msg = message_from_bytes(raw, policy=SMTP)
-    assert isinstance(msg, EmailMessage)
-    found = False
-    for part in msg.walk():
-        if part.get_content_maintype() != "text" or part.is_attachment():
-            continue
-        assert isinstance(part, EmailMessage)
-        text = part.get_content()
-        if placeholder not in text:
-            continue
-        found = True
-        part.set_content(text.replace(placeholder, value), subtype=part.get_content_subtype(),
-                         charset="utf-8", cte="quoted-printable")
-        if part is not msg:
-            del part["MIME-Version"]
-    if not found:
-        raise ValueError("the message holds no placeholder to fill in")
-    return msg.as_bytes(policy=WIRE)
