@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from intake.app import bound
@@ -49,11 +49,14 @@ SYSTEM = "system"
 def next_reference(session: Session, prefix: str, when: datetime | None = None) -> str:
     """Allocate ``PREFIX-YYYY-NNNNNN``; safe with several workers (row update)."""
     year = (when or now_utc()).year
+    # On the table: a Core UPDATE, without the ORM's bulk-update machinery.
+    table: Table = ReferenceCounter.__table__  # type: ignore[assignment]
+    counters = table.c
     bump = (
-        update(ReferenceCounter)
-        .where(ReferenceCounter.prefix == prefix, ReferenceCounter.year == year)
-        .values(last=ReferenceCounter.last + 1)
-        .returning(ReferenceCounter.last)
+        update(table)
+        .where(counters.prefix == prefix, counters.year == year)
+        .values(last=counters.last + 1)
+        .returning(counters.last)
     )
     number = session.execute(bump).scalar()
     if number is None:
