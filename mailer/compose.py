@@ -13,7 +13,6 @@ addresses are checked before use.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tomllib
 import unicodedata
@@ -23,7 +22,7 @@ from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage, Message
+from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import cache
 from pathlib import Path
@@ -33,7 +32,7 @@ import jinja2
 
 from mailer.addresses import UnusableAddress, usable_address
 from mailer.related import add_related
-from mailer.wire import COMPOSE, WIRE, WIRE_UTF8, fill_in, wire_bytes
+from mailer.wire import COMPOSE, WIRE, WIRE_UTF8, boundary, fill_in, set_boundaries, wire_bytes
 
 __all__ = [
     "EVENTS",
@@ -439,31 +438,6 @@ def subject_for(spec: ReplySpec) -> str:
     return subject
 
 
-def _boundary(message_id: str, part: str, salt: int) -> str:
-    digest = hashlib.sha256(f"{message_id}\0{part}\0{salt}".encode()).hexdigest()[:32]
-    return f"==pasts-{part}-{digest}=="
-
-
-def _set_boundaries(msg: Message, message_id: str) -> None:
-    """Give every multipart a boundary derived from the Message-ID.
-
-    The boundary is checked against the encoded content of the parts; on the
-    (astronomically unlikely) clash the next salt is tried, so the result is
-    still a function of the spec alone.
-    """
-    for index, part in enumerate(msg.walk()):
-        if not part.is_multipart():
-            continue
-        body = b"".join(p.as_bytes(policy=COMPOSE) for p in part.iter_parts())  # type: ignore[attr-defined]
-        salt = 0
-        while True:
-            boundary = _boundary(message_id, f"{index}", salt)
-            if boundary.encode() not in body:
-                break
-            salt += 1
-        part.set_boundary(boundary)
-
-
 def _clean_filename(name: str) -> str:
     cleaned = clean_header_text(name, 120).replace("/", "_").replace("\\", "_").strip(". ")
     return cleaned or "attachment"
@@ -478,9 +452,28 @@ def _set_text_header(msg: EmailMessage, name: str, value: str) -> None:
     "perchéè").  A pre-folded raw value is written out unchanged.
     """
     if value.isascii():
-        msg[name] = value
+        _set_header(msg, name, value)
     else:
         msg.set_raw(name, Header(value, "utf-8", header_name=name).encode(linesep="\r\n"))
+
+
+#: A header value the header registry's parse and fold give back unchanged:
+#: printable ASCII words between single spaces, short of every policy's line.
+_VERBATIM_RE = re.compile(r"[!-~]+(?: [!-~]+)*")
+
+
+def _set_header(msg: EmailMessage, name: str, value: str) -> None:
+    """``msg[name] = value``, without parsing a value that is written as it is.
+
+    Setting a header parses it into the registry's structure only for it to be
+    folded back at serialisation; a short ASCII value without an encoded-word
+    comes back as it went in, so it is stored raw and written unchanged (and
+    parsed, like any header, only if read). Anything else is set the usual way.
+    """
+    if len(name) + 2 + len(value) <= 78 and "=?" not in value and _VERBATIM_RE.fullmatch(value):
+        msg.set_raw(name, value)
+    else:
+        msg[name] = value
 
 
 def compose(spec: ReplySpec) -> EmailMessage:
@@ -492,7 +485,7 @@ def compose(spec: ReplySpec) -> EmailMessage:
     unknown template or a missing template value.
     """
     msg = _build(spec)
-    _set_boundaries(msg, spec.message_id)
+    set_boundaries(msg, spec.message_id)
     return msg
 
 
@@ -510,12 +503,12 @@ def compose_wire(spec: ReplySpec) -> bytes:
     expected: list[tuple[bytes, int]] = []
     for index, part in enumerate(msg.walk()):
         if part.is_multipart():
-            boundary = _boundary(spec.message_id, f"{index}", 0)
-            part.set_boundary(boundary)
+            first = boundary(spec.message_id, f"{index}", 0)
+            part.set_boundary(first)
             # Its Content-Type parameter, one delimiter per part, the closing one.
-            expected.append((boundary.encode(), len(part.get_payload()) + 2))
+            expected.append((first.encode(), len(part.get_payload()) + 2))
     raw = wire_bytes(msg)
-    if all(raw.count(boundary) == count for boundary, count in expected):
+    if all(raw.count(first) == count for first, count in expected):
         return raw
     return wire_bytes(compose(spec))
 
@@ -532,30 +525,31 @@ def _build(spec: ReplySpec) -> EmailMessage:
     text, html = render(spec)
 
     msg = EmailMessage(policy=COMPOSE)
-    msg["From"] = sender
-    msg["To"] = to
+    _set_header(msg, "From", sender)
+    _set_header(msg, "To", to)
     _set_text_header(msg, "Subject", subject_for(spec))
     date = spec.date or datetime.now(UTC)
     if date.tzinfo is None:
         date = date.replace(tzinfo=UTC)
-    msg["Date"] = format_datetime(date.astimezone(UTC))
-    msg["Message-ID"] = message_id
+    _set_header(msg, "Date", format_datetime(date.astimezone(UTC)))
+    _set_header(msg, "Message-ID", message_id)
     parent = message_ids([spec.in_reply_to])
     if parent:
-        msg["In-Reply-To"] = parent[0]
+        _set_header(msg, "In-Reply-To", parent[0])
     refs = thread_references(spec.references, spec.in_reply_to)
     if refs:
-        msg["References"] = " ".join(refs)
+        _set_header(msg, "References", " ".join(refs))
     auto = clean_header_text(spec.auto_submitted, 40).lower()
-    msg["Auto-Submitted"] = auto if auto in ("auto-replied", "auto-generated") else "auto-replied"
-    msg["X-Auto-Response-Suppress"] = "All"
+    _set_header(msg, "Auto-Submitted",
+                auto if auto in ("auto-replied", "auto-generated") else "auto-replied")
+    _set_header(msg, "X-Auto-Response-Suppress", "All")
     if spec.reference:
         _set_text_header(msg, "X-Pasts-Reference", clean_header_text(spec.reference, 60))
     if spec.status:
         _set_text_header(msg, "X-Pasts-Status", clean_header_text(spec.status, 40))
     codes = codes_header(spec.findings)
     if codes:
-        msg["X-Pasts-Codes"] = codes
+        _set_header(msg, "X-Pasts-Codes", codes)
 
     msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from email import message_from_bytes
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
@@ -45,6 +46,31 @@ def wire_bytes(msg: Message) -> bytes:
     """The bytes of a composed message as sent: UTF-8 headers only where an address needs them."""
     addresses = " ".join(str(msg.get(name, "")) for name in ("From", "To", "Cc"))
     return msg.as_bytes(policy=WIRE if addresses.isascii() else WIRE_UTF8)
+
+
+def boundary(message_id: str, part: str, salt: int) -> str:
+    digest = hashlib.sha256(f"{message_id}\0{part}\0{salt}".encode()).hexdigest()[:32]
+    return f"==pasts-{part}-{digest}=="
+
+
+def set_boundaries(msg: Message, message_id: str) -> None:
+    """Give every multipart a boundary derived from the Message-ID.
+
+    The boundary is checked against the encoded content of the parts; on the
+    (astronomically unlikely) clash the next salt is tried, so the result is
+    still a function of the spec alone.
+    """
+    for index, part in enumerate(msg.walk()):
+        if not part.is_multipart():
+            continue
+        body = b"".join(p.as_bytes(policy=COMPOSE) for p in part.iter_parts())  # type: ignore[attr-defined]
+        salt = 0
+        while True:
+            found = boundary(message_id, f"{index}", salt)
+            if found.encode() not in body:
+                break
+            salt += 1
+        part.set_boundary(found)
 
 
 def fill_in(raw: bytes, placeholder: str, value: str) -> bytes:

@@ -156,7 +156,11 @@ def link_mail(session: Session, app: Application, message_id: str | None, direct
 
 
 def organisation_record(session: Session, reg_no: str) -> OrganisationRecord | None:
-    org = session.get(Organisation, reg_no)
+    # The columns, not an ORM object: the record is all the caller keeps.
+    table: Table = Organisation.__table__  # type: ignore[assignment]
+    org = session.execute(select(table.c.reg_no, table.c.name, table.c.test_env_completed,
+                                 table.c.agreement_received, table.c.representatives)
+                          .where(table.c.reg_no == reg_no)).first()
     if org is None:
         return None
     return OrganisationRecord(
