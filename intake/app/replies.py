@@ -142,7 +142,7 @@ def link_mail(session: Session, app: Application, message_id: str | None, direct
               summary: str) -> None:
     if not message_id:
         return
-    if app in _made(session)["applications"]:
+    if app in _made(session)["applications"] and app in session:
         exists = any(link.message_id == message_id for link in app.links)
     else:
         exists = session.scalars(
@@ -291,9 +291,10 @@ class Replies:
         """
         queued: dict[str, Outbox] = _made(session)["outbox"]
         existing = queued.get(key)
+        if existing is not None and existing not in session:
+            existing = None  # rolled back with a savepoint: not queued after all
         if existing is None and not fresh:
-            with session.no_autoflush:  # the rows of this transaction are in ``queued``
-                existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
+            existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
         if existing is not None:
             return existing
         try:
