@@ -36,10 +36,11 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, defer
 
 from intake import logs
 from intake.app.decide import Decider
@@ -74,6 +75,17 @@ CLAIM_LEASE = timedelta(minutes=10)
 #: Decided messages moved out of the inbox together (one UID MOVE of the set,
 #: one commit); small, so that a long backlog's inbox empties as it goes.
 MOVE_BATCH = 20
+#: A ledger row loaded without its raw bytes (read from the database only if used).
+WITHOUT_RAW = (defer(ReceivedMessage.raw),)
+#: The ledger's table, for the statements that need no ORM object.
+LEDGER: Table = ReceivedMessage.__table__  # type: ignore[assignment]
+
+
+class Claim(NamedTuple):
+    """What the claim's UPDATE returns: the attempts counted so far and the last error."""
+
+    attempts: int
+    last_error: str | None
 
 
 class _Clock:
@@ -309,63 +321,78 @@ class Intake:
         """Persist the raw message (idempotent, before any parse); return the ledger row id."""
         sha = hashlib.sha256(message.raw).hexdigest()
         head = ledger_headers(message.raw)
-        position = (
-            ReceivedMessage.mailbox == mailbox.name,
-            ReceivedMessage.uidvalidity == message.uidvalidity,
-            ReceivedMessage.uid == message.uid,
-        )
-        uid = message.uid
-        try:
-            # One transaction for the look-up and the insert (one commit, one fsync).
-            with self.store.session() as s:
-                existing = s.scalars(select(ReceivedMessage).where(*position)).first()
-                if existing is not None:
-                    if existing.sha256 == sha:
-                        return existing.id
-                    # Same position, other bytes: the server reused UIDs without
-                    # changing UIDVALIDITY (a broken server). Keep both.
-                    log.warning("mailbox %s UID %s changed content; recording as new",
-                                mailbox.name, message.uid)
-                    uid = f"{message.uid}#{sha[:12]}"
-                row = ReceivedMessage(
-                    mailbox=mailbox.name,
-                    uidvalidity=message.uidvalidity,
-                    uid=uid,
-                    message_id=head.message_id,
-                    sha256=sha,
-                    raw=message.raw,
-                    sender=head.sender,
-                    subject=head.subject,
-                )
-                s.add(row)
-                s.flush()
-                return row.id
-        except IntegrityError:
-            # Another worker recorded it first; use theirs.
-            with self.store.session() as s:
-                return s.scalars(select(ReceivedMessage.id).where(*position)).one()
+        values: dict[str, Any] = {
+            "mailbox": mailbox.name, "uidvalidity": message.uidvalidity, "uid": message.uid,
+            "message_id": head.message_id, "sha256": sha, "raw": message.raw,
+            "sender": head.sender, "subject": head.subject}
+        # Inserted first, one statement and one commit: a message is new far more
+        # often than met again (a run after a crash), and the position's unique
+        # key tells which.
+        row_id = self._insert(values)
+        if row_id is not None:
+            return row_id
+        with self.store.session() as s:
+            existing = s.execute(select(LEDGER.c.id, LEDGER.c.sha256)
+                                 .where(*self._position(values))).first()
+        if existing is None or existing.sha256 == sha:
+            # Recorded before (or by another worker at the same moment): that row.
+            return self._recorded(values)
+        # Same position, other bytes: the server reused UIDs without changing
+        # UIDVALIDITY (a broken server). Keep both.
+        log.warning("mailbox %s UID %s changed content; recording as new",
+                    mailbox.name, message.uid)
+        values["uid"] = f"{message.uid}#{sha[:12]}"
+        row_id = self._insert(values)
+        return row_id if row_id is not None else self._recorded(values)
 
-    def claim(self, row_id: int) -> ReceivedMessage | None:
+    def _insert(self, values: dict[str, Any]) -> int | None:
+        """A new ledger row (committed), or None when its position is recorded already."""
+        try:
+            with self.store.session() as s:
+                row_id: int = s.execute(
+                    insert(LEDGER).values(**values).returning(LEDGER.c.id)).scalar_one()
+                return row_id
+        except IntegrityError:
+            return None
+
+    def _recorded(self, values: dict[str, Any]) -> int:
+        """The id of the ledger row at the position of ``values``."""
+        with self.store.session() as s:
+            row_id: int = s.scalars(select(LEDGER.c.id).where(*self._position(values))).one()
+            return row_id
+
+    @staticmethod
+    def _position(values: dict[str, Any]) -> tuple[Any, ...]:
+        return (LEDGER.c.mailbox == values["mailbox"],
+                LEDGER.c.uidvalidity == values["uidvalidity"], LEDGER.c.uid == values["uid"])
+
+    def claim(self, row_id: int) -> Claim | None:
         """Lease the row for this worker and count the attempt (committed)."""
-        now = now_utc()
         with self.store.session() as s:
             holder = s.scalar(select(ReceivedMessage.claimed_by).where(ReceivedMessage.id == row_id))
-            result = s.execute(
-                update(ReceivedMessage)
-                .where(
-                    ReceivedMessage.id == row_id,
-                    ReceivedMessage.status == "received",
-                    takeable(ReceivedMessage, now, holder, worker=self.worker),
-                )
-                .values(
-                    claimed_by=self.worker,
-                    claimed_until=now + CLAIM_LEASE,
-                    attempts=ReceivedMessage.attempts + 1,
-                )
+            return self._lease(s, row_id, holder)
+
+    def _lease(self, s: Session, row_id: int, holder: str | None) -> Claim | None:
+        """The claim's conditional UPDATE in ``s``: the attempt counted, or None if
+        the row is not ``received`` or another live worker holds it. ``holder`` is
+        the ``claimed_by`` read for the row in ``s``."""
+        now = now_utc()
+        # On the table: a Core UPDATE, no ORM object to keep in step with it.
+        taken = s.execute(
+            update(LEDGER)
+            .where(
+                LEDGER.c.id == row_id,
+                LEDGER.c.status == "received",
+                takeable(LEDGER.c, now, holder, worker=self.worker),
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            return s.get(ReceivedMessage, row_id)
+            .values(
+                claimed_by=self.worker,
+                claimed_until=now + CLAIM_LEASE,
+                attempts=LEDGER.c.attempts + 1,
+            )
+            .returning(LEDGER.c.attempts, LEDGER.c.last_error)
+        ).first()
+        return Claim(taken.attempts, taken.last_error) if taken is not None else None
 
     def parse(self, message: RawMessage) -> ParsedMail:
         """The parse of a stored message: in a bounded child when the verifier runs
@@ -393,30 +420,31 @@ class Intake:
 
         ``prepared`` is the message already judged in a child (:meth:`prepare`);
         without it the mail is parsed and verified here, step by step."""
+        # One transaction for the ledger row's checks and the claim (one commit).
         with self.store.session() as s:
-            row = s.get(ReceivedMessage, row_id)
-            assert row is not None
-            if row.status in FINAL:
-                return row.status
+            ledger = s.execute(select(LEDGER.c.status, LEDGER.c.message_id, LEDGER.c.sha256,
+                                   LEDGER.c.claimed_by).where(LEDGER.c.id == row_id)).one()
+            if ledger.status in FINAL:
+                return str(ledger.status)
             # Duplicate delivery: identical bytes already answered elsewhere.
-            if row.message_id:
-                twin = s.scalars(
-                    select(ReceivedMessage).where(
-                        ReceivedMessage.message_id == row.message_id,
-                        ReceivedMessage.sha256 == row.sha256,
-                        ReceivedMessage.id != row.id,
-                        ReceivedMessage.status.in_(("processed", "ignored")),
-                    )
+            if ledger.message_id:
+                twin = s.execute(
+                    select(LEDGER.c.id, LEDGER.c.application_id).where(
+                        LEDGER.c.message_id == ledger.message_id,
+                        LEDGER.c.sha256 == ledger.sha256,
+                        LEDGER.c.id != row_id,
+                        LEDGER.c.status.in_(("processed", "ignored")),
+                    ).limit(1)
                 ).first()
                 if twin is not None:
-                    row.status = "ignored"
-                    row.outcome = f"duplicate delivery of ledger #{twin.id}"
-                    row.application_id = twin.application_id
-                    row.target_folder = mailbox.processed_folder
+                    s.execute(update(LEDGER).where(LEDGER.c.id == row_id).values(
+                        status="ignored", outcome=f"duplicate delivery of ledger #{twin.id}",
+                        application_id=twin.application_id,
+                        target_folder=mailbox.processed_folder))
                     log.info("message %s in %s: duplicate delivery, not answered again",
-                             row.message_id, mailbox.name)
-                    return row.status
-        claimed = self.claim(row_id)
+                             ledger.message_id, mailbox.name)
+                    return "ignored"
+            claimed = self._lease(s, row_id, ledger.claimed_by)
         if claimed is None:
             log.info("ledger #%s is being handled by another worker", row_id)
             return "claimed-elsewhere"
@@ -428,7 +456,8 @@ class Intake:
             mail, verifier, read_fields = self.take_prepared(message, prepared)
             described = mail
             with self.clock("decide-and-commit"), self.store.session() as s:
-                row = s.get(ReceivedMessage, row_id)
+                # The raw bytes stay in the database unless a step reads them.
+                row = s.get(ReceivedMessage, row_id, options=WITHOUT_RAW)
                 assert row is not None
                 # The parsed sender and subject commit with the outcome (a failed
                 # attempt writes them with its error: :meth:`fail`).

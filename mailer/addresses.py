@@ -18,6 +18,7 @@ special-use names (``localhost``, ``.invalid``, ``.local``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -57,6 +58,17 @@ def usable_address(address: object) -> MailAddress:
         raise UnusableAddress(address, "an address has no whitespace")
     if address.startswith('"') or '"@' in address:
         raise UnusableAddress(address, "quoted local parts are not written to")
+    return _validated(address)
+
+
+@lru_cache(maxsize=4096)
+def _validated(address: str) -> MailAddress:
+    """email-validator's verdict on ``address``, kept for the next ask.
+
+    A reply's address is checked by the outbox, the composer (twice) and the
+    transport; the verdict depends on the text alone. A refusal is not kept
+    (it raises), and the cache is bounded in entries and each entry in size.
+    """
     try:
         valid = validate_email(
             address,

@@ -13,7 +13,6 @@ addresses are checked before use.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tomllib
 import unicodedata
@@ -23,8 +22,7 @@ from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage, Message
-from email.policy import SMTP
+from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import cache
 from pathlib import Path
@@ -34,33 +32,22 @@ import jinja2
 
 from mailer.addresses import UnusableAddress, usable_address
 from mailer.related import add_related
-
-#: Replies are serialised with this policy: CRLF, and header lines folded at
-#: whitespace only past 998 characters, so machine-read headers such as
-#: X-Pasts-Codes ("A,B,C", no spaces) stay plain ASCII instead of being
-#: turned into RFC 2047 encoded-words at 78 characters.
-WIRE = SMTP.clone(max_line_length=998)
-#: The same for a reply to an address with a non-ASCII local part: its
-#: address headers are UTF-8 (RFC 6532) and it is sent with SMTPUTF8.
-WIRE_UTF8 = WIRE.clone(utf8=True)
-
-
-def wire_bytes(msg: Message) -> bytes:
-    """The bytes of a composed message as sent: UTF-8 headers only where an address needs them."""
-    addresses = " ".join(str(msg.get(name, "")) for name in ("From", "To", "Cc"))
-    return msg.as_bytes(policy=WIRE if addresses.isascii() else WIRE_UTF8)
-
+from mailer.wire import COMPOSE, WIRE, WIRE_UTF8, boundary, fill_in, set_boundaries, wire_bytes
 
 __all__ = [
     "EVENTS",
     "LANGUAGES",
+    "WIRE",
+    "WIRE_UTF8",
     "Finding",
     "ReplySpec",
     "codes_header",
     "compose",
+    "compose_wire",
     "explain",
     "fill_in",
     "render",
+    "wire_bytes",
 ]
 
 #: The languages replies are written in; anything else falls back to English.
@@ -331,6 +318,8 @@ def template_title(template: str, language: str) -> str:
 @cache
 def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
     loader = jinja2.FileSystemLoader(str(_TEMPLATES))
+    # The templates ship with the code: compiled once, never looked at again
+    # (auto_reload stats every file of a template at each render).
     # Text bodies are not HTML: no escaping, but undefined names still fail.
     text_env = jinja2.Environment(
         loader=loader,
@@ -339,6 +328,7 @@ def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,
     )
     html_env = jinja2.Environment(
         loader=loader,
@@ -347,6 +337,7 @@ def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,
     )
     return text_env, html_env
 
@@ -447,31 +438,6 @@ def subject_for(spec: ReplySpec) -> str:
     return subject
 
 
-def _boundary(message_id: str, part: str, salt: int) -> str:
-    digest = hashlib.sha256(f"{message_id}\0{part}\0{salt}".encode()).hexdigest()[:32]
-    return f"==pasts-{part}-{digest}=="
-
-
-def _set_boundaries(msg: Message, message_id: str) -> None:
-    """Give every multipart a boundary derived from the Message-ID.
-
-    The boundary is checked against the encoded content of the parts; on the
-    (astronomically unlikely) clash the next salt is tried, so the result is
-    still a function of the spec alone.
-    """
-    for index, part in enumerate(msg.walk()):
-        if not part.is_multipart():
-            continue
-        body = b"".join(p.as_bytes(policy=SMTP) for p in part.iter_parts())  # type: ignore[attr-defined]
-        salt = 0
-        while True:
-            boundary = _boundary(message_id, f"{index}", salt)
-            if boundary.encode() not in body:
-                break
-            salt += 1
-        part.set_boundary(boundary)
-
-
 def _clean_filename(name: str) -> str:
     cleaned = clean_header_text(name, 120).replace("/", "_").replace("\\", "_").strip(". ")
     return cleaned or "attachment"
@@ -486,9 +452,28 @@ def _set_text_header(msg: EmailMessage, name: str, value: str) -> None:
     "perchéè").  A pre-folded raw value is written out unchanged.
     """
     if value.isascii():
-        msg[name] = value
+        _set_header(msg, name, value)
     else:
         msg.set_raw(name, Header(value, "utf-8", header_name=name).encode(linesep="\r\n"))
+
+
+#: A header value the header registry's parse and fold give back unchanged:
+#: printable ASCII words between single spaces, short of every policy's line.
+_VERBATIM_RE = re.compile(r"[!-~]+(?: [!-~]+)*")
+
+
+def _set_header(msg: EmailMessage, name: str, value: str) -> None:
+    """``msg[name] = value``, without parsing a value that is written as it is.
+
+    Setting a header parses it into the registry's structure only for it to be
+    folded back at serialisation; a short ASCII value without an encoded-word
+    comes back as it went in, so it is stored raw and written unchanged (and
+    parsed, like any header, only if read). Anything else is set the usual way.
+    """
+    if len(name) + 2 + len(value) <= 78 and "=?" not in value and _VERBATIM_RE.fullmatch(value):
+        msg.set_raw(name, value)
+    else:
+        msg[name] = value
 
 
 def compose(spec: ReplySpec) -> EmailMessage:
@@ -499,6 +484,37 @@ def compose(spec: ReplySpec) -> EmailMessage:
     invalid ``to``/``sender`` address, a malformed ``message_id``, an
     unknown template or a missing template value.
     """
+    msg = _build(spec)
+    set_boundaries(msg, spec.message_id)
+    return msg
+
+
+def compose_wire(spec: ReplySpec) -> bytes:
+    """``wire_bytes(compose(spec))``, serialised once.
+
+    Each multipart gets its first boundary (salt 0) unchecked, and the
+    message is serialised; the first boundaries are the ones :func:`compose`
+    keeps unless one of them occurs in the content, and then it occurs in
+    these bytes more often than its multipart's delimiters and its
+    ``Content-Type`` parameter do. Only then is the message composed again
+    the checked way, so the bytes are always those of ``compose``.
+    """
+    msg = _build(spec)
+    expected: list[tuple[bytes, int]] = []
+    for index, part in enumerate(msg.walk()):
+        if part.is_multipart():
+            first = boundary(spec.message_id, f"{index}", 0)
+            part.set_boundary(first)
+            # Its Content-Type parameter, one delimiter per part, the closing one.
+            expected.append((first.encode(), len(part.get_payload()) + 2))
+    raw = wire_bytes(msg)
+    if all(raw.count(first) == count for first, count in expected):
+        return raw
+    return wire_bytes(compose(spec))
+
+
+def _build(spec: ReplySpec) -> EmailMessage:
+    """The message of ``spec`` without its multipart boundaries."""
     if spec.template == "status-unknown":
         # This answer must reveal nothing about the reference asked for.
         spec = replace(spec, status=None, findings=())
@@ -508,31 +524,32 @@ def compose(spec: ReplySpec) -> EmailMessage:
     language = normalise_language(spec.language)
     text, html = render(spec)
 
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = sender
-    msg["To"] = to
+    msg = EmailMessage(policy=COMPOSE)
+    _set_header(msg, "From", sender)
+    _set_header(msg, "To", to)
     _set_text_header(msg, "Subject", subject_for(spec))
     date = spec.date or datetime.now(UTC)
     if date.tzinfo is None:
         date = date.replace(tzinfo=UTC)
-    msg["Date"] = format_datetime(date.astimezone(UTC))
-    msg["Message-ID"] = message_id
+    _set_header(msg, "Date", format_datetime(date.astimezone(UTC)))
+    _set_header(msg, "Message-ID", message_id)
     parent = message_ids([spec.in_reply_to])
     if parent:
-        msg["In-Reply-To"] = parent[0]
+        _set_header(msg, "In-Reply-To", parent[0])
     refs = thread_references(spec.references, spec.in_reply_to)
     if refs:
-        msg["References"] = " ".join(refs)
+        _set_header(msg, "References", " ".join(refs))
     auto = clean_header_text(spec.auto_submitted, 40).lower()
-    msg["Auto-Submitted"] = auto if auto in ("auto-replied", "auto-generated") else "auto-replied"
-    msg["X-Auto-Response-Suppress"] = "All"
+    _set_header(msg, "Auto-Submitted",
+                auto if auto in ("auto-replied", "auto-generated") else "auto-replied")
+    _set_header(msg, "X-Auto-Response-Suppress", "All")
     if spec.reference:
         _set_text_header(msg, "X-Pasts-Reference", clean_header_text(spec.reference, 60))
     if spec.status:
         _set_text_header(msg, "X-Pasts-Status", clean_header_text(spec.status, 40))
     codes = codes_header(spec.findings)
     if codes:
-        msg["X-Pasts-Codes"] = codes
+        _set_header(msg, "X-Pasts-Codes", codes)
 
     msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
@@ -558,37 +575,5 @@ def compose(spec: ReplySpec) -> EmailMessage:
     # Set last: making a multipart moves every Content-* header into the
     # first body part.
     msg["Content-Language"] = language
-    _set_boundaries(msg, message_id)
     return msg
 
-
-def fill_in(raw: bytes, placeholder: str, value: str) -> bytes:
-    """``raw`` (a composed message) with ``placeholder`` replaced by ``value`` in its text parts.
-
-    A single-use link is not stored in the outbox: the reply is composed
-    with a placeholder and the sender fills the link in when it sends. The
-    parts are decoded, changed and encoded again as :func:`compose` encodes
-    them, so the result is what composing with ``value`` would have given.
-    Raises ValueError when no text part holds the placeholder.
-    """
-    from email import message_from_bytes
-
-    # The parts are encoded under SMTP's 78-character lines, as compose() does.
-    msg = message_from_bytes(raw, policy=SMTP)
-    assert isinstance(msg, EmailMessage)
-    found = False
-    for part in msg.walk():
-        if part.get_content_maintype() != "text" or part.is_attachment():
-            continue
-        assert isinstance(part, EmailMessage)
-        text = part.get_content()
-        if placeholder not in text:
-            continue
-        found = True
-        part.set_content(text.replace(placeholder, value), subtype=part.get_content_subtype(),
-                         charset="utf-8", cte="quoted-printable")
-        if part is not msg:
-            del part["MIME-Version"]
-    if not found:
-        raise ValueError("the message holds no placeholder to fill in")
-    return msg.as_bytes(policy=WIRE)

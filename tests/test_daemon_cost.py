@@ -8,6 +8,7 @@ stay those the crash tests pin (persist first, one outcome, move after commit).
 from __future__ import annotations
 
 import imaplib
+import threading
 from collections import Counter
 from typing import Any
 
@@ -16,9 +17,20 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from intake.demo.samples import application_mail
-from tests.daemon_env import TO, Deployment, message_id_of
+from intake.runner import Intake
+from tests.daemon_env import TO, Deployment, good_mail, message_id_of
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+#: SQL statements the daemon's main thread runs for one new, complete, signed
+#: application (persist 1; claim 3; decide 13 with its reply in the outbox).
+#: It was 24 (2 + 5 + 17): SELECTs the transaction already answered, and the
+#: autoflushes they caused.
+STATEMENTS_PER_APPLICATION = 17
+#: Once a run: the year's first reference makes its counter (a savepoint and an
+#: insert after the UPDATE found none) and the first reply reads the Message-ID secret.
+STATEMENTS_ONCE = 4
 
 
 def questions(n: int) -> list[bytes]:
@@ -88,3 +100,45 @@ def test_the_decided_messages_leave_the_inbox_in_one_uid_move(
         message_id_of(raw) for raw in mails)
     assert Counter(str(r["In-Reply-To"]) for r in dep.replies()) == Counter(
         message_id_of(raw) for raw in mails)
+
+
+@pytest.mark.sections(verification={"required": False})
+def test_a_new_application_costs_at_most_seventeen_statements(
+        deployment: Deployment, pki: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    dep = deployment
+    mails = [good_mail(pki, sender=f"janis{i}@ergli.example",
+                       contact_email=f"janis{i}@ergli.example") for i in range(3)]
+    for raw in mails:
+        dep.deliver(raw)
+    counting = threading.local()
+    statements: Counter[str] = Counter()
+
+    def counted(step: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            counting.on = True
+            try:
+                return step(*args, **kwargs)
+            finally:
+                counting.on = False
+        return run
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if getattr(counting, "on", False):
+            statements[statement.split(None, 1)[0].upper()] += 1
+
+    # The ledger's steps for one message: its persist, and its claim and decision.
+    monkeypatch.setattr(Intake, "_persist", counted(Intake._persist))
+    monkeypatch.setattr(Intake, "process", counted(Intake.process))
+    event.listen(Engine, "before_cursor_execute", executed)
+    try:
+        assert dep.run_once() == 0
+    finally:
+        event.remove(Engine, "before_cursor_execute", executed)
+
+    replies = dep.replies()
+    assert Counter(str(r["In-Reply-To"]) for r in replies) == Counter(
+        message_id_of(raw) for raw in mails)
+    assert {r["X-Pasts-Status"] for r in replies} == {"in-review"}
+    assert len({r["X-Pasts-Reference"] for r in replies}) == len(mails)
+    assert sum(statements.values()) <= (STATEMENTS_PER_APPLICATION * len(mails)
+                                         + STATEMENTS_ONCE), statements

@@ -29,6 +29,7 @@ from intake.app.replies import (
     application_for_thread,
     find_application,
     link_mail,
+    made_here,
     next_reference,
     transition,
 )
@@ -302,8 +303,12 @@ class Decider:
             applicant_email=mail.reply_address,
             addresses=[mail.reply_address],
             thread_root=mail.message_id,
+            # Made empty here, kept loaded: link_mail looks in them, not the store.
+            links=[],
+            transitions=[],
         )
         s.add(app)
+        made_here(s, app)
         s.add(Transition(application=app, from_state=None, to_state="received", actor=SYSTEM,
                          reason=f"mail {mail.message_id or '(no Message-ID)'}"))
         s.flush()
@@ -331,4 +336,6 @@ class Decider:
             findings=findings or (), original_subject=echo_subject(mail),
             in_reply_to=mail.message_id, references=mail.references, context=context,
             rate_limit=True, trusted=answers_anchored(mail, app),
+            # The row is being decided: only this transaction queues its answer.
+            fresh=True,
         )

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from intake.app import bound
@@ -35,7 +35,7 @@ from intake.store.models import (
 from intake.store.models import utcnow as now_utc
 from mailer.addresses import UnusableAddress, usable_address
 from mailer.compose import Finding as MailFinding
-from mailer.compose import ReplySpec, compose, wire_bytes
+from mailer.compose import ReplySpec, compose_wire
 from rules import Finding, OrganisationRecord
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,14 @@ SYSTEM = "system"
 def next_reference(session: Session, prefix: str, when: datetime | None = None) -> str:
     """Allocate ``PREFIX-YYYY-NNNNNN``; safe with several workers (row update)."""
     year = (when or now_utc()).year
+    # On the table: a Core UPDATE, without the ORM's bulk-update machinery.
+    table: Table = ReferenceCounter.__table__  # type: ignore[assignment]
+    counters = table.c
     bump = (
-        update(ReferenceCounter)
-        .where(ReferenceCounter.prefix == prefix, ReferenceCounter.year == year)
-        .values(last=ReferenceCounter.last + 1)
-        .returning(ReferenceCounter.last)
+        update(table)
+        .where(counters.prefix == prefix, counters.year == year)
+        .values(last=counters.last + 1)
+        .returning(counters.last)
     )
     number = session.execute(bump).scalar()
     if number is None:
@@ -111,22 +114,53 @@ def transition(
     app.state = to_state
 
 
+#: ``Session.info`` key: what this transaction made (see :func:`made_here`).
+_MADE = "pasts.made-here"
+
+
+def _made(session: Session) -> dict[str, Any]:
+    """The objects made in the session's current transaction, by kind (reset by a new one)."""
+    transaction = session.get_transaction()
+    made = session.info.get(_MADE)
+    if made is None or made["transaction"] is not transaction:
+        made = session.info[_MADE] = {"transaction": transaction, "applications": set(),
+                                      "outbox": {}}
+    return made
+
+
+def made_here(session: Session, app: Application) -> None:
+    """Note that ``app`` was created in the session's current transaction.
+
+    No other transaction can see it, so its thread links are exactly those in
+    ``app.links`` (loaded empty at creation, appended to by each new link):
+    :func:`link_mail` asks no query for it.
+    """
+    _made(session)["applications"].add(app)
+
+
 def link_mail(session: Session, app: Application, message_id: str | None, direction: str,
               summary: str) -> None:
     if not message_id:
         return
-    exists = session.scalars(
-        select(MailLink).where(
-            MailLink.application_id == app.id, MailLink.message_id == message_id
-        )
-    ).first()
-    if exists is None:
+    if app in _made(session)["applications"] and app in session:
+        exists = any(link.message_id == message_id for link in app.links)
+    else:
+        exists = session.scalars(
+            select(MailLink.id).where(
+                MailLink.application_id == app.id, MailLink.message_id == message_id
+            )
+        ).first() is not None
+    if not exists:
         session.add(MailLink(application=app, message_id=message_id, direction=direction,
                              summary=summary[:500]))
 
 
 def organisation_record(session: Session, reg_no: str) -> OrganisationRecord | None:
-    org = session.get(Organisation, reg_no)
+    # The columns, not an ORM object: the record is all the caller keeps.
+    table: Table = Organisation.__table__  # type: ignore[assignment]
+    org = session.execute(select(table.c.reg_no, table.c.name, table.c.test_env_completed,
+                                 table.c.agreement_received, table.c.representatives)
+                          .where(table.c.reg_no == reg_no)).first()
     if org is None:
         return None
     return OrganisationRecord(
@@ -239,6 +273,7 @@ class Replies:
         auto_submitted: str = "auto-replied",
         rate_limit: bool = False,
         trusted: bool = False,
+        fresh: bool = False,
     ) -> Outbox | None:
         """Compose and queue one mail; a second call with the same key does nothing.
 
@@ -248,8 +283,18 @@ class Replies:
         ``waiting`` until the bound allows, never dropped. ``trusted`` (the
         answer to a mail whose signature chains to a trust anchor) is released
         at once. Staff decisions and verification links are not limited.
+
+        ``fresh`` says that no committed row can hold ``key`` (the answer to the
+        ledger row being decided: its key is queued only in the transaction
+        that decides it): only this transaction's own rows are looked at. The
+        outbox's unique key refuses a second row whatever the caller says.
         """
-        existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
+        queued: dict[str, Outbox] = _made(session)["outbox"]
+        existing = queued.get(key)
+        if existing is not None and existing not in session:
+            existing = None  # rolled back with a savepoint: not queued after all
+        if existing is None and not fresh:
+            existing = session.scalars(select(Outbox).where(Outbox.key == key)).first()
         if existing is not None:
             return existing
         try:
@@ -285,7 +330,7 @@ class Replies:
             auto_submitted=auto_submitted,
             date=now_utc(),
         )
-        raw = wire_bytes(compose(spec))
+        raw = compose_wire(spec)
         row = Outbox(
             key=key,
             message_id=message_id,
@@ -299,6 +344,7 @@ class Replies:
         if rate_limit:
             bound.place(self.config, session, row, trusted=trusted)
         session.add(row)
+        queued[key] = row
         if app is not None:
             link_mail(session, app, message_id, "out", f"{template} to {to}")
         return row
