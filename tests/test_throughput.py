@@ -55,6 +55,25 @@ def backlog(pki: Any, n: int) -> list[bytes]:
     return mails
 
 
+def command_line_config(tmp_path: Path, pki: Any, *, signing: dict[str, Any] | None = None,
+                        **sections: Any) -> Path:
+    """A config.toml for the command line in a subprocess: maildirs, SQLite, the test PKI."""
+    ca_cert, ca_key = make_test_ca(tmp_path / "ca")
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml({
+        "database": {"url": f"sqlite:///{tmp_path / 'pasts.db'}"},
+        "mailbox": [{"name": "applications", "url": f"maildir:{tmp_path / 'inbox'}",
+                     "workflow": "eaddress-production"}],
+        "smtp": {"url": f"maildir:{tmp_path / 'outbox'}", "from": "pasts@agency.test"},
+        "signing": {"trust_roots": [str(p) for p in pki.trust_roots], **(signing or {})},
+        "ca": {"certificate": str(ca_cert), "key": str(ca_key), "crl": str(tmp_path / "crl.pem")},
+        "digest": {"recipients": ["staff@agency.test"]},
+        "daemon": {"state_dir": str(tmp_path / "state")},
+        **sections,
+    }), encoding="utf-8")
+    return config
+
+
 def ledger(dep: Deployment) -> list[ReceivedMessage]:
     store = open_store(dep.config.database.connect_url, migrate=False)
     try:
@@ -174,18 +193,7 @@ def test_pasts_list_loads_neither_pyhanko_nor_the_mail_and_web_stacks(
         tmp_path: Path, pki: Any) -> None:
     """Issue 12: ``pasts list`` starts without the verifier (pyHanko, pypdf),
     Alembic (the schema is current) or the web listener (aiohttp)."""
-    ca_cert, ca_key = make_test_ca(tmp_path / "ca")
-    config = tmp_path / "config.toml"
-    config.write_text(to_toml({
-        "database": {"url": f"sqlite:///{tmp_path / 'pasts.db'}"},
-        "mailbox": [{"name": "applications", "url": f"maildir:{tmp_path / 'inbox'}",
-                     "workflow": "eaddress-production"}],
-        "smtp": {"url": f"maildir:{tmp_path / 'outbox'}", "from": "pasts@agency.test"},
-        "signing": {"trust_roots": [str(p) for p in pki.trust_roots]},
-        "ca": {"certificate": str(ca_cert), "key": str(ca_key), "crl": str(tmp_path / "crl.pem")},
-        "digest": {"recipients": ["staff@agency.test"]},
-        "daemon": {"state_dir": str(tmp_path / "state")},
-    }), encoding="utf-8")
+    config = command_line_config(tmp_path, pki)
     probe = ("import sys\nfrom daemon import main\n"
              f"code = main(['--config', {str(config)!r}, 'list'])\n"
              "heavy = {'pyhanko', 'aiohttp', 'alembic', 'pypdf'}\n"
@@ -208,23 +216,12 @@ def test_run_once_judges_in_the_children_without_loading_pyhanko_in_the_daemon(
     application is judged (a non-qualified signer is caught) and answered."""
     import mailbox as stdlib_mailbox
 
-    ca_cert, ca_key = make_test_ca(tmp_path / "ca")
     inbox = stdlib_mailbox.Maildir(str(tmp_path / "inbox"), create=True)
     for mail in backlog(pki, 3):
         inbox.add(mail)
-    config = tmp_path / "config.toml"
-    config.write_text(to_toml({
-        "database": {"url": f"sqlite:///{tmp_path / 'pasts.db'}"},
-        "mailbox": [{"name": "applications", "url": f"maildir:{tmp_path / 'inbox'}",
-                     "workflow": "eaddress-production"}],
-        "smtp": {"url": f"maildir:{tmp_path / 'outbox'}", "from": "pasts@agency.test"},
-        "signing": {"trust_roots": [str(p) for p in pki.trust_roots],
-                    "revocation": "soft-fail", "allow_fetching": False},
-        "ca": {"certificate": str(ca_cert), "key": str(ca_key), "crl": str(tmp_path / "crl.pem")},
-        "digest": {"recipients": ["staff@agency.test"]},
-        "verification": {"required": False},
-        "daemon": {"state_dir": str(tmp_path / "state")},
-    }), encoding="utf-8")
+    config = command_line_config(
+        tmp_path, pki, signing={"revocation": "soft-fail", "allow_fetching": False},
+        verification={"required": False})
     probe = ("import sys\nfrom daemon import main\n"
              f"code = main(['--config', {str(config)!r}, 'run', '--once'])\n"
              "print(sorted(m for m in sys.modules if m.startswith('pyhanko.sign')), code)\n")
