@@ -55,7 +55,7 @@ test: $(STAMP) test-deps lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/bench_throughput.py --n 120 --rounds 3 --memory 100,1000
 
-# The same with a 10,000-application backlog (long: about an hour on 2 cores).
+# The same with a 10,000-application backlog (long: about 6 minutes on 2 cores).
 bench-large: $(STAMP)
 	$(BIN)/python bench/bench_throughput.py --n 120 --rounds 1 --memory 100,1000,10000
 
