@@ -80,10 +80,19 @@ def reference_of(session: Session, application_id: int | None) -> str | None:
     """The reference of an application row, for :func:`bind` (None for none)."""
     if application_id is None:
         return None
+    from sqlalchemy import select
+
     from intake.store.models import Application
 
-    app = session.get(Application, application_id)
-    return app.reference if app is not None else None
+    # An application of this transaction answers from the identity map; any
+    # other is asked for its reference alone, not loaded whole (its verdicts
+    # are kilobytes of JSON: the outbox sender loaded one per reply sent).
+    loaded = session.identity_map.get(session.identity_key(Application, application_id))
+    if isinstance(loaded, Application):
+        return loaded.reference
+    reference: str | None = session.scalar(
+        select(Application.reference).where(Application.id == application_id))
+    return reference
 
 
 def current() -> dict[str, Any]:

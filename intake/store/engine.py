@@ -119,7 +119,11 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
                 # file: creating that 0600 (in a 0700 directory, if pasts makes
                 # it) keeps all three private under any umask.
                 private_file(Path(path))
-        engine = create_engine(url, future=True, pool_pre_ping=True)
+        # A pooled PostgreSQL connection may have been dropped by the server
+        # (a restart, an idle timeout): pinged at checkout. A SQLite file
+        # cannot drop one, and the ping was 5 statements of every message.
+        engine = create_engine(url, future=True,
+                               pool_pre_ping=not url.startswith("sqlite"))
     except (ImportError, ValueError) as exc:
         # An unknown dialect or a missing driver is the operator's to fix.
         raise ConfigurationError(f"cannot use this database URL: {exc}", key="database.url") from exc
