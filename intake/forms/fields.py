@@ -19,7 +19,7 @@ from pypdf.generic import (
     TextStringObject,
 )
 
-from intake.errors import PermanentError
+from intake.forms.read import _unreadable
 
 #: The resource name of the embedded font in forms that pasts renders.
 FONT_RESOURCE = "/PastsSans"
@@ -37,10 +37,6 @@ F_PRINT = 4
 _MAX_DEPTH = 32
 
 _PAGE_W, _PAGE_H = 595.0, 842.0  # A4 in points.
-
-
-def _unreadable(message: str) -> PermanentError:
-    return PermanentError(message, code="FORM-UNREADABLE")
 
 
 # ---------------------------------------------------------------------------

@@ -30,9 +30,9 @@ from intake.forms.fields import (
     FONT_RESOURCE,
     _fields,
     _text_value,
-    _unreadable,
 )
 from intake.forms.fonts import metrics
+from intake.forms.read import _unreadable
 
 # ---------------------------------------------------------------------------
 # Filling.

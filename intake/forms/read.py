@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 
 def _unreadable(message: str) -> PermanentError:
+    """The ``FORM-UNREADABLE`` error (also :mod:`intake.forms.fields`'s, for filling;
+    defined here, where no pypdf is imported: the daemon reads values through this module)."""
     return PermanentError(message, code="FORM-UNREADABLE")
 
 
