@@ -3,12 +3,9 @@ parsed once, in the verification, and the values acted on are the signed revisio
 
 from __future__ import annotations
 
-from io import BytesIO
 from pathlib import Path
 
 import pytest
-from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from intake.config import Config, load_config
 from intake.demo.samples import application_mail
@@ -17,6 +14,7 @@ from intake.pipeline import Lookups, Pipeline, Submission
 from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
 from tests.test_forms import _nested_fields
+from tests.test_verify import _fill_field
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_LOOKUPS = Lookups(organisation=lambda _reg_no: None, duplicate=lambda _sha, _exclude: None)
@@ -39,18 +37,6 @@ def read(config: Config, pki: PkiFixture, pdf: bytes) -> Submission:
     return pipeline.read_signed(mail, config.mailboxes[0])
 
 
-def _changed(pdf: bytes, name: str, value: str) -> bytes:
-    writer = IncrementalPdfFileWriter(BytesIO(pdf))
-    for ref in writer.root["/AcroForm"]["/Fields"]:
-        field = ref.get_object()
-        if field.get("/T") == name:
-            field["/V"] = generic.TextStringObject(value)
-            writer.mark_update(ref)
-    out = BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
 def test_signed_values_are_the_verifiers(config: Config, pki: PkiFixture) -> None:
     sub = read(config, pki, pki.sign(pki.form_pdf({"org_name": "SIA Bērziņi"})))
     assert sub.case.form_error is None
@@ -61,7 +47,7 @@ def test_signed_values_are_the_verifiers(config: Config, pki: PkiFixture) -> Non
 def test_a_value_changed_after_signing_is_reported_and_not_acted_on(
         config: Config, pki: PkiFixture) -> None:
     signed = pki.sign(pki.form_pdf({"org_name": "SIA Original"}))
-    sub = read(config, pki, _changed(signed, "org_name", "SIA Forged"))
+    sub = read(config, pki, _fill_field(signed, "org_name", "SIA Forged"))
     assert sub.case.fields["org_name"] == "SIA Original"
     assert sub.case.fields_changed_after_signing
 
