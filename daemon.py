@@ -238,15 +238,13 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             return cmd_trust_status(config, out=out)
         from intake.runtime import Runtime
 
-        if args.command == "run" and args.once:
-            with Runtime.open(config) as rt:
-                code = cli.cmd_run(rt, once=True, out=out)
-            rt.store.engine.dispose()
-            _FINISHED_RUN_ONCE.append(True)
-            return code
         with Runtime.open(config) as rt:
             if args.command == "run":
-                return cli.cmd_run(rt, once=args.once, out=out)
+                code = cli.cmd_run(rt, once=args.once, out=out)
+                # Read by command_line once the runtime is closed (leaving the block).
+                if args.once:
+                    _FINISHED_RUN_ONCE.append(True)
+                return code
             if args.command == "list":
                 return cli.cmd_list(rt, state=args.state, workflow=args.workflow, out=out)
             if args.command == "show":

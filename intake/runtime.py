@@ -132,13 +132,15 @@ class Runtime:
                         "distribution point, so relying parties cannot learn of a revocation")
 
     def close(self) -> None:
-        """Stop the verification processes (the store needs no closing)."""
+        """Stop the verification processes and close the store's pooled connections
+        (the store opens new ones if it is used again)."""
         with self._verifier_lock:
             verifier, self._verifier = self._verifier, None
             transport, self._transport_verifier = self._transport_verifier, None
         for one in (verifier, transport):
             if one is not None:
                 one.close()
+        self.store.engine.dispose()
 
     def __enter__(self) -> Runtime:
         return self
