@@ -142,3 +142,30 @@ def test_a_new_application_costs_at_most_seventeen_statements(
     assert len({r["X-Pasts-Reference"] for r in replies}) == len(mails)
     assert sum(statements.values()) <= (STATEMENTS_PER_APPLICATION * len(mails)
                                          + STATEMENTS_ONCE), statements
+
+
+@pytest.mark.sections(verification={"required": False})
+def test_replies_go_out_while_the_backlog_is_still_being_decided(
+        deployment: Deployment) -> None:
+    """Issue 12: the sender is woken after each moved batch, so in a run --once over
+    three batches the first replies are sent (through the real SMTP server) before
+    the last reply of the run is even queued; before, nothing went out until the
+    whole drain had ended."""
+    from sqlalchemy import func, select
+
+    from intake.runner import MOVE_BATCH
+    from intake.store.models import Outbox
+
+    mails = questions(3 * MOVE_BATCH)
+    for raw in mails:
+        deployment.deliver(raw)
+    with deployment.runtime() as runtime:
+        assert runtime.run_once() == 0
+        with runtime.store.session() as s:
+            first_sent = s.scalar(select(func.min(Outbox.sent_at)))
+            last_queued = s.scalar(select(func.max(Outbox.created_at)))
+            sent = s.scalar(select(func.count(Outbox.id)).where(Outbox.status == "sent"))
+    assert sent == len(mails)
+    assert first_sent is not None and last_queued is not None
+    assert first_sent < last_queued
+    assert len(deployment.replies()) == len(mails)
