@@ -27,20 +27,17 @@ again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
-import traceback
 from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from intake import logs
 from intake.app.decide import Decider
@@ -52,17 +49,16 @@ from intake.errors import (
     PermanentError,
 )
 from intake.faults import crash_point
-from intake.mime.headers import ledger_headers
+from intake.ledger import CLAIM_LEASE, LEDGER, WITHOUT_RAW, Claim, LedgerRows
 from intake.mime.parse import parse_message
-from intake.mime.text import fit
-from intake.mime.types import MAX_SENDER_CHARS, ParsedMail
+from intake.mime.types import ParsedMail
 from intake.moves import FINAL, move_finished
 from intake.pipeline import FieldReader, Lookups, Pipeline
 from intake.prepare import Prepared, Replay
 from intake.sources import open_source
 from intake.sources.base import MailSource, RawMessage
 from intake.store.engine import Store
-from intake.store.leases import takeable, worker_id
+from intake.store.leases import worker_id
 from intake.store.models import ReceivedMessage
 from intake.tasks import PARSE_TASK, PREPARE_TASK
 
@@ -71,21 +67,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEASE = timedelta(minutes=10)
 #: Decided messages moved out of the inbox together (one UID MOVE of the set,
 #: one commit); small, so that a long backlog's inbox empties as it goes.
 MOVE_BATCH = 20
-#: A ledger row loaded without its raw bytes (read from the database only if used).
-WITHOUT_RAW = (defer(ReceivedMessage.raw),)
-#: The ledger's table, for the statements that need no ORM object.
-LEDGER: Table = ReceivedMessage.__table__  # type: ignore[assignment]
+#: Prepared messages decided in one transaction (one claim commit, one flush
+#: and one commit for them all: the daemon's own time per message is what
+#: bounds a backlog's pace). Small: a crash costs each of them one attempt.
+DECIDE_BATCH = 6
+#: What :meth:`Intake.take_prepared` gives: the mail, its verifier and field reader.
+_Taken = tuple[ParsedMail, "Verifier", FieldReader | None]
 
 
-class Claim(NamedTuple):
-    """What the claim's UPDATE returns: the attempts counted so far and the last error."""
+class _Claimed(NamedTuple):
+    """A claimed message of :meth:`Intake.process_batch`, prepared and taken."""
 
-    attempts: int
-    last_error: str | None
+    row_id: int
+    message: RawMessage
+    future: Future[Prepared] | None
+    claim: Claim
+    taken: _Taken
 
 
 class _Clock:
@@ -103,7 +103,7 @@ class _Clock:
         self.seconds[self.stage] += time.perf_counter() - self.started
 
 
-class Intake:
+class Intake(LedgerRows):
     """Reads mailboxes and hands each message to the decider, exactly once."""
 
     def __init__(
@@ -140,14 +140,18 @@ class Intake:
         Each message is persisted as it is fetched, then prepared (parsed,
         verified, its form read) in one of ``limits.verify_workers`` bounded
         children (:mod:`intake.prepare`) while this thread claims, decides,
-        commits and moves the messages before it, one at a time and in the
-        order they were fetched (a resubmission after its original). At most
-        ``verify_workers + 1`` messages are held at once, however long the
-        backlog. A preparation claims nothing and counts no attempt: a crash
-        while several are in flight costs an attempt only to the message
-        being decided.
+        commits and moves the messages before it, in the order they were
+        fetched (a resubmission after its original), up to
+        :data:`DECIDE_BATCH` of them in one transaction (:meth:`process_batch`).
+        At most ``2 * verify_workers + DECIDE_BATCH`` messages are held at
+        once, however long the backlog. A preparation claims nothing and counts
+        no attempt: a crash while several are in flight costs an attempt only
+        to the messages being decided, and those are decided alone next time.
         """
         workers = max(1, self.config.limits.verify_workers)
+        # Enough in flight that the children keep working while this thread
+        # decides a batch: two per child beyond the batch being decided.
+        window = 2 * workers + DECIDE_BATCH - 1
         pending: deque[tuple[RawMessage, int, Future[Prepared] | None]] = deque()
         #: Decided (committed) rows whose mail is still in the inbox: moved
         #: MOVE_BATCH at a time (one UID MOVE of the set, one commit).
@@ -166,10 +170,10 @@ class Intake:
                         future = (pool.submit(self.prepare, source.config.name, message)
                                   if self.can_prepare else None)
                         pending.append((message, row_id, future))
-                    while len(pending) > workers or (pending and not self.can_prepare):
-                        self._decide(source, decided, *pending.popleft())
+                    while len(pending) > window or (pending and not self.can_prepare):
+                        self._decide_next(source, decided, pending)
                 while pending and not self.stop.is_set():
-                    self._decide(source, decided, *pending.popleft())
+                    self._decide_next(source, decided, pending)
                 self.move_decided(source, decided)
             finally:
                 # Persisted, never claimed: the next poll takes them up.
@@ -178,18 +182,33 @@ class Intake:
                         future.cancel()
         return handled
 
-    def _decide(self, source: MailSource, decided: list[int], message: RawMessage, row_id: int,
-                prepared: Future[Prepared] | None) -> None:
-        """Decide one message of :meth:`drain`; its move waits for the batch."""
-        with logs.about(mailbox=source.config.name, ledger=row_id):
-            status = self._guarded(source, message, self.process, source.config, row_id,
-                                   message, prepared)
-        if status in FINAL:
-            # Committed, still in the inbox until its batch is moved.
-            crash_point("before-move")
-            decided.append(row_id)
-        if len(decided) >= MOVE_BATCH:
-            self.move_decided(source, decided)
+    def _decide_next(self, source: MailSource, decided: list[int],
+                     pending: deque[tuple[RawMessage, int, Future[Prepared] | None]]) -> None:
+        """Decide the first message of :meth:`drain` and those behind it whose
+        preparation is done already (up to :data:`DECIDE_BATCH`, in their order);
+        their moves wait for the move batch."""
+        batch = [pending.popleft()]
+        while (pending and len(batch) < DECIDE_BATCH and pending[0][2] is not None
+               and pending[0][2].done()):
+            batch.append(pending.popleft())
+        with logs.about(mailbox=source.config.name):
+            if len(batch) == 1:
+                message, row_id, prepared = batch[0]
+                with logs.about(ledger=row_id):
+                    statuses = [self._guarded(source, message, self.process, source.config,
+                                              row_id, message, prepared)]
+            else:
+                got = self._guarded(source, batch[0][0], self.process_batch, source.config,
+                                    [(row_id, message, prepared)
+                                     for message, row_id, prepared in batch])
+                statuses = got if isinstance(got, list) else [got] * len(batch)
+        for (_, row_id, _), status in zip(batch, statuses, strict=True):
+            if status in FINAL:
+                # Committed, still in the inbox until its batch is moved.
+                crash_point("before-move")
+                decided.append(row_id)
+            if len(decided) >= MOVE_BATCH:
+                self.move_decided(source, decided)
 
     def move_decided(self, source: MailSource, decided: list[int]) -> None:
         """Move the decided messages out of the inbox (their outcomes are committed)."""
@@ -280,7 +299,7 @@ class Intake:
         return prepared
 
     def take_prepared(self, message: RawMessage, future: Future[Prepared] | None
-                      ) -> tuple[ParsedMail, Verifier, FieldReader | None]:
+                      ) -> _Taken:
         """The mail and the verifier to decide it with: the prepared ones, else the
         step-by-step path (a parse in a bounded child, each verification in one)."""
         if future is not None:
@@ -317,83 +336,6 @@ class Intake:
         """The seconds spent in each stage so far, for the log of ``run --once``."""
         return ", ".join(f"{name} {secs:.2f}" for name, secs in sorted(self.seconds.items()))
 
-    def record(self, mailbox: MailboxConfig, message: RawMessage) -> int:
-        """Persist the raw message (idempotent, before any parse); return the ledger row id."""
-        sha = hashlib.sha256(message.raw).hexdigest()
-        head = ledger_headers(message.raw)
-        values: dict[str, Any] = {
-            "mailbox": mailbox.name, "uidvalidity": message.uidvalidity, "uid": message.uid,
-            "message_id": head.message_id, "sha256": sha, "raw": message.raw,
-            "sender": head.sender, "subject": head.subject}
-        # Inserted first, one statement and one commit: a message is new far more
-        # often than met again (a run after a crash), and the position's unique
-        # key tells which.
-        row_id = self._insert(values)
-        if row_id is not None:
-            return row_id
-        with self.store.session() as s:
-            existing = s.execute(select(LEDGER.c.id, LEDGER.c.sha256)
-                                 .where(*self._position(values))).first()
-        if existing is None or existing.sha256 == sha:
-            # Recorded before (or by another worker at the same moment): that row.
-            return self._recorded(values)
-        # Same position, other bytes: the server reused UIDs without changing
-        # UIDVALIDITY (a broken server). Keep both.
-        log.warning("mailbox %s UID %s changed content; recording as new",
-                    mailbox.name, message.uid)
-        values["uid"] = f"{message.uid}#{sha[:12]}"
-        row_id = self._insert(values)
-        return row_id if row_id is not None else self._recorded(values)
-
-    def _insert(self, values: dict[str, Any]) -> int | None:
-        """A new ledger row (committed), or None when its position is recorded already."""
-        try:
-            with self.store.session() as s:
-                row_id: int = s.execute(
-                    insert(LEDGER).values(**values).returning(LEDGER.c.id)).scalar_one()
-                return row_id
-        except IntegrityError:
-            return None
-
-    def _recorded(self, values: dict[str, Any]) -> int:
-        """The id of the ledger row at the position of ``values``."""
-        with self.store.session() as s:
-            row_id: int = s.scalars(select(LEDGER.c.id).where(*self._position(values))).one()
-            return row_id
-
-    @staticmethod
-    def _position(values: dict[str, Any]) -> tuple[Any, ...]:
-        return (LEDGER.c.mailbox == values["mailbox"],
-                LEDGER.c.uidvalidity == values["uidvalidity"], LEDGER.c.uid == values["uid"])
-
-    def claim(self, row_id: int) -> Claim | None:
-        """Lease the row for this worker and count the attempt (committed)."""
-        with self.store.session() as s:
-            holder = s.scalar(select(ReceivedMessage.claimed_by).where(ReceivedMessage.id == row_id))
-            return self._lease(s, row_id, holder)
-
-    def _lease(self, s: Session, row_id: int, holder: str | None) -> Claim | None:
-        """The claim's conditional UPDATE in ``s``: the attempt counted, or None if
-        the row is not ``received`` or another live worker holds it. ``holder`` is
-        the ``claimed_by`` read for the row in ``s``."""
-        now = now_utc()
-        # On the table: a Core UPDATE, no ORM object to keep in step with it.
-        taken = s.execute(
-            update(LEDGER)
-            .where(
-                LEDGER.c.id == row_id,
-                LEDGER.c.status == "received",
-                takeable(LEDGER.c, now, holder, worker=self.worker),
-            )
-            .values(
-                claimed_by=self.worker,
-                claimed_until=now + CLAIM_LEASE,
-                attempts=LEDGER.c.attempts + 1,
-            )
-            .returning(LEDGER.c.attempts, LEDGER.c.last_error)
-        ).first()
-        return Claim(taken.attempts, taken.last_error) if taken is not None else None
-
     def parse(self, message: RawMessage) -> ParsedMail:
         """The parse of a stored message: in a bounded child when the verifier runs
         tasks (:class:`signing.isolation.IsolatedVerifier`), else here."""
@@ -408,12 +350,6 @@ class Intake:
             return mail
         return parse_message(message.raw, **options)
 
-    @staticmethod
-    def describe_row(row: ReceivedMessage, mail: ParsedMail) -> None:
-        """Put the parsed sender and subject on the ledger row (for staff)."""
-        row.sender = fit(mail.from_addr, MAX_SENDER_CHARS) or None
-        row.subject = mail.subject[:1000]
-
     def process(self, mailbox: MailboxConfig, row_id: int, message: RawMessage,
                 prepared: Future[Prepared] | None = None) -> str:
         """Count an attempt at the message recorded as ``row_id``, parse it, decide it.
@@ -422,71 +358,149 @@ class Intake:
         without it the mail is parsed and verified here, step by step."""
         # One transaction for the ledger row's checks and the claim (one commit).
         with self.store.session() as s:
-            ledger = s.execute(select(LEDGER.c.status, LEDGER.c.message_id, LEDGER.c.sha256,
-                                   LEDGER.c.claimed_by).where(LEDGER.c.id == row_id)).one()
-            if ledger.status in FINAL:
-                return str(ledger.status)
-            # Duplicate delivery: identical bytes already answered elsewhere.
-            if ledger.message_id:
-                twin = s.execute(
-                    select(LEDGER.c.id, LEDGER.c.application_id).where(
-                        LEDGER.c.message_id == ledger.message_id,
-                        LEDGER.c.sha256 == ledger.sha256,
-                        LEDGER.c.id != row_id,
-                        LEDGER.c.status.in_(("processed", "ignored")),
-                    ).limit(1)
-                ).first()
-                if twin is not None:
-                    s.execute(update(LEDGER).where(LEDGER.c.id == row_id).values(
-                        status="ignored", outcome=f"duplicate delivery of ledger #{twin.id}",
-                        application_id=twin.application_id,
-                        target_folder=mailbox.processed_folder))
-                    log.info("message %s in %s: duplicate delivery, not answered again",
-                             ledger.message_id, mailbox.name)
-                    return "ignored"
-            claimed = self._lease(s, row_id, ledger.claimed_by)
-        if claimed is None:
-            log.info("ledger #%s is being handled by another worker", row_id)
-            return "claimed-elsewhere"
+            claimed = self._check_and_lease(s, mailbox, row_id)
+        if isinstance(claimed, str):
+            return claimed
+        crash_point("after-claim")
+        return self._decide_claimed(mailbox, row_id, message, prepared, claimed)
+
+    def process_batch(self, mailbox: MailboxConfig,
+                      items: list[tuple[int, RawMessage, Future[Prepared] | None]]) -> list[str]:
+        """:meth:`process` for several messages in their order, with one claim
+        transaction for all and one decision transaction for each run of them
+        that was prepared in a child and is met for the first time.
+
+        A message attempted before (the daemon died while it was being decided,
+        maybe with others: each of them has one attempt counted) is decided
+        alone, so a mail that kills the daemon is quarantined by its own
+        attempts only. A run whose transaction fails is rolled back and decided
+        again one message at a time, on the claims already counted.
+        """
+        statuses: dict[int, str] = {}
+        claims: dict[int, Claim] = {}
+        with self.store.session() as s:
+            rows = {row.id: row for row in s.execute(
+                self._LEDGER_CHECK.where(LEDGER.c.id.in_([row_id for row_id, _, _ in items])))}
+            for row_id, _, _ in items:
+                with logs.about(ledger=row_id):
+                    claimed = self._check_and_lease(s, mailbox, row_id, rows[row_id])
+                if isinstance(claimed, str):
+                    statuses[row_id] = claimed
+                else:
+                    claims[row_id] = claimed
+        for row_id in claims:
+            with logs.about(ledger=row_id):
+                crash_point("after-claim")
+        together = self.config.daemon.max_attempts >= 2
+        run: list[_Claimed] = []
+        for row_id, message, future in items:
+            claim = claims.get(row_id)
+            if claim is None:
+                continue
+            taken: _Taken | BaseException | None = None
+            if together and claim.attempts == 1 and future is not None:
+                with logs.about(ledger=row_id):
+                    try:
+                        taken = self.take_prepared(message, future)
+                    except Exception as exc:  # noqa: BLE001 - answered by the single path
+                        taken = exc
+            if isinstance(taken, tuple) and isinstance(taken[1], Replay):
+                run.append(_Claimed(row_id, message, future, claim, taken))
+                continue
+            statuses.update(self._decide_run(mailbox, run))
+            run = []
+            with logs.about(ledger=row_id):
+                statuses[row_id] = self._decide_claimed(mailbox, row_id, message, future,
+                                                        claim, taken=taken)
+        statuses.update(self._decide_run(mailbox, run))
+        return [statuses[row_id] for row_id, _, _ in items]
+
+    def _decide_run(self, mailbox: MailboxConfig, run: list[_Claimed]) -> dict[int, str]:
+        """Decide claimed, prepared messages in one transaction (one flush, one commit)."""
+        if len(run) <= 1:
+            return {one.row_id: self._decide_alone(mailbox, one) for one in run}
+        decided: list[tuple[_Claimed, Any, str | None]] = []
+        try:
+            with self.clock("decide-and-commit"), self.store.session() as s:
+                # The rows in one query: each decision finds its own in the session.
+                s.scalars(select(ReceivedMessage).options(*WITHOUT_RAW)
+                          .where(ReceivedMessage.id.in_([one.row_id for one in run]))).all()
+                for one in run:
+                    with logs.about(ledger=one.row_id):
+                        mail, verifier, read_fields = one.taken
+                        outcome = self._decide_row(s, mailbox, one.row_id, mail, verifier,
+                                                   read_fields)
+                        decided.append((one, outcome, logs.current().get("reference")))
+        except Exception as exc:  # noqa: BLE001 - each is decided (and fails) on its own
+            log.info("mailbox %s: deciding ledger #%s together failed (%s); deciding them "
+                     "one at a time", mailbox.name, ", #".join(str(one.row_id) for one in run),
+                     type(exc).__name__)
+            return {one.row_id: self._decide_alone(mailbox, one) for one in run}
+        for one, outcome, reference in decided:
+            with logs.about(ledger=one.row_id, reference=reference):
+                self._log_outcome(mailbox, one.taken[0], outcome)
+        return {one.row_id: outcome.status for one, outcome, _ in decided}
+
+    def _decide_alone(self, mailbox: MailboxConfig, one: _Claimed) -> str:
+        with logs.about(ledger=one.row_id):
+            return self._decide_claimed(mailbox, one.row_id, one.message, one.future,
+                                        one.claim, taken=one.taken)
+
+    def _decide_row(self, s: Session, mailbox: MailboxConfig, row_id: int, mail: ParsedMail,
+                    verifier: Verifier, read_fields: FieldReader | None) -> Any:
+        """Decide the claimed row ``row_id`` in ``s`` and write its outcome (not committed)."""
+        # The raw bytes stay in the database unless a step reads them.
+        row = s.get(ReceivedMessage, row_id, options=WITHOUT_RAW)
+        assert row is not None
+        # The parsed sender and subject commit with the outcome (a failed
+        # attempt writes them with its error: :meth:`fail`).
+        self.describe_row(row, mail)
+        # The duplicate check is part of the claim: the identity is
+        # unique, so a copy another worker is deciding waits here and
+        # then fails, and is filed as a duplicate (:meth:`_decide_claimed`).
+        row.identity = row.sha256
+        s.flush()
+        outcome = self.decide(s, mailbox, row, mail, verifier=verifier, read_fields=read_fields)
+        logs.bind(reference=logs.reference_of(s, outcome.application_id))
+        row.status = outcome.status
+        row.outcome = outcome.summary
+        row.application_id = outcome.application_id
+        row.target_folder = mailbox.processed_folder
+        if row.target_folder:
+            # The lease is kept for the move that follows the commit
+            # (finish_move), so the move needs no second lease write.
+            row.claimed_by = self.worker
+            row.claimed_until = now_utc() + CLAIM_LEASE
+        else:
+            row.claimed_by = None
+            row.claimed_until = None
+        row.last_error = None
+        crash_point("before-commit")
+        return outcome
+
+    @staticmethod
+    def _log_outcome(mailbox: MailboxConfig, mail: ParsedMail, outcome: Any) -> None:
+        log.info("message %s from %s in %s: %s", mail.message_id, mail.from_addr,
+                 mailbox.name, outcome.summary)
+
+    def _decide_claimed(self, mailbox: MailboxConfig, row_id: int, message: RawMessage,
+                        prepared: Future[Prepared] | None, claimed: Claim, *,
+                        taken: _Taken | BaseException | None = None) -> str:
+        """Decide the claimed row ``row_id`` in a transaction of its own; a failure is
+        counted on the row (the claim counted the attempt). ``taken`` is what
+        :meth:`take_prepared` gave for it already, if it was called."""
         if claimed.attempts > self.config.daemon.max_attempts:
             return self.quarantine(mailbox, row_id, claimed.last_error or "too many attempts")
-        crash_point("after-claim")
         described: ParsedMail | None = None
         try:
-            mail, verifier, read_fields = self.take_prepared(message, prepared)
+            if isinstance(taken, BaseException):
+                raise taken
+            mail, verifier, read_fields = taken or self.take_prepared(message, prepared)
             described = mail
             with self.clock("decide-and-commit"), self.store.session() as s:
-                # The raw bytes stay in the database unless a step reads them.
-                row = s.get(ReceivedMessage, row_id, options=WITHOUT_RAW)
-                assert row is not None
-                # The parsed sender and subject commit with the outcome (a failed
-                # attempt writes them with its error: :meth:`fail`).
-                self.describe_row(row, mail)
-                # The duplicate check is part of the claim: the identity is
-                # unique, so a copy another worker is deciding waits here and
-                # then fails, and is filed as a duplicate (below).
-                row.identity = row.sha256
-                s.flush()
-                outcome = self.decide(s, mailbox, row, mail, verifier=verifier,
-                                      read_fields=read_fields)
-                logs.bind(reference=logs.reference_of(s, outcome.application_id))
-                row.status = outcome.status
-                row.outcome = outcome.summary
-                row.application_id = outcome.application_id
-                row.target_folder = mailbox.processed_folder
-                if row.target_folder:
-                    # The lease is kept for the move that follows the commit
-                    # (finish_move), so the move needs no second lease write.
-                    row.claimed_by = self.worker
-                    row.claimed_until = now_utc() + CLAIM_LEASE
-                else:
-                    row.claimed_by = None
-                    row.claimed_until = None
-                row.last_error = None
-                crash_point("before-commit")
-            log.info("message %s from %s in %s: %s", mail.message_id, mail.from_addr,
-                     mailbox.name, outcome.summary)
-            return outcome.status
+                outcome = self._decide_row(s, mailbox, row_id, mail, verifier, read_fields)
+            self._log_outcome(mailbox, mail, outcome)
+            return str(outcome.status)
         except IntegrityError as exc:
             if self.file_duplicate(mailbox, row_id):
                 return "ignored"
@@ -521,25 +535,6 @@ class Intake:
                       described=described)
             return "retry"
 
-    def file_duplicate(self, mailbox: MailboxConfig, row_id: int) -> bool:
-        """File ``row_id`` as a copy of the ledger row holding its identity, if one does."""
-        with self.store.session() as s:
-            row = s.get(ReceivedMessage, row_id)
-            assert row is not None
-            twin = s.scalars(select(ReceivedMessage).where(
-                ReceivedMessage.identity == row.sha256, ReceivedMessage.id != row_id)).first()
-            if twin is None:
-                return False
-            row.status = "ignored"
-            row.outcome = f"duplicate delivery of ledger #{twin.id}"
-            row.application_id = twin.application_id
-            row.target_folder = mailbox.processed_folder
-            row.claimed_by = None
-            row.claimed_until = None
-            log.info("message %s in %s (ledger #%s): copy of ledger #%s decided by another "
-                     "worker, not answered again", row.message_id, mailbox.name, row_id, twin.id)
-        return True
-
     def decide(self, session: Any, mailbox: MailboxConfig, row: ReceivedMessage,
                mail: ParsedMail, *, verifier: Verifier | None = None,
                read_fields: FieldReader | None = None) -> Any:
@@ -554,38 +549,6 @@ class Intake:
             **({"read_fields": read_fields} if read_fields is not None else {}),
         )
         return self.decider.decide(session, pipeline, mailbox, row, mail)
-
-    def fail(self, row_id: int, exc: BaseException, *, quarantine_after: int,
-             described: ParsedMail | None = None) -> None:
-        """Record a failed attempt (and the parsed sender and subject, when parsed)."""
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        with self.store.session() as s:
-            row = s.get(ReceivedMessage, row_id)
-            assert row is not None
-            if described is not None:
-                self.describe_row(row, described)
-            row.last_error = text[:4000]
-            row.claimed_by = None
-            row.claimed_until = None
-            if row.attempts >= quarantine_after:
-                row.status = "quarantined"
-                row.outcome = f"quarantined after {row.attempts} attempts: {text[:500]}"
-                mb = self.config.mailbox(row.mailbox)
-                row.target_folder = mb.quarantine_folder if mb else "Quarantine"
-                log.error("ledger #%s (%s) quarantined after %d attempts: %s",
-                          row_id, row.message_id, row.attempts, text)
-
-    def quarantine(self, mailbox: MailboxConfig, row_id: int, reason: str) -> str:
-        with self.store.session() as s:
-            row = s.get(ReceivedMessage, row_id)
-            assert row is not None
-            row.status = "quarantined"
-            row.outcome = f"quarantined: {reason[:500]}"
-            row.target_folder = mailbox.quarantine_folder
-            row.claimed_by = None
-            row.claimed_until = None
-        log.error("ledger #%s quarantined: %s", row_id, reason)
-        return "quarantined"
 
     def finish_move(self, source: MailSource, row_id: int) -> None:
         """Move a message whose outcome is committed out of the inbox (:meth:`finish_moves`)."""

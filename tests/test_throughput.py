@@ -10,11 +10,13 @@ hostile PDF still bounded.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ import pytest
 from sqlalchemy import select
 
 from intake.demo.samples import application_mail, filled_form, make_csr
+from intake.runner import DECIDE_BATCH
+from intake.sources import open_source
 from intake.store.engine import open_store
 from intake.store.models import Application, ReceivedMessage
 from signing.testing.ca import make_test_ca
@@ -140,9 +144,11 @@ def test_killed_with_several_children_in_flight_every_message_answered_exactly_o
     for raw in mails:
         dep.deliver(raw)
     assert run(dep, PASTS_CRASH_AT=point) == -signal.SIGKILL
-    # Only a message being decided (claimed) has had an attempt; the ones
-    # being prepared in the children meanwhile have not.
-    assert sum(row.attempts for row in ledger(dep)) <= 2
+    # Only the messages being decided (claimed together, DECIDE_BATCH at most)
+    # have had an attempt, one each; the ones being prepared in the children
+    # meanwhile have not.
+    attempts = [row.attempts for row in ledger(dep)]
+    assert max(attempts) <= 1 and sum(attempts) <= DECIDE_BATCH, attempts
     # With max_attempts = 2 no message may end in quarantine for this one kill.
     assert run(dep) == 0
     assert run(dep) == 0
@@ -234,3 +240,41 @@ def test_run_once_judges_in_the_children_without_loading_pyhanko_in_the_daemon(
     assert len(replies) == 3
     caught = [r for r in replies if "SIG-NOT-QUALIFIED" in codes_of(r)]
     assert len(caught) == 1, [r["X-Pasts-Codes"] for r in replies]
+
+
+@pytest.mark.sections(verification={"required": False}, limits={"verify_workers": 2})
+def test_a_copy_in_the_same_decision_batch_rolls_it_back_and_each_is_decided_alone(
+        deployment: Deployment, pki: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Two copies of one mail under two UIDs, claimed and decided in one batch:
+    the batch's transaction meets the unique identity of the second, is rolled
+    back, and its messages are decided again one at a time on the claims they
+    hold (no attempt counted twice): the first copy answered, the second filed
+    as its duplicate, the others answered once, in their order."""
+    dep = deployment
+    mails = backlog(pki, 3)
+    mails.insert(2, mails[1])
+    for raw in mails:
+        dep.deliver(raw)
+    mailbox = dep.config.mailboxes[0]
+    with dep.runtime() as runtime:
+        intake = runtime.intake()
+        with open_source(mailbox) as source:
+            messages = list(source.fetch())
+            rows = [intake.record(mailbox, message) for message in messages]
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                futures = [pool.submit(intake.prepare, mailbox.name, m) for m in messages]
+                wait(futures)
+            with caplog.at_level(logging.INFO, logger="intake.runner"):
+                statuses = intake.process_batch(mailbox, list(zip(rows, messages, futures,
+                                                                  strict=True)))
+    assert statuses == ["processed", "processed", "ignored", "processed"]
+    assert "deciding them one at a time" in caplog.text
+    assert dep.run_once() == 0
+
+    answered = [message_id_of(raw) for i, raw in enumerate(mails) if i != 2]
+    assert Counter(str(r["In-Reply-To"]) for r in dep.replies()) == Counter(answered)
+    recorded = ledger(dep)
+    assert recorded[2].outcome == f"duplicate delivery of ledger #{recorded[1].id}"
+    assert [row.attempts for row in recorded] == [1, 1, 1, 1]
+    refs = references_by_message(dep)
+    assert [refs[mid] for mid in dict.fromkeys(answered)] == sorted(refs.values())
