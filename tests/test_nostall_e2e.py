@@ -235,7 +235,7 @@ def _answers(url: str) -> bool:
 @pytest.mark.sections(verification={"required": False})
 def test_a_failure_before_the_ledger_row_leaves_that_mail_and_answers_the_next(
         deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
-    import intake.runner as processor
+    import intake.ledger as processor
 
     dep = deployment
     first = application_mail(sender="anna@example.lv", to=TO, subject="Kā pieteikties? (1)")
