@@ -151,7 +151,7 @@ def test_child_stopped_from_outside_mid_call_is_a_crash_to_retry(
     # Long enough that the parent has handed the paused child its request
     # even on a loaded machine; woken earlier, the child dies idle and a
     # fresh one serves the call instead.
-    resume = threading.Timer(5.0, wake)
+    resume = threading.Timer(2.0, wake)
     resume.start()
     try:
         with pytest.raises(VerifierCrashed, match="stopped"):
