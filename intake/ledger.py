@@ -139,7 +139,7 @@ class LedgerRows:
 
     #: What the checks before a claim read of a ledger row.
     _LEDGER_CHECK = select(LEDGER.c.id, LEDGER.c.status, LEDGER.c.message_id, LEDGER.c.sha256,
-                           LEDGER.c.claimed_by)
+                           LEDGER.c.claimed_by, LEDGER.c.attempts)
 
     def _check_and_lease(self, s: Session, mailbox: MailboxConfig, row_id: int,
                          ledger: Any = None) -> Claim | str:

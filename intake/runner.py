@@ -188,7 +188,10 @@ class Intake(LedgerRows):
         preparation is done already (up to :data:`DECIDE_BATCH`, in their order);
         their moves wait for the move batch."""
         batch = [pending.popleft()]
-        while (pending and len(batch) < DECIDE_BATCH and pending[0][2] is not None
+        # With a single attempt allowed, a crash mid-batch would quarantine the
+        # whole batch: each message is decided alone.
+        size = DECIDE_BATCH if self.config.daemon.max_attempts >= 2 else 1
+        while (pending and len(batch) < size and pending[0][2] is not None
                and pending[0][2].done()):
             batch.append(pending.popleft())
         with logs.about(mailbox=source.config.name):
@@ -367,14 +370,14 @@ class Intake(LedgerRows):
     def process_batch(self, mailbox: MailboxConfig,
                       items: list[tuple[int, RawMessage, Future[Prepared] | None]]) -> list[str]:
         """:meth:`process` for several messages in their order, with one claim
-        transaction for all and one decision transaction for each run of them
-        that was prepared in a child and is met for the first time.
+        transaction for those met for the first time and one decision
+        transaction for each run of them that was prepared in a child.
 
-        A message attempted before (the daemon died while it was being decided,
-        maybe with others: each of them has one attempt counted) is decided
-        alone, so a mail that kills the daemon is quarantined by its own
-        attempts only. A run whose transaction fails is rolled back and decided
-        again one message at a time, on the claims already counted.
+        A crash mid-batch costs each message of the batch one attempt, so a
+        message attempted before is claimed and decided alone (:meth:`process`):
+        a mail that kills the daemon is quarantined by its own attempts only.
+        A run whose transaction fails is rolled back and decided again one
+        message at a time, on the claims already counted.
         """
         statuses: dict[int, str] = {}
         claims: dict[int, Claim] = {}
@@ -382,6 +385,8 @@ class Intake(LedgerRows):
             rows = {row.id: row for row in s.execute(
                 self._LEDGER_CHECK.where(LEDGER.c.id.in_([row_id for row_id, _, _ in items])))}
             for row_id, _, _ in items:
+                if rows[row_id].attempts:
+                    continue  # claimed alone, when its turn comes
                 with logs.about(ledger=row_id):
                     claimed = self._check_and_lease(s, mailbox, row_id, rows[row_id])
                 if isinstance(claimed, str):
@@ -391,27 +396,27 @@ class Intake(LedgerRows):
         for row_id in claims:
             with logs.about(ledger=row_id):
                 crash_point("after-claim")
-        together = self.config.daemon.max_attempts >= 2
         run: list[_Claimed] = []
         for row_id, message, future in items:
-            claim = claims.get(row_id)
-            if claim is None:
+            if row_id in statuses:
                 continue
+            claim = claims.get(row_id)
             taken: _Taken | BaseException | None = None
-            if together and claim.attempts == 1 and future is not None:
+            if claim is not None and future is not None:
                 with logs.about(ledger=row_id):
                     try:
                         taken = self.take_prepared(message, future)
                     except Exception as exc:  # noqa: BLE001 - answered by the single path
                         taken = exc
-            if isinstance(taken, tuple) and isinstance(taken[1], Replay):
+            if claim is not None and isinstance(taken, tuple) and isinstance(taken[1], Replay):
                 run.append(_Claimed(row_id, message, future, claim, taken))
                 continue
             statuses.update(self._decide_run(mailbox, run))
             run = []
             with logs.about(ledger=row_id):
-                statuses[row_id] = self._decide_claimed(mailbox, row_id, message, future,
-                                                        claim, taken=taken)
+                statuses[row_id] = (
+                    self._decide_claimed(mailbox, row_id, message, future, claim, taken=taken)
+                    if claim is not None else self.process(mailbox, row_id, message, future))
         statuses.update(self._decide_run(mailbox, run))
         return [statuses[row_id] for row_id, _, _ in items]
 
