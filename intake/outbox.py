@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
 from intake import logs
@@ -165,16 +165,15 @@ class OutboxSender:
             return False
         crash_point("after-send")
         with self.store.session() as s:
-            done = s.get(Outbox, row_id)
-            assert done is not None
-            done.status = "sent"
-            done.sent_at = now_utc()
-            done.claimed_by = None
-            done.claimed_until = None
-            done.last_error = None
-            if done.kind == "verification":
-                # The row never held the link; once sent, its text goes too.
-                done.raw = SCRUBBED
+            # One UPDATE (the row is not read again). A verification row never
+            # held the link; once sent, its text goes too.
+            s.execute(
+                update(Outbox).where(Outbox.id == row_id)
+                .values(status="sent", sent_at=now_utc(), claimed_by=None, claimed_until=None,
+                        last_error=None,
+                        raw=case((Outbox.kind == "verification", SCRUBBED), else_=Outbox.raw))
+                .execution_options(synchronize_session=False)
+            )
         log.info("sent %s to %s (%s)", row.message_id, ", ".join(row.recipients), row.key)
         return True
 

@@ -427,14 +427,16 @@ class Intake(LedgerRows):
         decided: list[tuple[_Claimed, Any, str | None]] = []
         try:
             with self.clock("decide-and-commit"), self.store.session() as s:
-                # The rows in one query: each decision finds its own in the session.
-                s.scalars(select(ReceivedMessage).options(*WITHOUT_RAW)
-                          .where(ReceivedMessage.id.in_([one.row_id for one in run]))).all()
+                # The rows in one query, held here: the session's identity map
+                # keeps an unmodified row only while something refers to it.
+                rows = {row.id: row for row in s.scalars(
+                    select(ReceivedMessage).options(*WITHOUT_RAW)
+                    .where(ReceivedMessage.id.in_([one.row_id for one in run])))}
                 for one in run:
                     with logs.about(ledger=one.row_id):
                         mail, verifier, read_fields = one.taken
                         outcome = self._decide_row(s, mailbox, one.row_id, mail, verifier,
-                                                   read_fields)
+                                                   read_fields, row=rows[one.row_id])
                         decided.append((one, outcome, logs.current().get("reference")))
         except Exception as exc:  # noqa: BLE001 - each is decided (and fails) on its own
             log.info("mailbox %s: deciding ledger #%s together failed (%s); deciding them "
@@ -452,11 +454,14 @@ class Intake(LedgerRows):
                                         one.claim, taken=one.taken)
 
     def _decide_row(self, s: Session, mailbox: MailboxConfig, row_id: int, mail: ParsedMail,
-                    verifier: Verifier, read_fields: FieldReader | None) -> Any:
-        """Decide the claimed row ``row_id`` in ``s`` and write its outcome (not committed)."""
-        # The raw bytes stay in the database unless a step reads them.
-        row = s.get(ReceivedMessage, row_id, options=WITHOUT_RAW)
-        assert row is not None
+                    verifier: Verifier, read_fields: FieldReader | None, *,
+                    row: ReceivedMessage | None = None) -> Any:
+        """Decide the claimed row ``row_id`` (``row``, if loaded already) in ``s``
+        and write its outcome (not committed)."""
+        if row is None:
+            # The raw bytes stay in the database unless a step reads them.
+            row = s.get(ReceivedMessage, row_id, options=WITHOUT_RAW)
+            assert row is not None
         # The parsed sender and subject commit with the outcome (a failed
         # attempt writes them with its error: :meth:`fail`).
         self.describe_row(row, mail)

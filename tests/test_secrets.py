@@ -236,6 +236,14 @@ def test_outbox_holds_no_live_link_while_smtp_is_down_and_the_sent_link_works(
     # Neither the database while SMTP was down nor after sending holds the link.
     for stored in (while_down, _database_bytes(db)):
         assert token[:16].encode() not in stored
+    # Once sent, the verification row keeps no text; other replies keep theirs.
+    from intake.outbox import SCRUBBED
+
+    with deployment.runtime() as rt, rt.store.session() as s:
+        rows = s.scalars(select(Outbox)).all()
+        assert {(r.kind == "verification", r.status, r.raw == SCRUBBED) for r in rows} <= {
+            (True, "sent", True), (False, "sent", False), (False, "pending", False)}
+        assert any(r.kind == "verification" for r in rows)
     key = deployment.directory / "var" / LINK_KEY_FILE
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
 
