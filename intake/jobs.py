@@ -23,9 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 
 from intake.app.certificates import refresh_crl_if_due
@@ -39,9 +36,18 @@ from intake.trust import refresh_if_due
 from intake.web.metrics import counted
 
 if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     from intake.store.engine import Store
 
 log = logging.getLogger(__name__)
+
+
+def every(**interval: int) -> Any:
+    """APScheduler's interval trigger (imported when the daemon schedules, not by ``run --once``)."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    return IntervalTrigger(**interval)
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class ExpireVerificationLinks:
     name: str = "expire-verification-links"
 
     def trigger(self, services: Services) -> Any:
-        return IntervalTrigger(minutes=1)
+        return every(minutes=1)
 
     def run(self, services: Services) -> None:
         with services.store.session() as s:
@@ -65,7 +71,7 @@ class RemindVerificationLinks:
     name: str = "remind-verification-links"
 
     def trigger(self, services: Services) -> Any:
-        return IntervalTrigger(minutes=5)
+        return every(minutes=5)
 
     def run(self, services: Services) -> None:
         with services.store.session() as s:
@@ -81,7 +87,7 @@ class CertificateExpiryNotices:
     name: str = "certificate-expiry-notices"
 
     def trigger(self, services: Services) -> Any:
-        return IntervalTrigger(hours=1)
+        return every(hours=1)
 
     def run(self, services: Services) -> None:
         n = send_expiry_notices(services)
@@ -96,7 +102,7 @@ class PurgeRetention:
     name: str = "purge-retention"
 
     def trigger(self, services: Services) -> Any:
-        return IntervalTrigger(hours=6)
+        return every(hours=6)
 
     def run(self, services: Services) -> None:
         if services.config.daemon.retention_days is None:
@@ -111,7 +117,7 @@ class RefreshCrl:
     name: str = "refresh-crl"
 
     def trigger(self, services: Services) -> Any:
-        return IntervalTrigger(hours=1)
+        return every(hours=1)
 
     def run(self, services: Services) -> None:
         if not services.config.ca.enabled or services.config.ca.crl is None:
@@ -127,7 +133,7 @@ class RefreshTrustLists:
     name: str = "refresh-trust-lists"
 
     def trigger(self, services: Services) -> Any:
-        return IntervalTrigger(minutes=30)
+        return every(minutes=30)
 
     def run(self, services: Services) -> None:
         refresh_if_due(services.config)
@@ -138,6 +144,8 @@ class StaffDigest:
     name: str = "staff-digest"
 
     def trigger(self, services: Services) -> Any:
+        from apscheduler.triggers.cron import CronTrigger
+
         return CronTrigger.from_crontab(services.config.digest.schedule, timezone="UTC")
 
     def run(self, services: Services) -> None:
@@ -219,6 +227,10 @@ def _scheduled(job: Any, services: Services) -> None:
 
 
 def start_scheduler(services: Services) -> BackgroundScheduler:
+    # Imported here: APScheduler reads every installed package's entry points
+    # when its scheduler module loads, which `run --once` need not pay.
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in SCHEDULED:
         scheduler.add_job(_scheduled, job.trigger(services), args=(job, services), id=job.name,
