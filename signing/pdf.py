@@ -89,7 +89,10 @@ async def verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
 async def _verify_pdf(trust: TrustContext, data: bytes) -> FormVerdict:
     reader = open_pdf(data)
     try:
-        sig_fields = list(enumerate_sig_fields(reader, filled_status=True))
+        # Plain names: pyHanko's are TextStringObjects that refer to the reader,
+        # which a verdict sent to the daemon would carry (pickled) with it.
+        sig_fields = [(str(name), value, ref)
+                      for name, value, ref in enumerate_sig_fields(reader, filled_status=True)]
     except RecursionError as exc:
         raise UnreadableInput("form field tree is nested too deeply") from exc
     except Exception as exc:  # the form tree itself is unreadable.
@@ -410,7 +413,7 @@ async def _one_pdf_signature(
         pdf_report(emb, status, signer_ctx, notes) if trust.settings.validation_report else None
     )
     return SignatureStatus(
-        field_name=emb.field_name,
+        field_name=str(emb.field_name),
         kind="pades",
         report_xml=report_xml,
         **common,

@@ -8,6 +8,8 @@ sees" for a verdict ask this, not the verdict.
 
 from __future__ import annotations
 
+import io
+import pickle
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,3 +64,22 @@ def unreadable_codes(error: Exception) -> tuple[str, ...]:
     """The codes a submission whose form raised ``error`` (``UnreadableInput``) gets: the
     pipeline records it as the form's ``form_error`` and the rules answer it."""
     return judge(Case(workflow=None, form_present=True, form_error=str(error))).codes
+
+
+def pickled_parsers(value: Any) -> set[str]:
+    """The PDF/XML parser modules whose classes ``value`` pickles with.
+
+    A verdict crosses from a verification child to the daemon as a pickle; it
+    must be plain values, not pyHanko or pypdf objects (a pyHanko string keeps
+    its whole reader, the parsed hostile PDF, and the daemon would unpickle it).
+    """
+    found: set[str] = set()
+
+    class _Names(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if module.split(".")[0] in {"pyhanko", "pypdf", "lxml"}:
+                found.add(module)
+            return super().find_class(module, name)
+
+    _Names(io.BytesIO(pickle.dumps(value))).load()
+    return found

@@ -30,7 +30,7 @@ from signing.testing.pki import QUALIFIED_2_PERSONAL_CODE, QUALIFIED_PERSONAL_CO
 from signing.testing.xades import async_sign_xades, make_asice, pack_asice
 from signing.verifier import InProcessVerifier
 from tests.fixtures.pki import PkiFixture
-from tests.judged import unreadable_codes, verifier_codes, verifier_ok
+from tests.judged import pickled_parsers, unreadable_codes, verifier_codes, verifier_ok
 from tests.shared import CORPUS
 
 FORM = "pieteikums.pdf"
@@ -460,6 +460,7 @@ def test_every_corpus_container_ends_in_a_verdict(path: Path) -> None:
     result = _verify_corpus(path)
     if isinstance(result, AsicVerdict):
         assert verifier_codes(result) == tuple(sorted(set(verifier_codes(result))))
+        assert pickled_parsers(result) == set()
         assert not verifier_ok(result)
         assert verifier_codes(result)  # SIG-MISSING at least, without anchors
         for status in result.verdict.signatures:

@@ -16,7 +16,7 @@ import pytest
 from signing.settings import VerifierSettings
 from signing.status import FormVerdict, UnreadableInput
 from signing.verifier import InProcessVerifier
-from tests.judged import signature_codes, verifier_codes, verifier_ok
+from tests.judged import pickled_parsers, signature_codes, verifier_codes, verifier_ok
 from tests.shared import CORPUS
 
 PYHANKO_ROOT = CORPUS / "pyhanko" / "certs" / "testing-ca-root.cert.pem"
@@ -60,6 +60,7 @@ def test_every_corpus_pdf_ends_in_a_verdict(path: Path) -> None:
     assert time.monotonic() - started < TIMEOUT + 5
     if isinstance(result, FormVerdict):
         assert verifier_codes(result) == tuple(sorted(set(verifier_codes(result))))
+        assert pickled_parsers(result) == set()
         # Without anchors nothing outside pyHanko's own files can be fully accepted.
         if path.parent.name != "pdf":
             assert not verifier_ok(result)

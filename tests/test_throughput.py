@@ -217,9 +217,10 @@ def test_pasts_list_loads_neither_pyhanko_nor_the_mail_and_web_stacks(
 def test_run_once_judges_in_the_children_without_loading_pyhanko_in_the_daemon(
         tmp_path: Path, pki: Any) -> None:
     """Issue 12 (start-up): ``pasts run`` starts the verifiers' fork server before it
-    imports the daemon, and the daemon's own process never loads pyHanko's signer
-    stack (the verdicts it decides on arrive from the children) nor APScheduler
-    (its jobs run once, unscheduled). Still every
+    imports the daemon, and the daemon's own process never loads pyHanko (the
+    verdicts it decides on arrive from the children, as plain values: no PDF
+    object, let alone the reader it belongs to, is unpickled in the daemon)
+    nor APScheduler (its jobs run once, unscheduled). Still every
     application is judged (a non-qualified signer is caught) and answered."""
     import mailbox as stdlib_mailbox
 
@@ -231,7 +232,7 @@ def test_run_once_judges_in_the_children_without_loading_pyhanko_in_the_daemon(
         verification={"required": False})
     probe = ("import sys\nfrom daemon import main\n"
              f"code = main(['--config', {str(config)!r}, 'run', '--once'])\n"
-             "print(sorted(m for m in sys.modules if m.startswith(('pyhanko.sign', 'apscheduler'))),"
+             "print(sorted(m for m in sys.modules if m.startswith(('pyhanko.', 'apscheduler'))),"
              " code)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
