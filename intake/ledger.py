@@ -15,10 +15,11 @@ import traceback
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
+from intake import logs
 from intake.app.replies import now_utc
 from intake.config import Config, MailboxConfig
 from intake.mime.headers import ledger_headers
@@ -27,7 +28,7 @@ from intake.mime.types import MAX_SENDER_CHARS, ParsedMail
 from intake.moves import FINAL
 from intake.sources.base import RawMessage
 from intake.store.engine import Store
-from intake.store.leases import takeable
+from intake.store.leases import holder_is_dead, takeable
 from intake.store.models import ReceivedMessage
 
 # The runner's log: these are its steps, and operators filter its lines by that name.
@@ -113,12 +114,18 @@ class LedgerRows:
         """The claim's conditional UPDATE in ``s``: the attempt counted, or None if
         the row is not ``received`` or another live worker holds it. ``holder`` is
         the ``claimed_by`` read for the row in ``s``."""
+        return self._lease_many(s, [row_id], holder).get(row_id)
+
+    def _lease_many(self, s: Session, row_ids: list[int],
+                    holder: str | None) -> dict[int, Claim]:
+        """:meth:`_lease` for rows all read with the same ``holder``, in one UPDATE:
+        the claims of those taken, by row id."""
         now = now_utc()
         # On the table: a Core UPDATE, no ORM object to keep in step with it.
         taken = s.execute(
             update(LEDGER)
             .where(
-                LEDGER.c.id == row_id,
+                LEDGER.c.id.in_(row_ids),
                 LEDGER.c.status == "received",
                 takeable(LEDGER.c, now, holder, worker=self.worker),
             )
@@ -127,9 +134,9 @@ class LedgerRows:
                 claimed_until=now + CLAIM_LEASE,
                 attempts=LEDGER.c.attempts + 1,
             )
-            .returning(LEDGER.c.attempts, LEDGER.c.last_error)
-        ).first()
-        return Claim(taken.attempts, taken.last_error) if taken is not None else None
+            .returning(LEDGER.c.id, LEDGER.c.attempts, LEDGER.c.last_error)
+        )
+        return {row.id: Claim(row.attempts, row.last_error) for row in taken}
 
     @staticmethod
     def describe_row(row: ReceivedMessage, mail: ParsedMail) -> None:
@@ -149,31 +156,61 @@ class LedgerRows:
         it in ``s``, if it was."""
         if ledger is None:
             ledger = s.execute(self._LEDGER_CHECK.where(LEDGER.c.id == row_id)).one()
-        if ledger.status in FINAL:
-            return str(ledger.status)
+        return self._check_and_lease_many(s, mailbox, [ledger])[row_id]
+
+    def _check_and_lease_many(self, s: Session, mailbox: MailboxConfig,
+                              ledgers: list[Any]) -> dict[int, Claim | str]:
+        """:meth:`_check_and_lease` for several rows as :attr:`_LEDGER_CHECK` read
+        them in ``s``, by row id: one query for their duplicate deliveries and one
+        UPDATE for the leases of those no one else holds."""
+        ended: dict[int, Claim | str] = {}
+        live: list[Any] = []
+        for ledger in ledgers:
+            if ledger.status in FINAL:
+                ended[ledger.id] = str(ledger.status)
+            else:
+                live.append(ledger)
         # Duplicate delivery: identical bytes already answered elsewhere.
-        if ledger.message_id:
-            twin = s.execute(
-                select(LEDGER.c.id, LEDGER.c.application_id).where(
-                    LEDGER.c.message_id == ledger.message_id,
-                    LEDGER.c.sha256 == ledger.sha256,
-                    LEDGER.c.id != row_id,
+        pairs = [(ledger.message_id, ledger.sha256) for ledger in live if ledger.message_id]
+        twins: dict[tuple[str, str], list[Any]] = {}
+        if pairs:
+            for found in s.execute(
+                select(LEDGER.c.id, LEDGER.c.application_id, LEDGER.c.message_id,
+                       LEDGER.c.sha256).where(
+                    tuple_(LEDGER.c.message_id, LEDGER.c.sha256).in_(pairs),
                     LEDGER.c.status.in_(("processed", "ignored")),
-                ).limit(1)
-            ).first()
-            if twin is not None:
-                s.execute(update(LEDGER).where(LEDGER.c.id == row_id).values(
-                    status="ignored", outcome=f"duplicate delivery of ledger #{twin.id}",
-                    application_id=twin.application_id,
-                    target_folder=mailbox.processed_folder))
+                )
+            ):
+                twins.setdefault((found.message_id, found.sha256), []).append(found)
+        leasing: list[Any] = []
+        for ledger in live:
+            twin = next((t for t in twins.get((ledger.message_id, ledger.sha256), [])
+                              if t.id != ledger.id), None)
+            if twin is None:
+                leasing.append(ledger)
+                continue
+            s.execute(update(LEDGER).where(LEDGER.c.id == ledger.id).values(
+                status="ignored", outcome=f"duplicate delivery of ledger #{twin.id}",
+                application_id=twin.application_id, target_folder=mailbox.processed_folder))
+            with logs.about(ledger=ledger.id):
                 log.info("message %s in %s: duplicate delivery, not answered again",
                          ledger.message_id, mailbox.name)
-                return "ignored"
-        claimed = self._lease(s, row_id, ledger.claimed_by)
-        if claimed is None:
-            log.info("ledger #%s is being handled by another worker", row_id)
-            return "claimed-elsewhere"
-        return claimed
+            ended[ledger.id] = "ignored"
+        # The rows no one holds (or this worker does) in one UPDATE; a dead
+        # holder's lease is taken over only while it still names that holder.
+        unheld = [ledger.id for ledger in leasing if not holder_is_dead(ledger.claimed_by)]
+        claims = self._lease_many(s, unheld, None) if unheld else {}
+        for ledger in leasing:
+            if ledger.id not in unheld:
+                claims.update(self._lease_many(s, [ledger.id], ledger.claimed_by))
+            claim = claims.get(ledger.id)
+            if claim is None:
+                with logs.about(ledger=ledger.id):
+                    log.info("ledger #%s is being handled by another worker", ledger.id)
+                ended[ledger.id] = "claimed-elsewhere"
+            else:
+                ended[ledger.id] = claim
+        return ended
 
     def file_duplicate(self, mailbox: MailboxConfig, row_id: int) -> bool:
         """File ``row_id`` as a copy of the ledger row holding its identity, if one does."""

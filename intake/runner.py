@@ -384,11 +384,9 @@ class Intake(LedgerRows):
         with self.store.session() as s:
             rows = {row.id: row for row in s.execute(
                 self._LEDGER_CHECK.where(LEDGER.c.id.in_([row_id for row_id, _, _ in items])))}
-            for row_id, _, _ in items:
-                if rows[row_id].attempts:
-                    continue  # claimed alone, when its turn comes
-                with logs.about(ledger=row_id):
-                    claimed = self._check_and_lease(s, mailbox, row_id, rows[row_id])
+            # Those attempted before are claimed alone, when their turn comes.
+            fresh = [rows[row_id] for row_id, _, _ in items if not rows[row_id].attempts]
+            for row_id, claimed in self._check_and_lease_many(s, mailbox, fresh).items():
                 if isinstance(claimed, str):
                     statuses[row_id] = claimed
                 else:
