@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from signing.trust.trustlists import TrustSettings
+from signing.trust.settings import TrustSettings
 
 
 @dataclass(frozen=True)

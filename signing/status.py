@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
-
-from signing.trust.qualification import Qualification, TimestampQualification
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     # Only a type here: the daemon's process reads verdicts without loading pyHanko's signer stack.
@@ -34,6 +32,66 @@ Source = Literal["tsd", "m7m", "tsr"]
 Kind = Literal["pades", "cms", "smime", "xades", "p7m"]
 #: Why the signer's chain was not accepted (see :attr:`SignatureStatus.chain_problem`).
 ChainProblem = Literal["revoked", "expired", "revocation-unknown", "untrusted"]
+
+
+# -- qualification (the facts signing.trust.qualification finds) ----------------
+
+QcKind = Literal["esign", "eseal", "web"]
+
+
+@dataclass(frozen=True)
+class Qualification:
+    """Whether a signer's certificate was qualified at the signing time, and why."""
+
+    source: Literal["trust-roots", "trusted-list", "qc-statements"]
+    """What judged it: QcStatements under a ``trust_roots`` anchor, a trusted list, or
+    QcStatements alone (a chain that reaches no anchor)."""
+
+    qualified: bool
+    """The certificate is an EU qualified certificate at the signing time."""
+
+    qc_type: QcKind | None
+    """What it is qualified for: e-signatures, e-seals or websites (``None``: not qualified)."""
+
+    qscd: bool
+    """The private key is on a qualified signature (or seal) creation device."""
+
+    service: str | None = None
+    """The trusted list's service that granted the qualification (``TERRITORY: name``)."""
+
+    stale_list: str | None = None
+    """Why the list that would judge this certificate is stale (then nothing is qualified)."""
+
+    reasons: tuple[str, ...] = ()
+    """Sentences for staff: how the conclusion was reached."""
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "qualified": self.qualified, "qc_type": self.qc_type,
+            "qscd": self.qscd, "service": self.service, "stale_list": self.stale_list,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class TimestampQualification:
+    """Whether a signature time-stamp comes from a qualified time-stamping service."""
+
+    qualified: bool
+    """The TSA is a granted QTST at the time-stamp's time (or under a ``trust_roots`` anchor)."""
+
+    source: Literal["trust-roots", "trusted-list", "none"]
+    """What judged it."""
+
+    service: str | None = None
+    """The QTST service on the list (``TERRITORY: name``)."""
+
+    reasons: tuple[str, ...] = ()
+    """Sentences for staff."""
+
+    def to_record(self) -> dict[str, Any]:
+        return {"qualified": self.qualified, "source": self.source, "service": self.service,
+                "reasons": list(self.reasons)}
 
 
 class UnreadableInput(ValueError):

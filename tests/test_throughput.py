@@ -220,7 +220,8 @@ def test_run_once_judges_in_the_children_without_loading_pyhanko_in_the_daemon(
     imports the daemon, and the daemon's own process never loads pyHanko (the
     verdicts it decides on arrive from the children, as plain values: no PDF
     object, let alone the reader it belongs to, is unpickled in the daemon)
-    nor APScheduler (its jobs run once, unscheduled). Still every
+    nor pyHanko's certificate validator (the qualification facts are plain
+    dataclasses of signing.status) nor APScheduler (its jobs run once). Still every
     application is judged (a non-qualified signer is caught) and answered."""
     import mailbox as stdlib_mailbox
 
@@ -232,7 +233,7 @@ def test_run_once_judges_in_the_children_without_loading_pyhanko_in_the_daemon(
         verification={"required": False})
     probe = ("import sys\nfrom daemon import main\n"
              f"code = main(['--config', {str(config)!r}, 'run', '--once'])\n"
-             "print(sorted(m for m in sys.modules if m.startswith(('pyhanko.', 'apscheduler'))),"
+             "print(sorted(m for m in sys.modules if m.startswith(('pyhanko', 'apscheduler'))),"
              " code)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,

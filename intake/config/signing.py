@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from intake.config.section import Section, read_secret, resolve_path
-from signing.trust.trustlists import TrustSettings
+from signing.trust.settings import TrustSettings
 
 __all__ = ["REVOCATION_MODES", "CaConfig", "CsrConfig", "SigningConfig", "TrustConfig"]
 

@@ -21,7 +21,6 @@ the policy (require qualified, QSCD, accept e-seals) is applied to them in
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -31,65 +30,10 @@ from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.registry import TrustManager
 
 from signing.qc import QC_TYPE_ESEAL_OID, QC_TYPE_ESIGN_OID, QC_TYPE_WEB_OID, qc_info
+from signing.status import QcKind, Qualification, TimestampQualification
 from signing.trust.trustlists import TrustSnapshot
 
-QcKind = Literal["esign", "eseal", "web"]
-
-
-@dataclass(frozen=True)
-class Qualification:
-    """Whether a signer's certificate was qualified at the signing time, and why."""
-
-    source: Literal["trust-roots", "trusted-list", "qc-statements"]
-    """What judged it: QcStatements under a ``trust_roots`` anchor, a trusted list, or
-    QcStatements alone (a chain that reaches no anchor)."""
-
-    qualified: bool
-    """The certificate is an EU qualified certificate at the signing time."""
-
-    qc_type: QcKind | None
-    """What it is qualified for: e-signatures, e-seals or websites (``None``: not qualified)."""
-
-    qscd: bool
-    """The private key is on a qualified signature (or seal) creation device."""
-
-    service: str | None = None
-    """The trusted list's service that granted the qualification (``TERRITORY: name``)."""
-
-    stale_list: str | None = None
-    """Why the list that would judge this certificate is stale (then nothing is qualified)."""
-
-    reasons: tuple[str, ...] = ()
-    """Sentences for staff: how the conclusion was reached."""
-
-    def to_record(self) -> dict[str, Any]:
-        return {
-            "source": self.source, "qualified": self.qualified, "qc_type": self.qc_type,
-            "qscd": self.qscd, "service": self.service, "stale_list": self.stale_list,
-            "reasons": list(self.reasons),
-        }
-
-
-@dataclass(frozen=True)
-class TimestampQualification:
-    """Whether a signature time-stamp comes from a qualified time-stamping service."""
-
-    qualified: bool
-    """The TSA is a granted QTST at the time-stamp's time (or under a ``trust_roots`` anchor)."""
-
-    source: Literal["trust-roots", "trusted-list", "none"]
-    """What judged it."""
-
-    service: str | None = None
-    """The QTST service on the list (``TERRITORY: name``)."""
-
-    reasons: tuple[str, ...] = ()
-    """Sentences for staff."""
-
-    def to_record(self) -> dict[str, Any]:
-        return {"qualified": self.qualified, "source": self.source, "service": self.service,
-                "reasons": list(self.reasons)}
-
+__all__ = ["Qualification", "TimestampQualification", "from_qc_statements"]
 
 # -- QcStatements --------------------------------------------------------------------------
 
