@@ -460,16 +460,18 @@ class Intake(LedgerRows):
             # The raw bytes stay in the database unless a step reads them.
             row = s.get(ReceivedMessage, row_id, options=WITHOUT_RAW)
             assert row is not None
-        # The parsed sender and subject commit with the outcome (a failed
-        # attempt writes them with its error: :meth:`fail`).
-        self.describe_row(row, mail)
-        # The duplicate check is part of the claim: the identity is
-        # unique, so a copy another worker is deciding waits here and
-        # then fails, and is filed as a duplicate (:meth:`_decide_claimed`).
-        row.identity = row.sha256
-        s.flush()
         outcome = self.decide(s, mailbox, row, mail, verifier=verifier, read_fields=read_fields)
         logs.bind(reference=logs.reference_of(s, outcome.application_id))
+        # Everything below is one UPDATE of the row at the commit. The parsed
+        # sender and subject go with the outcome (a failed attempt writes
+        # them with its error: :meth:`fail`). The identity is unique: of two
+        # copies decided at once (in one batch, or by two workers) the one
+        # committed second fails here, is rolled back whole, and is filed as
+        # the other's duplicate (:meth:`_decide_claimed`). Written last, it
+        # holds no index entry while the decision waits on other locks (the
+        # reference counter), so two workers' batches cannot deadlock on it.
+        self.describe_row(row, mail)
+        row.identity = row.sha256
         row.status = outcome.status
         row.outcome = outcome.summary
         row.application_id = outcome.application_id
