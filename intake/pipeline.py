@@ -33,6 +33,7 @@ from rules.signature import policy_codes, status_codes, verdict_codes
 from rules.workflow import Role, WorkflowConfig, field_value
 
 if TYPE_CHECKING:
+    from signing.csr import CsrReport
     from signing.status import FormVerdict, SignerIdentity
     from signing.trust.qualification import Qualification, TimestampQualification
     from signing.verifier import Verifier
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: ``read_form_fields``'s signature: a PDF's field values by name.
 FieldReader = Callable[..., dict[str, str]]
+#: ``signing.csr.check_csr``'s signature: the report on a CSR's bytes.
+CsrChecker = Callable[..., "CsrReport"]
 
 
 def read_form_fields(pdf: bytes, *, max_pages: int = 200) -> dict[str, str]:
@@ -88,7 +91,8 @@ class Pipeline:
 
     def __init__(self, config: Config, verifier: Verifier, lookups: Lookups, *,
                  transport: Callable[[], Verifier] | None = None,
-                 read_fields: FieldReader = read_form_fields):
+                 read_fields: FieldReader = read_form_fields,
+                 check_csr: CsrChecker | None = None):
         self.config = config
         self.verifier = verifier
         self.lookups = lookups
@@ -96,6 +100,9 @@ class Pipeline:
         self.transport = transport
         #: Reads a PDF's form fields (the bounded children read them ahead: intake.prepare).
         self.read_fields = read_fields
+        #: Judges a CSR's bytes (the children judge them ahead: intake.prepare);
+        #: ``signing.csr.check_csr`` when not given.
+        self.csr_checker = check_csr
         self.stages: tuple[tuple[str, Callable[[Submission], Submission]], ...] = (
             ("verify-signature", self.verify_signature),
             ("read-form", self.read_form),
@@ -116,9 +123,11 @@ class Pipeline:
         return sub
 
     def read_signed(self, mail: ParsedMail, mailbox: MailboxConfig) -> Submission:
-        """Only the stages that read the mail's signed bytes (``verify-signature``,
-        ``read-form``): what :mod:`intake.prepare` runs ahead in a bounded child."""
-        return self.read_form(self.verify_signature(self.start(mail, mailbox)))
+        """Only the stages that read the mail's bytes (``verify-signature``,
+        ``read-form``, and ``check-csr`` after the workflow it needs is placed):
+        what :mod:`intake.prepare` runs ahead in a bounded child."""
+        sub = self.read_form(self.verify_signature(self.start(mail, mailbox)))
+        return self.check_csr(self.place_workflow(sub))
 
     def start(self, mail: ParsedMail, mailbox: MailboxConfig, *,
               resubmits: str | None = None) -> Submission:
@@ -365,7 +374,7 @@ class Pipeline:
             ec_curves=self.config.csr.ec_curves,
             allow_ed25519=self.config.csr.allow_ed25519,
         )
-        report = check_csr(
+        report = (self.csr_checker or check_csr)(
             sub.mail.csr,
             expected_cn=field_value(workflow, sub.case.fields, Role.CSR_COMMON_NAME) or None,
             expected_org=field_value(workflow, sub.case.fields, Role.ORG_NAME) or None,

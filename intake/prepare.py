@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,6 +37,7 @@ from intake.mime.types import ParsedMail
 from intake.pipeline import Lookups, Pipeline, read_form_fields
 
 if TYPE_CHECKING:
+    from signing.csr import CsrReport
     from signing.status import AsicVerdict, FormVerdict, SignedFile
     from signing.verifier import Verifier
 
@@ -74,6 +75,10 @@ class Prepared:
     parse_overran: float | None = None
     #: Each verification the child made, (method, wall seconds), for /metrics.
     timed: tuple[tuple[str, float], ...] = ()
+
+
+class _NotRecorded(Exception):
+    """A step failed in the child: nothing is kept, the decision runs it again itself."""
 
 
 class _ParseOverran(BaseException):
@@ -181,6 +186,21 @@ class _Recorder(_Forwarding):
         self.calls[key] = ("ok", fields)
         return fields
 
+    def check_csr(self, data: bytes | None, **expected: Any) -> CsrReport:
+        """``signing.csr.check_csr``, its report kept (a CSR is hostile bytes too)."""
+        from signing.csr import check_csr
+
+        started = time.perf_counter()
+        try:
+            report = check_csr(data, **expected)
+        except Exception as exc:  # noqa: BLE001 - judged again by the decision, as before
+            raise _NotRecorded from exc
+        finally:
+            self.seconds["check-csr"] = self.seconds.get("check-csr", 0.0) + (
+                time.perf_counter() - started)
+        self.calls[_key("check_csr", data, **expected)] = ("ok", report)
+        return report
+
 
 def prepare_message(raw: bytes, *, config: Config, mailbox: str, verifier: Any,
                     **parse_options: Any) -> Prepared:
@@ -197,8 +217,10 @@ def prepare_message(raw: bytes, *, config: Config, mailbox: str, verifier: Any,
     mb = config.mailbox(mailbox)
     recorder = _Recorder(verifier)
     if mb is not None:
-        pipeline = Pipeline(config, recorder, _NO_LOOKUPS, read_fields=recorder.read_fields)
-        pipeline.read_signed(mail, mb)
+        pipeline = Pipeline(config, recorder, _NO_LOOKUPS, read_fields=recorder.read_fields,
+                            check_csr=recorder.check_csr)
+        with suppress(_NotRecorded):
+            pipeline.read_signed(mail, mb)
     return Prepared(mail=mail, calls=recorder.calls, child_must_exit=recorder.runaway,
                     seconds={"parse": parsed, **recorder.seconds}, timed=tuple(recorder.timed))
 
@@ -229,6 +251,15 @@ class Replay(_Forwarding):
         from signing.status import UnreadableInput
 
         raise UnreadableInput(value)
+
+    def check_csr(self, data: bytes | None, **expected: Any) -> CsrReport:
+        """The child's report on the same CSR and expectations, else judged here."""
+        found = self.prepared.calls.get(_key("check_csr", data, **expected))
+        if found is not None:
+            return found[1]  # type: ignore[no-any-return]
+        from signing.csr import check_csr
+
+        return check_csr(data, **expected)
 
     def read_fields(self, data: bytes, *, max_pages: int) -> dict[str, str]:
         found = self.prepared.calls.get(_key("read_form_fields", data, max_pages=max_pages))

@@ -557,6 +557,8 @@ class Intake(LedgerRows):
             ),
             transport=self.transport_verifier,
             **({"read_fields": read_fields} if read_fields is not None else {}),
+            # A prepared message's CSR was judged in its child too.
+            check_csr=verifier.check_csr if isinstance(verifier, Replay) else None,
         )
         return self.decider.decide(session, pipeline, mailbox, row, mail)
 

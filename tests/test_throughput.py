@@ -221,7 +221,8 @@ def test_run_once_judges_in_the_children_without_loading_pyhanko_in_the_daemon(
     verdicts it decides on arrive from the children, as plain values: no PDF
     object, let alone the reader it belongs to, is unpickled in the daemon)
     nor pyHanko's certificate validator (the qualification facts are plain
-    dataclasses of signing.status) nor APScheduler (its jobs run once). Still every
+    dataclasses of signing.status) nor APScheduler (its jobs run once); the
+    CSRs are judged in the children too (the daemon's own check_csr refuses). Still every
     application is judged (a non-qualified signer is caught) and answered."""
     import mailbox as stdlib_mailbox
 
@@ -231,7 +232,11 @@ def test_run_once_judges_in_the_children_without_loading_pyhanko_in_the_daemon(
     config = command_line_config(
         tmp_path, pki, signing={"revocation": "soft-fail", "allow_fetching": False},
         verification={"required": False})
-    probe = ("import sys\nfrom daemon import main\n"
+    # A CSR judged in the daemon's process would fail its decision.
+    probe = ("import sys\nimport signing.csr\n"
+             "def parsed_here(*_a, **_k):\n    raise AssertionError('a CSR parsed in the daemon')\n"
+             "signing.csr.check_csr = parsed_here\n"
+             "from daemon import main\n"
              f"code = main(['--config', {str(config)!r}, 'run', '--once'])\n"
              "print(sorted(m for m in sys.modules if m.startswith(('pyhanko', 'apscheduler'))),"
              " code)\n")
