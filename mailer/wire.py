@@ -42,10 +42,30 @@ WIRE = COMPOSE.clone(max_line_length=998)
 WIRE_UTF8 = WIRE.clone(utf8=True)
 
 
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc"})
+
+
+def _ascii_addresses(msg: Message) -> bool:
+    """Whether the From, To and Cc headers read as ASCII text.
+
+    A header stored as written (``set_raw``) that is ASCII and holds no encoded
+    word reads as itself, so it is not parsed only to be looked at; a parsed
+    header is its own text.
+    """
+    for name, value in msg.raw_items():
+        if name.lower() not in _ADDRESS_HEADERS:
+            continue
+        if not hasattr(value, "name") and value.isascii() and "=?" not in value:
+            continue
+        text = value if hasattr(value, "name") else msg.policy.header_fetch_parse(name, value)
+        if not str(text).isascii():
+            return False
+    return True
+
+
 def wire_bytes(msg: Message) -> bytes:
     """The bytes of a composed message as sent: UTF-8 headers only where an address needs them."""
-    addresses = " ".join(str(msg.get(name, "")) for name in ("From", "To", "Cc"))
-    return msg.as_bytes(policy=WIRE if addresses.isascii() else WIRE_UTF8)
+    return msg.as_bytes(policy=WIRE if _ascii_addresses(msg) else WIRE_UTF8)
 
 
 def boundary(message_id: str, part: str, salt: int) -> str:

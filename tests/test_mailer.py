@@ -33,6 +33,7 @@ from mailer.compose import (
     catalog_codes,
     codes_header,
     compose,
+    compose_wire,
     explain,
     render,
 )
@@ -807,3 +808,19 @@ def test_link_filled_in_at_sending_gives_the_bytes_composing_with_it_gives(
     assert fill_in(queued, "link-filled-in-when-sent", token) == link_mail(token)
     with pytest.raises(ValueError):
         fill_in(wire(compose(make_spec())), "link-filled-in-when-sent", token)
+
+
+@pytest.mark.parametrize(("to", "utf8_headers"), [
+    ("applicant@example.lv", False),
+    ("jānis@ērgļi.example", True),
+])
+def test_only_a_non_ascii_address_makes_utf8_headers(to: str, utf8_headers: bool) -> None:
+    """RFC 6532: a reply's headers are raw UTF-8 only when an address needs it
+    (the reply then goes with SMTPUTF8); otherwise they are ASCII, non-ASCII text
+    such as the Latvian subject carried as encoded words."""
+    spec = make_spec(to=to, language="lv", original_subject="Pieteikums e-adresei — Ērgļi")
+    head = header_block(compose_wire(spec))
+    assert head.isascii() is not utf8_headers
+    if utf8_headers:
+        assert f"To: {to}".encode() in head
+    assert parse(compose_wire(spec))["To"] == to
