@@ -185,7 +185,7 @@ class LedgerRows:
         leasing: list[Any] = []
         for ledger in live:
             twin = next((t for t in twins.get((ledger.message_id, ledger.sha256), [])
-                              if t.id != ledger.id), None)
+                         if t.id != ledger.id), None)
             if twin is None:
                 leasing.append(ledger)
                 continue
@@ -198,8 +198,8 @@ class LedgerRows:
             ended[ledger.id] = "ignored"
         # The rows no one holds (or this worker does) in one UPDATE; a dead
         # holder's lease is taken over only while it still names that holder.
-        unheld = [ledger.id for ledger in leasing if not holder_is_dead(ledger.claimed_by)]
-        claims = self._lease_many(s, unheld, None) if unheld else {}
+        unheld = {ledger.id for ledger in leasing if not holder_is_dead(ledger.claimed_by)}
+        claims = self._lease_many(s, sorted(unheld), None) if unheld else {}
         for ledger in leasing:
             if ledger.id not in unheld:
                 claims.update(self._lease_many(s, [ledger.id], ledger.claimed_by))

@@ -34,8 +34,7 @@ from rules.workflow import Role, WorkflowConfig, field_value
 
 if TYPE_CHECKING:
     from signing.csr import CsrReport
-    from signing.status import FormVerdict, SignerIdentity
-    from signing.trust.qualification import Qualification, TimestampQualification
+    from signing.status import FormVerdict, Qualification, SignerIdentity, TimestampQualification
     from signing.verifier import Verifier
 
 log = logging.getLogger(__name__)

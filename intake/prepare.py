@@ -144,7 +144,7 @@ class _Recorder(_Forwarding):
         self.settings = inner.settings
         self.calls: dict[tuple[str, ...], Answer] = {}
         self.runaway = False
-        self.seconds: dict[str, float] = {"verify": 0.0, "read-form": 0.0}
+        self.seconds: dict[str, float] = {"verify": 0.0, "read-form": 0.0, "check-csr": 0.0}
         self.timed: list[tuple[str, float]] = []
 
     def _through(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -196,8 +196,7 @@ class _Recorder(_Forwarding):
         except Exception as exc:  # noqa: BLE001 - judged again by the decision, as before
             raise _NotRecorded from exc
         finally:
-            self.seconds["check-csr"] = self.seconds.get("check-csr", 0.0) + (
-                time.perf_counter() - started)
+            self.seconds["check-csr"] += time.perf_counter() - started
         self.calls[_key("check_csr", data, **expected)] = ("ok", report)
         return report
 

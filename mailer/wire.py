@@ -57,8 +57,8 @@ def _ascii_addresses(msg: Message) -> bool:
             continue
         if not hasattr(value, "name") and value.isascii() and "=?" not in value:
             continue
-        text = value if hasattr(value, "name") else msg.policy.header_fetch_parse(name, value)
-        if not str(text).isascii():
+        # The header as msg[name] gives it (a parsed header comes back as it is).
+        if not str(msg.policy.header_fetch_parse(name, value)).isascii():
             return False
     return True
 

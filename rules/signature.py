@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 from rules.base import Case, Finding
 
 if TYPE_CHECKING:
-    from signing.status import FileTimestamp, FormVerdict, SignatureStatus
-    from signing.trust.qualification import Qualification
+    from signing.status import FileTimestamp, FormVerdict, Qualification, SignatureStatus
 
 
 @dataclass(frozen=True)

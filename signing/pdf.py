@@ -413,7 +413,7 @@ async def _one_pdf_signature(
         pdf_report(emb, status, signer_ctx, notes) if trust.settings.validation_report else None
     )
     return SignatureStatus(
-        field_name=str(emb.field_name),
+        field_name=emb.field_name,
         kind="pades",
         report_xml=report_xml,
         **common,
